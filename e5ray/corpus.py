@@ -1,0 +1,219 @@
+"""Input corpora: find the shards, fingerprint them, stream their rows.
+
+A corpus is a set of Parquet or JSONL (optionally gzip) files under a local directory,
+a glob, a single file or an object-store prefix. Each file is one *source shard*;
+its fingerprint (size plus ETag or mtime, else a content hash) says whether it changed.
+Readers stream fixed-size chunks so memory does not grow with the shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from e5ray.storage import filesystem_for, is_remote
+
+FORMATS = ("parquet", "jsonl")
+EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".ndjson.gz": "jsonl",
+    ".json": "jsonl",
+    ".json.gz": "jsonl",
+}
+
+
+class CorpusError(ValueError):
+    """The input cannot be read as a corpus; the message names the bad value."""
+
+
+def format_of(path: str) -> str | None:
+    """'parquet' or 'jsonl' from the file name, None when the extension is unknown."""
+    lower = path.lower()
+    for ext in sorted(EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(ext):
+            return EXTENSIONS[ext]
+    return None
+
+
+@dataclass(frozen=True)
+class SourceShard:
+    """One input file and what identifies its content."""
+
+    uri: str
+    relpath: str  # path below the input root; names the output shard
+    size: int
+    stamp: str  # ETag, mtime in ns, or "sha256:<hex>" where the store gives neither
+    format: str
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.size}|{self.stamp}".encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SourceShard":
+        return cls(**{k: data[k] for k in ("uri", "relpath", "size", "stamp", "format")})
+
+
+def _stamp(fs: Any, path: str, info: dict[str, Any]) -> str:
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return "etag:" + str(etag).strip('"')
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if mtime is not None:
+        if hasattr(mtime, "timestamp"):
+            return f"mtime:{mtime.timestamp():.6f}"
+        return f"mtime:{int(float(mtime) * 1e9) if isinstance(mtime, float) else mtime}"
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def discover(input_uri: str, fmt: str | None = None, storage_options: dict[str, Any] | None = None) -> list[SourceShard]:
+    """List the source shards of `input_uri` (a directory, prefix, glob or single file)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise CorpusError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    fs, root = filesystem_for(input_uri, storage_options)
+    scheme = input_uri.split("://", 1)[0] + "://" if is_remote(input_uri) else ""
+    if any(ch in root for ch in "*?["):
+        infos = {p: fs.info(p) for p in fs.glob(root) if fs.isfile(p)}
+        base = root[: min(root.find(ch) for ch in "*?[" if ch in root)].rsplit("/", 1)[0]
+    elif fs.isfile(root):
+        infos = {root: fs.info(root)}
+        base = root.rsplit("/", 1)[0]
+    elif fs.isdir(root):
+        infos = fs.find(root, detail=True)
+        base = root
+    else:
+        raise CorpusError(f"input {input_uri!r} does not exist")
+    shards = []
+    skipped = []
+    for path, info in sorted(infos.items()):
+        rel = path[len(base.rstrip("/")) + 1:] if path.startswith(base) else path.rsplit("/", 1)[-1]
+        if any(part.startswith((".", "_")) for part in rel.split("/")):
+            continue  # hidden files and markers such as _SUCCESS
+        shard_fmt = fmt or format_of(path)
+        if shard_fmt is None:
+            skipped.append(rel)
+            continue
+        shards.append(SourceShard(scheme + path, rel, int(info.get("size") or 0), _stamp(fs, path, info), shard_fmt))
+    if not shards:
+        raise CorpusError(
+            f"no corpus shards under {input_uri!r}: expected files ending in {', '.join(EXTENSIONS)}"
+            + (f"; found only {skipped[:10]}" if skipped else "")
+            + " (use --format to read other names)"
+        )
+    return shards
+
+
+@dataclass
+class Chunk:
+    """Consecutive raw rows of a shard: `ids` and `texts` as Python values, unvalidated.
+
+    `errors` holds, by position, a reason for rows that could not even be parsed
+    (malformed JSON line); such rows have None id and text.
+    """
+
+    start: int  # row number of the first row in the shard
+    ids: list[Any]
+    texts: list[Any]
+    errors: dict[int, str]
+    id_type: pa.DataType | None = None  # the column's declared type (Parquet only)
+
+
+def read_chunks(
+    shard: SourceShard,
+    id_column: str = "id",
+    text_column: str = "text",
+    chunk_rows: int = 2048,
+    storage_options: dict[str, Any] | None = None,
+) -> Iterator[Chunk]:
+    """Stream a shard in chunks of at most `chunk_rows` rows."""
+    fs, path = filesystem_for(shard.uri, storage_options)
+    if shard.format == "parquet":
+        yield from _parquet_chunks(fs, path, shard.uri, id_column, text_column, chunk_rows)
+    elif shard.format == "jsonl":
+        yield from _jsonl_chunks(fs, path, id_column, text_column, chunk_rows)
+    else:
+        raise CorpusError(f"unknown format {shard.format!r}; valid: {', '.join(FORMATS)}")
+
+
+def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+    with fs.open(path, "rb") as fh:
+        try:
+            reader = pq.ParquetFile(fh)
+        except pa.ArrowInvalid as exc:
+            raise CorpusError(f"{uri} is not a readable Parquet file: {exc}") from exc
+        names = reader.schema_arrow.names
+        missing = [c for c in (id_column, text_column) if c not in names]
+        if missing:
+            raise CorpusError(f"{uri}: no column {missing} (columns: {names}); set --id-column/--text-column")
+        id_type = reader.schema_arrow.field(id_column).type
+        start = 0
+        for batch in reader.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column]):
+            ids = batch.column(0).to_pylist()
+            texts = batch.column(1).to_pylist()
+            yield Chunk(start, ids, texts, {}, id_type)
+            start += len(ids)
+
+
+def _jsonl_chunks(fs: Any, path: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+    # Parsed line by line so that one malformed line becomes one recorded rejection
+    # instead of failing the whole shard.
+    with fs.open(path, "rb", compression="infer") as raw:
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        chunk = Chunk(0, [], [], {})
+        row = 0
+        seen_columns: set[str] = set()
+        for line in stream:
+            if not line.strip():
+                continue  # blank lines are not rows
+            pos = len(chunk.ids)
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
+                seen_columns.update(record)
+                chunk.ids.append(record.get(id_column))
+                chunk.texts.append(record.get(text_column))
+                if id_column not in record:
+                    chunk.errors[pos] = f"no {id_column!r} field"
+                elif text_column not in record:
+                    chunk.errors[pos] = f"no {text_column!r} field"
+            except ValueError as exc:
+                chunk.ids.append(None)
+                chunk.texts.append(None)
+                chunk.errors[pos] = f"malformed JSON line: {str(exc)[:120]}"
+            row += 1
+            if len(chunk.ids) >= chunk_rows:
+                _check_columns(path, seen_columns, id_column, text_column)
+                yield chunk
+                chunk = Chunk(row, [], [], {})
+        if chunk.ids or row == 0:
+            _check_columns(path, seen_columns, id_column, text_column)
+            yield chunk
+
+
+def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) -> None:
+    """A column no record has is a configuration error, not a few bad rows."""
+    if not seen:
+        return
+    missing = [c for c in (id_column, text_column) if c not in seen]
+    if missing:
+        raise CorpusError(
+            f"{path}: no record has field {missing} (fields seen: {sorted(seen)[:20]}); set --id-column/--text-column"
+        )

@@ -1,0 +1,219 @@
+"""One run of the batch job, from a corpus to a committed manifest version.
+
+The steps do not know where the embedding runs: `run_job` plans, hands the shard tasks
+to an executor (Ray Data actor pools, or in-process for tests and small runs), and
+commits. Re-running on an existing output is a refresh; re-running after a crash is a
+resume, reusing every shard whose completion marker checks out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from e5ray import __version__
+from e5ray.corpus import discover
+from e5ray.embedder import describe_space
+from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
+from e5ray.plan import plan_refresh
+from e5ray.shards import ShardTask, embed_shard
+from e5ray.storage import filesystem_for, join, s3_options
+
+log = logging.getLogger("e5ray")
+
+
+@dataclass
+class JobConfig:
+    input: str
+    output: str
+    format: str | None = None
+    id_column: str = "id"
+    text_column: str = "text"
+    model: str = "intfloat/multilingual-e5-large"
+    model_path: str | None = None
+    prefix: str = "passage"
+    device: str = "cpu"
+    precision: str | None = None
+    max_length: int = 512
+    token_budget: int | None = None
+    threads_per_actor: int | None = None
+    min_actors: int = 1
+    max_actors: int | None = None
+    gpus_per_actor: float = 1.0
+    s3_endpoint: str | None = None
+    full: bool = False
+    cache_dir: str | None = None
+    chunk_rows: int = 2048
+    executor: str = "ray"  # "ray" or "local" (in-process, no cluster)
+    int8_min_cosine: float = 0.99
+
+    @property
+    def resolved_precision(self) -> str:
+        return self.precision or ("fp16" if self.device == "gpu" else "fp32")
+
+    def storage_options(self) -> dict[str, Any]:
+        return s3_options(self.s3_endpoint)
+
+    def embedder_kwargs(self, threads: int | None) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_path": self.model_path,
+            "device": self.device,
+            "threads": threads,
+            "max_length": self.max_length,
+            "token_budget": self.token_budget,
+            "precision": self.resolved_precision,
+            "cache_dir": self.cache_dir,
+            "storage_options": self.storage_options() or None,
+            "int8_min_cosine": self.int8_min_cosine,
+        }
+
+
+Executor = Callable[[list[ShardTask], JobConfig, str], Iterable[dict[str, Any]]]
+
+
+def run_local(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
+    """Embed shard after shard in this process with one embedder (no Ray)."""
+    if not tasks:
+        return
+    from e5ray.embedder import E5Embedder
+
+    embedder = E5Embedder(**config.embedder_kwargs(config.threads_per_actor))
+    check_embedder_space(embedder, config, space_fingerprint)
+    for task in tasks:
+        yield embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
+
+
+def check_embedder_space(embedder: Any, config: JobConfig, expected: str) -> None:
+    """A worker whose model copy differs from the driver's must not write vectors."""
+    actual = embedder.space.with_prefix(config.prefix)
+    if actual.fingerprint != expected:
+        raise RuntimeError(
+            f"this worker's model ({embedder.files.onnx_path}, sha256 {actual.model_sha256[:16]}) "
+            f"gives embedding space {actual.fingerprint[:16]}, the job planned {expected[:16]}: "
+            "the nodes hold different copies of the model"
+        )
+
+
+def reuse_completed(tasks: list[ShardTask], output: str, storage_options: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[ShardTask]]:
+    """Split tasks into those a previous (killed) run finished, checked, and the rest."""
+    fs, root = filesystem_for(output, storage_options)
+    reused, todo = [], []
+    for task in tasks:
+        entry = _checked_marker(fs, root, task)
+        if entry is None:
+            todo.append(task)
+        else:
+            reused.append(entry)
+    return reused, todo
+
+
+def _checked_marker(fs: Any, root: str, task: ShardTask) -> dict[str, Any] | None:
+    try:
+        with fs.open(join(root, task.marker_path), "rb") as fh:
+            entry = json.loads(fh.read())
+    except (FileNotFoundError, ValueError):
+        return None
+    files = [(entry["path"], entry["bytes"], entry["sha256"])]
+    if entry.get("rejects"):
+        r = entry["rejects"]
+        files.append((r["path"], r["bytes"], r["sha256"]))
+    for rel, size, sha in files:
+        path = join(root, rel)
+        if not fs.exists(path) or fs.size(path) != size:
+            return None
+        digest = hashlib.sha256()
+        with fs.open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha:
+            return None
+    return entry
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, Any]:
+    """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
+    started, t0 = _now(), time.perf_counter()
+    run_id = uuid.uuid4().hex[:12]
+    options = config.storage_options() or None
+    sources = discover(config.input, config.format, options)
+    versions = list_versions(config.output, options)
+    previous = load_latest(config.output, options)
+    space = describe_space(config.model, config.model_path, config.max_length, config.resolved_precision,
+                           config.prefix, config.cache_dir, options)
+    check_space(previous, space, config.full)
+
+    def make_task(source: Any) -> ShardTask:
+        return ShardTask(source, config.output, space.fingerprint, config.id_column, config.text_column, config.prefix)
+
+    plan = plan_refresh(sources, previous, make_task, config.full)
+    reused, todo = ([], plan.tasks) if config.full else reuse_completed(plan.tasks, config.output, options)
+    log.info("run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
+             run_id, len(sources), len(plan.carried), len(reused), len(todo))
+
+    if executor is None:
+        if config.executor == "local":
+            executor = run_local
+        elif config.executor == "ray":
+            from e5ray.pipeline import run_on_ray
+
+            executor = run_on_ray
+        else:
+            raise ValueError(f"unknown executor {config.executor!r}; valid: ray, local")
+    t_embed = time.perf_counter()
+    embedded = []
+    for entry in executor(todo, config, space.fingerprint):
+        embedded.append(entry)
+        log.info("shard %s: %d rows, %d rejected (%d/%d shards)", entry["source"]["relpath"], entry["rows"],
+                 entry["rejected"], len(embedded), len(todo))
+    embed_seconds = time.perf_counter() - t_embed
+    if len(embedded) != len(todo):
+        raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
+
+    shards = sorted(plan.carried + reused + embedded, key=lambda e: e["source"]["uri"])
+    tokens = sum(e["tokens"] for e in embedded)
+    number = (versions[-1] if versions else (previous or {}).get("version", 0)) + 1
+    manifest = {
+        "format": FORMAT,
+        "version": number,
+        "previous": version_name(previous["version"]) if previous else None,
+        "space": space.to_dict(),
+        "input": {"uri": config.input, "format": config.format, "id_column": config.id_column,
+                  "text_column": config.text_column},
+        "shards": shards,
+        "totals": totals(shards),
+        "changes": plan.changes(),
+        "run": {
+            "id": run_id,
+            "started": started,
+            "finished": _now(),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "e5ray_version": __version__,
+            "full": config.full,
+            "device": config.device,
+            "executor": config.executor,
+            "embedded_shards": len(embedded),
+            "reused_shards": len(reused),
+            "carried_shards": len(plan.carried),
+            "tokens": tokens,
+            "padded_tokens": sum(e["padded_tokens"] for e in embedded),
+            "tokens_per_s": round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+        },
+    }
+    name = commit(config.output, manifest, options)
+    log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
+    return manifest
+
+
+def config_dict(config: JobConfig) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,137 @@
+"""The Ray executor: shard tasks through a Ray Data actor pool of E5Embedders.
+
+The unit of work is a whole source shard: the dataset holds one small row per shard
+task, each actor (model loaded once) streams its shard in chunks, writes the output
+shard and its completion marker, and returns the manifest entry. This gives 1:1
+lineage without a shuffle, memory bounded by chunk size x actors (not by the corpus),
+and exactly-once output per shard even when an actor dies: a retried task rewrites
+the same deterministic output atomically. There are no separate read or write tasks,
+so the pool may use every CPU without starving Ray Data.
+
+Only this module and `jobs/` import ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import ray
+
+from e5ray.corpus import SourceShard
+from e5ray.job import JobConfig, check_embedder_space
+from e5ray.shards import ShardTask, embed_shard
+
+log = logging.getLogger("e5ray")
+MAX_THREADS_PER_ACTOR = 8  # beyond this, one ORT session scales worse than two actors
+
+
+@dataclass(frozen=True)
+class PoolShape:
+    min_actors: int
+    max_actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int
+
+
+def ensure_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS or the running job; else start a local Ray."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or None, log_to_driver=True, logging_level=logging.WARNING)
+
+
+def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
+    """Size the actor pool from the resources the cluster reports.
+
+    CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
+    threads (no oversubscription); default threads = the smallest node's CPUs, capped at
+    MAX_THREADS_PER_ACTOR, so an actor always fits on a node. GPU: one actor per GPU
+    (or per `gpus_per_actor`), with one CPU for reading and tokenising.
+    """
+    if nodes is None:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
+    total_cpus = sum(cpus_per_node)
+    if config.device == "gpu":
+        total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
+        if total_gpus < config.gpus_per_actor:
+            raise RuntimeError(
+                f"--device gpu: the cluster reports {total_gpus} GPUs, {config.gpus_per_actor} needed per actor; "
+                "add GPU workers (cluster.yaml: gpu_worker) or use --device cpu"
+            )
+        most = int(total_gpus // config.gpus_per_actor)
+        max_actors = min(config.max_actors or most, most)
+        return PoolShape(min(config.min_actors, max_actors), max_actors, 1, config.gpus_per_actor, 1)
+    if not cpus_per_node:
+        raise RuntimeError("the Ray cluster reports no CPUs")
+    threads = config.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
+    if threads > max(cpus_per_node):
+        raise ValueError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
+    most = max(1, sum(c // threads for c in cpus_per_node))
+    max_actors = min(config.max_actors or most, most)
+    return PoolShape(min(config.min_actors, max_actors), max_actors, threads, 0, threads)
+
+
+class ShardEmbedActor:
+    """Holds one E5Embedder; each call embeds whole shards and returns their manifest entries."""
+
+    def __init__(self, config: JobConfig, threads: int, space_fingerprint: str) -> None:
+        from e5ray.embedder import E5Embedder
+
+        self.config = config
+        self.embedder = E5Embedder(**config.embedder_kwargs(threads))
+        check_embedder_space(self.embedder, config, space_fingerprint)
+        self.space_fingerprint = space_fingerprint
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entries = []
+        for blob in batch["task"]:
+            raw = json.loads(blob)
+            task = ShardTask(**{**raw, "source": SourceShard.from_dict(raw["source"])})
+            entries.append(json.dumps(embed_shard(task, self.embedder, self.config.storage_options() or None,
+                                                  self.config.chunk_rows)))
+        return {"entry": np.array(entries, dtype=object)}
+
+
+def _task_json(task: ShardTask) -> str:
+    return json.dumps({
+        "source": task.source.to_dict(), "output_root": task.output_root,
+        "space_fingerprint": task.space_fingerprint, "id_column": task.id_column,
+        "text_column": task.text_column, "prefix": task.prefix,
+    })
+
+
+def run_on_ray(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
+    """Embed `tasks` on the Ray cluster; yields manifest entries as shards finish."""
+    if not tasks:
+        return
+    ensure_ray()
+    shape = pool_shape(config)
+    shape = PoolShape(min(shape.min_actors, len(tasks)), min(shape.max_actors, len(tasks)),
+                      shape.num_cpus, shape.num_gpus, shape.threads)
+    log.info("actor pool: %d..%d actors x %s CPUs, %s GPUs, %d threads each", shape.min_actors,
+             shape.max_actors, shape.num_cpus, shape.num_gpus, shape.threads)
+    # Largest shards first, so a big shard does not start last and hold up the end.
+    ordered = sorted(tasks, key=lambda t: -t.source.size)
+    dataset = ray.data.from_items([{"task": _task_json(t)} for t in ordered], override_num_blocks=len(ordered))
+    results = dataset.map_batches(
+        ShardEmbedActor,
+        fn_constructor_kwargs={"config": config, "threads": shape.threads, "space_fingerprint": space_fingerprint},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=max(1, shape.min_actors), max_size=max(1, shape.max_actors)),
+        num_cpus=shape.num_cpus,
+        num_gpus=shape.num_gpus or None,
+        # Ray Data replaces a lost actor and retries its shard (max_restarts and
+        # max_task_retries default to -1 for actor pools); outputs are idempotent, so a
+        # retry cannot duplicate or lose rows.
+    )
+    for row in results.iter_rows():
+        yield json.loads(row["entry"])

@@ -1,0 +1,57 @@
+"""Refresh planning: which source shards to embed, which outputs to carry forward.
+
+Plain data in, plain data out: no I/O, so every case is a unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from e5ray.corpus import SourceShard
+from e5ray.shards import ShardTask
+
+
+@dataclass
+class RefreshPlan:
+    tasks: list[ShardTask] = field(default_factory=list)  # to embed
+    carried: list[dict[str, Any]] = field(default_factory=list)  # previous entries kept as they are
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def changes(self) -> dict[str, Any]:
+        lists = {"added": self.added, "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged}
+        return {**{k: sorted(v) for k, v in lists.items()}, "counts": {k: len(v) for k, v in lists.items()}}
+
+
+def plan_refresh(
+    sources: list[SourceShard],
+    previous: dict[str, Any] | None,
+    make_task: Callable[[SourceShard], ShardTask],
+    full: bool = False,
+) -> RefreshPlan:
+    """Compare the corpus now with the previous manifest.
+
+    A source is *unchanged* when the previous manifest holds an output made from the
+    same fingerprint with the same settings (the task key covers both); that output is
+    carried forward without reading the source. `full` re-embeds everything.
+    """
+    before = {entry["source"]["uri"]: entry for entry in (previous or {}).get("shards", [])}
+    plan = RefreshPlan()
+    for source in sources:
+        task = make_task(source)
+        old = before.pop(source.uri, None)
+        if old is None:
+            plan.added.append(source.uri)
+        elif old["key"] == task.key:
+            plan.unchanged.append(source.uri)
+            if not full:
+                plan.carried.append(old)
+                continue
+        else:
+            plan.changed.append(source.uri)
+        plan.tasks.append(task)
+    plan.removed = sorted(before)
+    return plan

@@ -1,0 +1,37 @@
+"""E5 pooling as plain numpy: mean over real tokens, then L2 normalisation.
+
+Kept apart from the ONNX run so that it can be tested on its own and so that no
+model wrapper's own pooling (CLS, or mean without normalisation) leaks into the vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """Average `hidden` (n, seq, dim) over the positions where `attention_mask` is 1.
+
+    Accumulates in float32 (float64 would not change the result at the 1e-6 level
+    and costs twice the memory traffic). A row with no real token is an error: E5
+    always has at least the special tokens, so an all-zero mask means a caller bug.
+    """
+    if hidden.ndim != 3:
+        raise ValueError(f"expected token embeddings of shape (batch, seq, dim), got {hidden.shape}")
+    mask = attention_mask.astype(np.float32)[:, :, None]
+    counts = mask.sum(axis=1)
+    if np.any(counts == 0):
+        raise ValueError("mean_pool: a row has no real tokens (attention mask all zero)")
+    summed = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
+    return summed / counts
+
+
+def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Scale each row to unit L2 norm (rows of norm below `eps` are left as they are)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+
+
+def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The E5 paper's sentence vector: masked mean pooling followed by L2 normalisation."""
+    return l2_normalize(mean_pool(hidden, attention_mask))

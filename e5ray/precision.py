@@ -1,0 +1,114 @@
+"""Reduced-precision copies of a model: int8 (CPU) and fp16 (GPU), made once and cached.
+
+Each copy is a separate file with its own sha256, so its vectors belong to their own
+embedding space. int8 runs behind a quality gate: before use, a sample is embedded
+both ways and the copy is refused when it drifts too far from fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from filelock import FileLock
+
+if TYPE_CHECKING:
+    from e5ray.embedder import E5Embedder
+
+# A fixed multilingual sample for the int8 gate: short and long, several scripts.
+GATE_SAMPLE = [
+    "The library opens at nine and closes at six on weekdays.",
+    "Die Bahn fährt heute wegen Bauarbeiten zwanzig Minuten später ab.",
+    "Le musée propose une visite guidée gratuite le premier dimanche du mois.",
+    "El informe anual muestra un aumento de las exportaciones agrícolas.",
+    "Поезд прибывает на третий путь через пять минут.",
+    "東京の天気は明日から雨になる予報です。",
+    "今天下午的会议改到三点开始。",
+    "내일 아침 회의는 온라인으로 진행됩니다.",
+    "تم افتتاح الحديقة العامة الجديدة في وسط المدينة.",
+    "यह पुस्तक बच्चों के लिए सरल भाषा में लिखी गई है।",
+    "Η συνάντηση μεταφέρθηκε για την επόμενη εβδομάδα.",
+    "Yeni köprü şehrin iki yakasını birbirine bağlıyor. " * 6,
+]
+
+
+class QualityGateError(RuntimeError):
+    """A reduced-precision model drifted too far from fp32."""
+
+
+def _cache_path(source: Path, tag: str, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Next to the model when that directory is writable, else in the e5ray cache."""
+    name = f"{source.stem}.{tag}.onnx"
+    if os.access(source.parent, os.W_OK):
+        return source.parent / name
+    from e5ray.resolve import default_cache_dir
+
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return root / "converted" / key / name
+
+
+def prepare_model_file(source: Path, precision: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The model file to load for `precision`, converting (once, under a lock) if needed."""
+    if precision == "fp32":
+        return source
+    target = _cache_path(source, precision, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+            return target
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        if precision == "int8":
+            quantize_int8(source, tmp)
+        elif precision == "fp16":
+            convert_fp16(source, tmp)
+        else:
+            raise ValueError(f"unknown precision {precision!r}; valid: fp32, fp16, int8")
+        os.replace(tmp, target)
+    return target
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """onnxruntime dynamic quantisation: int8 weights, activations quantised per batch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, then
+    convert weights to fp16 keeping fp32 inputs and outputs (pooling stays in fp32)."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+    except ImportError as exc:  # the optimiser needs the onnx package
+        raise RuntimeError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
+    optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+    optimized.convert_float_to_float16(keep_io_types=True)
+    model = optimized.model
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
+
+
+def check_int8_quality(embedder: "E5Embedder", min_cosine: float) -> float:
+    """Embed GATE_SAMPLE with the int8 model and with fp32; refuse below `min_cosine` mean cosine."""
+    import onnxruntime as ort
+
+    quantized = embedder.embed_passages(GATE_SAMPLE)
+    reference_session = ort.InferenceSession(str(embedder.files.onnx_path), providers=["CPUExecutionProvider"])
+    int8_session = embedder.session
+    embedder.session = reference_session
+    try:
+        reference = embedder.embed_passages(GATE_SAMPLE)
+    finally:
+        embedder.session = int8_session
+    cosine = float(np.mean(np.sum(quantized * reference, axis=1)))
+    embedder.int8_cosine = cosine
+    if cosine < min_cosine:
+        raise QualityGateError(
+            f"int8 model {embedder.onnx_path} agrees with fp32 at mean cosine {cosine:.4f}, "
+            f"under the gate {min_cosine}; use --precision fp32 or lower --int8-min-cosine"
+        )
+    return cosine

@@ -1,0 +1,259 @@
+"""Embedding shards: one output Parquet file per source shard, written once, completely.
+
+For a source shard the worker streams chunks, rejects rows that cannot be embedded
+(recorded with the reason, never dropped silently), embeds the rest, and writes
+- `shards/<name>-<key>-<sha12>.parquet`: columns `id` (the input's type) and
+  `embedding` (`fixed_size_list<float32>[dim]`); the name carries a prefix of its
+  own sha256, so a name always denotes one content;
+- `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
+- `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
+  checks and reuses. `<key>` hashes the source fingerprint, the embedding space and
+  the columns read, so a marker is only ever reused for the very same work.
+
+Files reach their final names atomically (rename or one PUT), so a killed worker leaves
+at most temporary files, which nothing references and `gc` removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from e5ray.corpus import Chunk, SourceShard, read_chunks
+from e5ray.storage import filesystem_for, is_local_fs, join, upload_atomic, write_atomic
+
+SHARDS_DIR = "shards"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything a worker needs to embed one source shard (plain data, picklable)."""
+
+    source: SourceShard
+    output_root: str
+    space_fingerprint: str
+    id_column: str = "id"
+    text_column: str = "text"
+    prefix: str = "passage"
+
+    @property
+    def key(self) -> str:
+        blob = "|".join([self.source.uri, self.source.fingerprint, self.space_fingerprint,
+                         self.id_column, self.text_column, self.prefix])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def stem(self) -> str:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.relpath)
+        return f"{name}-{self.key}"
+
+    @property
+    def marker_path(self) -> str:
+        return f"{SHARDS_DIR}/{self.stem}.done.json"
+
+
+def embedding_schema(id_type: pa.DataType, dim: int) -> pa.Schema:
+    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+class ChunkValidator:
+    """Decides, row by row, what can be embedded; remembers ids to catch duplicates."""
+
+    def __init__(self, declared_id_type: pa.DataType | None = None) -> None:
+        self.seen: set[Any] = set()
+        self.id_kind: type | None = None  # JSONL: the Python type of the shard's first good id
+        self.declared = declared_id_type
+
+    def check(self, id_value: Any, text: Any) -> str | None:
+        """None if the row can be embedded, else the reason it cannot."""
+        if id_value is None:
+            return "null id"
+        if self.declared is None:
+            kind = int if isinstance(id_value, int) and not isinstance(id_value, bool) else type(id_value)
+            if kind not in (int, str):
+                return f"id {id_value!r:.60} is a {type(id_value).__name__}; ids must be integers or strings"
+            if self.id_kind is None:
+                self.id_kind = kind
+            elif kind is not self.id_kind:
+                return f"id {id_value!r:.60} is a {kind.__name__}, but this shard's ids are {self.id_kind.__name__}"
+        if text is None:
+            return "null text"
+        if not isinstance(text, str):
+            return f"text is a {type(text).__name__}, not a string"
+        if not text.strip():
+            return "empty text"
+        hashable = id_value if not isinstance(id_value, (list, dict)) else json.dumps(id_value, sort_keys=True)
+        if hashable in self.seen:
+            return "duplicate id in this shard"
+        self.seen.add(hashable)
+        return None
+
+    def id_type(self) -> pa.DataType:
+        if self.declared is not None:
+            return self.declared
+        return pa.string() if self.id_kind is str else pa.int64()
+
+
+@dataclass
+class ShardStats:
+    input_rows: int = 0
+    embedded: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    embed_seconds: float = 0.0
+
+
+def _prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """Run the producer in a thread, `depth` items ahead, so reading and tokenising the
+    next chunk overlaps the ONNX run of this one (both release the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None,
+                chunk_rows: int = 2048) -> dict[str, Any]:
+    """Embed one source shard and commit its output files; returns the manifest entry."""
+    out_fs, out_root = filesystem_for(task.output_root, storage_options)
+    stats = ShardStats()
+    started = time.perf_counter()
+    # Local outputs: the temporary file sits beside its final name, so the commit is a rename.
+    tmp_dir = None
+    if is_local_fs(out_fs):
+        tmp_dir = join(out_root, SHARDS_DIR)
+        os.makedirs(tmp_dir, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{task.stem}.", suffix=".parquet.tmp", dir=tmp_dir)
+    os.close(fd)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
+    rejects: list[dict[str, Any]] = []
+    writer: pq.ParquetWriter | None = None
+    validator: ChunkValidator | None = None
+
+    def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
+        nonlocal validator
+        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+            if validator is None:
+                validator = ChunkValidator(chunk.id_type)
+            good: list[int] = []
+            for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts)):
+                reason = chunk.errors.get(pos) or validator.check(id_value, text)
+                if reason is None:
+                    good.append(pos)
+                else:
+                    rejects.append({"row": chunk.start + pos, "id": _json_safe(id_value), "reason": reason})
+            tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
+            yield chunk, good, tokens
+
+    try:
+        for chunk, good, tokens in _prefetch(prepared()):
+            stats.input_rows += len(chunk.ids)
+            result = embedder.run(tokens)
+            assert validator is not None
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_path, embedding_schema(validator.id_type(), embedder.dim),
+                                          compression={"id": "zstd", "embedding": "none"})
+            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
+            stats.embedded += len(good)
+            stats.truncated += int(result.truncated.sum())
+            stats.tokens += result.tokens
+            stats.padded_tokens += result.padded_tokens
+            stats.embed_seconds += result.seconds
+        if writer is None:  # a shard with no rows still gets its (empty) output file
+            id_type = validator.id_type() if validator else pa.int64()
+            writer = pq.ParquetWriter(tmp_path, embedding_schema(id_type, embedder.dim))
+        writer.close()
+        writer = None
+        stats.rejected = len(rejects)
+        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, embedder)
+    finally:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+
+
+def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
+    dim = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    embeddings = pa.FixedSizeListArray.from_arrays(flat, dim)
+    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit(task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]],
+            stats: ShardStats, seconds: float, embedder: Any) -> dict[str, Any]:
+    sha = file_sha256(tmp_path)
+    size = os.path.getsize(tmp_path)
+    name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}.parquet"
+    upload_atomic(fs, tmp_path, join(root, name))
+    entry: dict[str, Any] = {
+        "path": name,
+        "rows": stats.embedded,
+        "bytes": size,
+        "sha256": sha,
+        "input_rows": stats.input_rows,
+        "rejected": stats.rejected,
+        "truncated": stats.truncated,
+        "tokens": stats.tokens,
+        "padded_tokens": stats.padded_tokens,
+        "seconds": round(seconds, 3),
+        "embed_seconds": round(stats.embed_seconds, 3),
+        "source": task.source.to_dict(),
+        "key": task.key,
+        "space_fingerprint": task.space_fingerprint,
+        "rejects": None,
+    }
+    if rejects:
+        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
+        rejects_name = name.removesuffix(".parquet") + ".rejects.jsonl"
+        write_atomic(fs, join(root, rejects_name), blob)
+        entry["rejects"] = {"path": rejects_name, "rows": len(rejects), "bytes": len(blob),
+                            "sha256": hashlib.sha256(blob).hexdigest()}
+    # The marker goes last: its presence means every file it names is complete.
+    write_atomic(fs, join(root, task.marker_path), json.dumps(entry, indent=1).encode())
+    return entry

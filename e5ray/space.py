@@ -1,0 +1,49 @@
+"""The embedding space: everything that decides where a vector lands.
+
+Two vectors are comparable only if every field here is equal. The manifest records
+the space and a refresh refuses to mix vectors from two spaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    model: str
+    model_sha256: str
+    dim: int
+    max_length: int
+    precision: str = "fp32"
+    prefix: str = "passage"
+    pooling: str = "mean"
+    normalized: bool = True
+
+    def with_prefix(self, prefix: str) -> "EmbeddingSpace":
+        return replace(self, prefix=prefix)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of every field."""
+        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EmbeddingSpace":
+        fields = {k: v for k, v in data.items() if k != "fingerprint"}
+        space = cls(**fields)
+        if "fingerprint" in data and data["fingerprint"] != space.fingerprint:
+            raise ValueError(f"embedding space fingerprint {data['fingerprint']} does not match its fields")
+        return space
+
+    def differences(self, other: "EmbeddingSpace") -> dict[str, tuple[Any, Any]]:
+        """Field -> (self's value, other's value) for every field that differs."""
+        mine, theirs = asdict(self), asdict(other)
+        return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}

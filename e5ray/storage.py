@@ -1,0 +1,113 @@
+"""Filesystem access for local paths and object stores, with the two write modes we need.
+
+- `write_atomic`: readers see the old object or the new one, never a mix
+  (local: temporary file + rename; object stores: one PUT is atomic).
+- `write_create_only`: the write fails with FileExistsError when the path exists
+  (local: hard link of a finished temporary file; S3: `If-None-Match: *`).
+
+Filesystems are created where they are used, never shipped to workers: fsspec's
+async filesystems are not fork-safe.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+LOCAL_PROTOCOLS = {"file", "local"}
+
+
+def is_remote(uri: str) -> bool:
+    """True for URIs with a non-local scheme (`s3://`, `gs://`, `memory://` ...)."""
+    scheme, sep, _ = str(uri).partition("://")
+    return bool(sep) and scheme not in LOCAL_PROTOCOLS
+
+
+def s3_options(endpoint_url: str | None = None) -> dict[str, Any]:
+    """fsspec storage options for S3; `AWS_ENDPOINT_URL` is used when no endpoint is given.
+
+    Credentials come from the standard AWS chain (environment, profile, instance role):
+    e5ray never takes or prints them.
+    """
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+
+
+def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
+    """The filesystem for `uri` and the path inside it (no scheme for S3, absolute for local)."""
+    uri = str(uri)
+    if not is_remote(uri):
+        return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
+    scheme = uri.split("://", 1)[0]
+    options = dict(storage_options or {})
+    if scheme in ("s3", "s3a") and not options:
+        options = s3_options()
+    fs, path = fsspec.core.url_to_fs(uri, **options)
+    return fs, path
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path segments with '/', the separator of every fsspec filesystem."""
+    out = root.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+def is_local_fs(fs: AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in LOCAL_PROTOCOLS
+
+
+def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers never see a partial file."""
+    if is_local_fs(fs):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` to `path` only if nothing is there; FileExistsError otherwise."""
+    if is_local_fs(fs):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and fails if `path` exists
+        finally:
+            os.unlink(tmp)
+        return
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # s3fs reports a failed `If-None-Match: *` precondition as a plain OSError.
+        if "precondition" in str(exc).lower() or "pre-condition" in str(exc).lower() or fs.exists(path):
+            raise FileExistsError(path) from exc
+        raise
+
+
+def upload_atomic(fs: AbstractFileSystem, local_file: str, path: str) -> None:
+    """Move a finished local file to `path` (rename locally; a single upload to object stores)."""
+    if is_local_fs(fs):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local_file, path)
+    else:
+        fs.put_file(local_file, path)
+        os.unlink(local_file)

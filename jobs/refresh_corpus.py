@@ -1,0 +1,27 @@
+"""Scheduled corpus refresh: re-embed only new and changed shards, drop deleted ones.
+
+The entrypoint for schedules (cron + `ray job submit`, a Kubernetes CronJob, a KubeRay
+RayJob); the same flags as jobs/embed_corpus.py. Each run commits a new manifest
+version; a run killed midway is resumed by the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from e5ray.cli import add_job_arguments, main_with_errors, run_job_from_args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_job_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    return main_with_errors(run_job_from_args, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
