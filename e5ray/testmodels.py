@@ -742,3 +742,22 @@ SHAPES: dict[str, EncoderShape] = {
     "e5-base": EncoderShape(12, 768, 12, 3072, 250_002),  # multilingual-e5-base
     "e5-large": EncoderShape(24, 1024, 16, 4096, 250_002),  # multilingual-e5-large
 }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m e5ray.testmodels DIR`: write a random-weight demo model (no downloads)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("directory")
+    parser.add_argument("--arch", choices=sorted(_ARCHS), default="bert")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    path = write_test_model(args.directory, arch=args.arch, shape=args.shape, seed=args.seed)
+    print(f"wrote a random-weight {args.arch} encoder of shape {args.shape} to {path} (for demos and tests only)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
