@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from e5ray.batching import plan_batches
 from e5ray.catalog import DEFAULT_MODEL
-from e5ray.pooling import e5_pool
+from e5ray.pooling import POOLED_OUTPUT, e5_pool
 from e5ray.resolve import ModelFiles, model_sha256, resolve_model
 from e5ray.space import EmbeddingSpace
 
@@ -180,6 +180,8 @@ class E5Embedder:
     def _token_output_name(self) -> str:
         outputs = self.session.get_outputs()
         by_name = {o.name: o for o in outputs}
+        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already E5-pooled
+            return POOLED_OUTPUT
         if "last_hidden_state" in by_name:
             return "last_hidden_state"
         token_level = [o.name for o in outputs if len(o.shape) == 3]
@@ -215,7 +217,8 @@ class E5Embedder:
                 seq = tokens.ids[i]
                 input_ids[row, : len(seq)] = seq
             mask = (np.arange(batch.seq_len)[None, :] < tokens.lengths[batch.indices][:, None]).astype(np.int64)
-            out[batch.indices] = e5_pool(self._forward(input_ids, mask), mask)
+            output = self._forward(input_ids, mask)
+            out[batch.indices] = output if self.output_name == POOLED_OUTPUT else e5_pool(output, mask)
             padded += batch.padded_tokens
         return EmbedResult(
             vectors=out,

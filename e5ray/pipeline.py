@@ -85,6 +85,9 @@ class ShardEmbedActor:
     def __init__(self, config: JobConfig, threads: int, space_fingerprint: str) -> None:
         from e5ray.embedder import E5Embedder
 
+        # The tokenizer's thread pool would otherwise size itself to the whole node and
+        # compete with the other actors there; an actor owns just its reserved CPUs.
+        os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, threads)))
         self.config = config
         self.embedder = E5Embedder(**config.embedder_kwargs(threads))
         check_embedder_space(self.embedder, config, space_fingerprint)

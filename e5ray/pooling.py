@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Name of the output that e5ray.graph's on-device pooling head adds to GPU models.
+POOLED_OUTPUT = "e5_embedding"
+
 
 def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """Average `hidden` (n, seq, dim) over the positions where `attention_mask` is 1.

@@ -79,15 +79,18 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 
 def convert_fp16(source: Path, target: Path) -> None:
-    """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, then
-    convert weights to fp16 keeping fp32 inputs and outputs (pooling stays in fp32)."""
+    """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, convert
+    weights to fp16 keeping fp32 inputs and outputs, and append the E5 pooling head so the
+    device returns pooled, normalised vectors (pooling arithmetic in fp32)."""
     try:
         from onnxruntime.transformers.optimizer import optimize_model
-    except ImportError as exc:  # the optimiser needs the onnx package
+
+        from e5ray.graph import add_e5_pooling
+    except ImportError as exc:  # the optimiser and the graph edit need the onnx package
         raise RuntimeError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
     optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
     optimized.convert_float_to_float16(keep_io_types=True)
-    model = optimized.model
+    model = add_e5_pooling(optimized.model)
     size = sum(t.ByteSize() for t in model.graph.initializer)
     optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
 

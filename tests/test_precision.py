@@ -40,5 +40,32 @@ def test_fp16_conversion_keeps_fp32_io(arch, bert_model_dir, xlmr_model_dir, tmp
     floats = [t for t in model.graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
     big = [t for t in floats if np.prod(t.dims) >= 1024]
     assert big and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big)
+    assert [o.name for o in model.graph.output] == ["e5_embedding"]
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert {i.name for i in model.graph.input} >= {"input_ids", "attention_mask"}
+
+
+@pytest.mark.parametrize("arch", ["bert", "xlmr"])
+def test_pooling_head_matches_numpy_pooling(arch, bert_model_dir, xlmr_model_dir, tmp_path):
+    """The on-device pooling head (GPU models) computes what e5ray.pooling computes."""
+    import onnxruntime as ort
+
+    from e5ray.graph import add_e5_pooling
+    from e5ray.pooling import e5_pool
+
+    model_dir = bert_model_dir if arch == "bert" else xlmr_model_dir
+    embedder = E5Embedder("tiny", model_path=model_dir, threads=1)
+    pooled_path = tmp_path / "pooled.onnx"
+    onnx.save(add_e5_pooling(onnx.load(str(model_dir / "model.onnx"))), str(pooled_path))
+    pooled = ort.InferenceSession(str(pooled_path), providers=["CPUExecutionProvider"])
+    tokens = embedder.tokenize(["short", "a rather longer text with several more words in it", "mid length text"])
+    width = int(tokens.lengths.max())
+    ids = np.full((3, width), embedder.pad_id, dtype=np.int64)
+    for row, seq in enumerate(tokens.ids):
+        ids[row, : len(seq)] = seq
+    mask = (np.arange(width)[None, :] < tokens.lengths[:, None]).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in embedder.input_names:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    (on_device,) = pooled.run(["e5_embedding"], feed)
+    np.testing.assert_allclose(on_device, e5_pool(embedder._forward(ids, mask), mask), atol=1e-6)
