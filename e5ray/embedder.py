@@ -255,6 +255,13 @@ class E5Embedder:
 
 def require_cuda() -> None:
     """Raise, saying what is missing, unless onnxruntime offers the CUDA execution provider."""
+    if hasattr(ort, "preload_dlls"):
+        # Load CUDA and cuDNN from the nvidia-* wheels when they are installed (as with
+        # PyTorch); system-wide CUDA libraries are found without this.
+        try:
+            ort.preload_dlls()
+        except Exception:  # absent wheels are fine: session creation reports what is missing
+            pass
     available = ort.get_available_providers()
     if "CUDAExecutionProvider" not in available:
         raise RuntimeError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from e5ray.manifest import MANIFEST, list_versions, read_json, version_name
+from e5ray.manifest import MANIFEST, VERSIONS_DIR, list_versions, read_json, version_name
 from e5ray.shards import SHARDS_DIR
 from e5ray.storage import filesystem_for, join
 
@@ -44,22 +44,28 @@ def collect_garbage(output_uri: str, keep: int, min_age_s: float = 3600.0,
     # Markers of referenced shards stay too: they let a resumed run reuse those files.
     now = time.time()
     deleted = []
-    for directory in (SHARDS_DIR, "manifests"):
+    candidates: dict[str, dict[str, Any]] = {}
+    for directory in (SHARDS_DIR, VERSIONS_DIR):
         base = join(root, directory)
-        if not fs.exists(base):
+        if fs.exists(base):
+            candidates.update(fs.find(base, detail=True))
+    # A run killed while replacing manifest.json leaves its temporary file at the root.
+    if fs.exists(root):
+        for info in fs.ls(root, detail=True):
+            if info.get("type") == "file" and info["name"].rsplit("/", 1)[-1].startswith(f"{MANIFEST}.tmp-"):
+                candidates[info["name"]] = info
+    for path, info in sorted(candidates.items()):
+        rel = path[len(root.rstrip("/")) + 1:]
+        if rel in referenced or now - _mtime(info) < min_age_s:
             continue
-        for path, info in fs.find(base, detail=True).items():
-            rel = path[len(root.rstrip("/")) + 1:]
-            if rel in referenced or now - _mtime(info) < min_age_s:
+        if rel.endswith(".done.json"):
+            try:
+                marker = read_json(output_uri, rel, storage_options)
+            except (OSError, ValueError):
+                marker = {}
+            if marker.get("path") in referenced:
                 continue
-            if rel.endswith(".done.json"):
-                try:
-                    marker = read_json(output_uri, rel, storage_options)
-                except (OSError, ValueError):
-                    marker = {}
-                if marker.get("path") in referenced:
-                    continue
-            deleted.append(rel)
+        deleted.append(rel)
     if not dry_run:
         for rel in deleted:
             fs.rm_file(join(root, rel))

@@ -101,12 +101,16 @@ def check_embedder_space(embedder: Any, config: JobConfig, expected: str) -> Non
         )
 
 
-def reuse_completed(tasks: list[ShardTask], output: str, storage_options: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[ShardTask]]:
-    """Split tasks into those a previous (killed) run finished, checked, and the rest."""
+def reuse_completed(tasks: list[ShardTask], output: str, storage_options: dict[str, Any] | None,
+                    exclude: set[str] | frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], list[ShardTask]]:
+    """Split tasks into those a previous (killed) run finished, checked, and the rest.
+
+    A marker naming a path in `exclude` is not reused.
+    """
     fs, root = filesystem_for(output, storage_options)
     reused, todo = [], []
     for task in tasks:
-        entry = _checked_marker(fs, root, task)
+        entry = _checked_marker(fs, root, task, exclude)
         if entry is None:
             todo.append(task)
         else:
@@ -114,11 +118,13 @@ def reuse_completed(tasks: list[ShardTask], output: str, storage_options: dict[s
     return reused, todo
 
 
-def _checked_marker(fs: Any, root: str, task: ShardTask) -> dict[str, Any] | None:
+def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | frozenset[str]) -> dict[str, Any] | None:
     try:
         with fs.open(join(root, task.marker_path), "rb") as fh:
             entry = json.loads(fh.read())
     except (FileNotFoundError, ValueError):
+        return None
+    if entry["path"] in exclude:
         return None
     files = [(entry["path"], entry["bytes"], entry["sha256"])]
     if entry.get("rejects"):
@@ -157,7 +163,11 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         return ShardTask(source, config.output, space.fingerprint, config.id_column, config.text_column, config.prefix)
 
     plan = plan_refresh(sources, previous, make_task, config.full)
-    reused, todo = ([], plan.tasks) if config.full else reuse_completed(plan.tasks, config.output, options)
+    # --full embeds again what the previous version holds, but still reuses what a killed
+    # --full run finished since (files no version references yet): an interrupted switch
+    # to a new space resumes instead of starting over.
+    held = {e["path"] for e in previous["shards"]} if config.full and previous else set()
+    reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
     log.info("run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
              run_id, len(sources), len(plan.carried), len(reused), len(todo))
 

@@ -3,7 +3,8 @@
 - `write_atomic`: readers see the old object or the new one, never a mix
   (local: temporary file + rename; object stores: one PUT is atomic).
 - `write_create_only`: the write fails with FileExistsError when the path exists
-  (local: hard link of a finished temporary file; S3: `If-None-Match: *`).
+  (local: hard link of a finished temporary file, or a lock where the filesystem has
+  no hard links; S3: `If-None-Match: *`).
 
 Filesystems are created where they are used, never shipped to workers: fsspec's
 async filesystems are not fork-safe.
@@ -11,15 +12,19 @@ async filesystems are not fork-safe.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import fsspec
+from filelock import FileLock
 from fsspec import AbstractFileSystem
 
 LOCAL_PROTOCOLS = {"file", "local"}
+# os.link's errors on filesystems that have no hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 def is_remote(uri: str) -> bool:
@@ -47,6 +52,10 @@ def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> t
     options = dict(storage_options or {})
     if scheme in ("s3", "s3a") and not options:
         options = s3_options()
+    # No listings cache: fsspec shares one instance per set of options in a process, and
+    # its cached listings would hide what other runs wrote since (a refresh would miss
+    # new shards and fail to open them, a commit would count versions from a stale list).
+    options.setdefault("use_listings_cache", False)
     fs, path = fsspec.core.url_to_fs(uri, **options)
     return fs, path
 
@@ -89,8 +98,20 @@ def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
             os.fsync(fh.fileno())
         try:
             os.link(tmp, path)  # atomic, and fails if `path` exists
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # A filesystem without hard links (some FUSE, SMB, FAT mounts): a lock that
+            # every committer takes makes check-then-rename safe among e5ray runs.
+            with FileLock(f"{path}.lock"):
+                if os.path.exists(path):
+                    raise FileExistsError(path) from None
+                os.replace(tmp, path)
         finally:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         return
     try:
         fs.pipe_file(path, data, mode="create")

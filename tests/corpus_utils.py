@@ -62,6 +62,8 @@ def read_output(output: str, fs: Any = None) -> dict[Any, np.ndarray]:
         with fs.open(f"{root}/{shard['path']}", "rb") as fh:
             table = pq.read_table(fh)
         ids = table.column("id").to_pylist()
+        if not ids:  # a shard whose rows were all rejected
+            continue
         emb = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(ids), -1)
         for i, v in zip(ids, emb):
             assert i not in vectors, f"id {i!r} appears twice in the output"
