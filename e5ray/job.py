@@ -132,12 +132,15 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
         files.append((r["path"], r["bytes"], r["sha256"]))
     for rel, size, sha in files:
         path = join(root, rel)
-        if not fs.exists(path) or fs.size(path) != size:
-            return None
         digest = hashlib.sha256()
-        with fs.open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
+        try:
+            if fs.size(path) != size:
+                return None
+            with fs.open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(block)
+        except FileNotFoundError:  # gone (or being collected): embed the shard again
+            return None
         if digest.hexdigest() != sha:
             return None
     return entry

@@ -104,5 +104,8 @@ def commit(output_uri: str, manifest: dict[str, Any], storage_options: dict[str,
             f"{output_uri}/{name} was committed by another run while this one worked; "
             "nothing of this run is referenced (its files are left for `e5ray gc`). Run again to refresh."
         ) from None
-    write_atomic(fs, join(root, MANIFEST), blob)
+    # Publish only if no later version was committed meanwhile, so manifest.json never
+    # moves backwards (a later run republishes the newest version in any case).
+    if list_versions(output_uri, storage_options)[-1] == manifest["version"]:
+        write_atomic(fs, join(root, MANIFEST), blob)
     return name
