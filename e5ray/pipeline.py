@@ -44,7 +44,11 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or None, log_to_driver=True, logging_level=logging.WARNING)
+    if address:
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    else:
+        # A local single-node run: no dashboard (a second to start, memory held, nothing to serve).
+        ray.init(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
 
 
 def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
