@@ -223,16 +223,30 @@ def download_with_fastembed(spec: ModelSpec, cache_dir: Path) -> Path:
 
 @lru_cache(maxsize=16)
 def _sha256_of(paths: tuple[str, ...], stamps: tuple[tuple[int, int], ...]) -> str:
+    # Every process of a job (driver, each actor) needs the hash; hashing 2 GB takes
+    # seconds, so it is kept on disk, keyed by path, size and mtime, for the next one.
+    memo = default_cache_dir() / "sha256" / (hashlib.sha256(repr((paths, stamps)).encode()).hexdigest() + ".txt")
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(block)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(digest.hexdigest())
+        os.replace(tmp, memo)
+    except OSError:  # a read-only home is fine: the hash is just recomputed next time
+        pass
     return digest.hexdigest()
 
 
 def model_sha256(files: ModelFiles) -> str:
-    """sha256 over the .onnx file and its external data, in order (memoised per process)."""
+    """sha256 over the .onnx file and its external data, in order (memoised per process and on disk)."""
     paths = files.weight_files()
     stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
-    return _sha256_of(tuple(str(p) for p in paths), stamps)
+    return _sha256_of(tuple(str(p.resolve()) for p in paths), stamps)
