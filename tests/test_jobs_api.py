@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from corpus_utils import read_output, write_corpus
+from proc_utils import TAG, end_run
 from e5ray.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,8 @@ def ray_head(tmp_path):
     # The entrypoint's `python` is looked up on PATH: put this environment's first, as an
     # activated virtualenv would.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    tag = secrets.token_hex(8)
+    env = {**os.environ, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), TAG: tag}
     start = [RAY, "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
              f"--temp-dir={temp_dir}", "--disable-usage-stats"]
@@ -44,7 +46,7 @@ def ray_head(tmp_path):
     try:
         yield f"http://127.0.0.1:{dash_port}", env
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        end_run(tag)  # this head's processes only (not `ray stop`, which ends every Ray here)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from proc_utils import TAG, end_run, started_by
 from corpus_utils import make_texts, read_output, write_shard
 from e5ray.gc import collect_garbage
 from e5ray.job import JobConfig, run_job
@@ -68,45 +69,6 @@ def refreshed_corpus(tmp_path, bert_model_dir):
 def job_command(inp: Path, out: Path, model_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, str(REPO / "jobs" / "refresh_corpus.py"), "--input", str(inp), "--output", str(out),
             "--model", "tiny", "--model-path", str(model_dir), "--chunk-rows", str(CHUNK_ROWS), *extra]
-
-
-TAG = "E5RAY_TEST_RUN"
-
-
-def started_by(tag: str) -> list[int]:
-    """Live processes (zombies excluded) of one run: every process the driver started,
-    and what those started, inherits the run's tag in its environment (Ray's workers put
-    themselves in process groups of their own, so the process group is not enough)."""
-    needle = f"{TAG}={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state != "Z" and needle in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                found.append(int(entry))
-        except (OSError, IndexError):  # gone meanwhile, or not ours to read
-            continue
-    return found
-
-
-def end_run(tag: str, timeout: float = 60.0) -> None:
-    """SIGKILL, by pid, whatever the killed driver had started (a local Ray: GCS, raylet,
-    agents, workers) and wait until it is gone."""
-    deadline = time.monotonic() + timeout
-    while True:
-        members = started_by(tag)
-        if not members:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes of the killed run still alive: {members}")
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
 
 
 class Run:
