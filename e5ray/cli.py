@@ -54,6 +54,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
+def job_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of the job entrypoints in jobs/, described by the first line of `doc`."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    add_job_arguments(parser)
+    return parser
+
+
 def config_from_args(args: argparse.Namespace) -> JobConfig:
     return JobConfig(
         input=args.input, output=args.output, format=args.format, id_column=args.id_column,

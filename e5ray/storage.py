@@ -73,16 +73,21 @@ def is_local_fs(fs: AbstractFileSystem) -> bool:
     return protocol in LOCAL_PROTOCOLS
 
 
+def _local_temp_copy(path: str, data: bytes) -> str:
+    """`data` written and synced to a temporary file beside `path`; returns its name."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
 def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Write `data` to `path` so that readers never see a partial file."""
     if is_local_fs(fs):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(_local_temp_copy(path, data), path)
     else:
         fs.pipe_file(path, data)
 
@@ -90,12 +95,7 @@ def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
 def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Write `data` to `path` only if nothing is there; FileExistsError otherwise."""
     if is_local_fs(fs):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp = _local_temp_copy(path, data)
         try:
             os.link(tmp, path)  # atomic, and fails if `path` exists
         except FileExistsError:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from e5ray.cli import add_job_arguments, main_with_errors, run_job_from_args
+from e5ray.cli import job_parser, main_with_errors, run_job_from_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_job_arguments(parser)
-    return parser.parse_args(argv)
+    return job_parser(__doc__).parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
