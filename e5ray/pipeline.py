@@ -62,7 +62,6 @@ def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> 
     if nodes is None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
-    total_cpus = sum(cpus_per_node)
     if config.device == "gpu":
         total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
         if total_gpus < config.gpus_per_actor:

@@ -122,23 +122,37 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     next chunk overlaps the ONNX run of this one (both release the GIL)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
+                if stop.is_set():
+                    return
                 q.put(item)
             q.put(done)
         except BaseException as exc:  # handed to the consumer, re-raised there
             q.put(exc)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # The consumer stopped early (an error downstream): unblock the producer and let
+        # it finish, so no thread keeps the shard open in a long-lived actor.
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
 
 
 def _json_safe(value: Any) -> Any:
@@ -182,8 +196,9 @@ def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] 
             tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
             yield chunk, good, tokens
 
+    chunks = _prefetch(prepared())
     try:
-        for chunk, good, tokens in _prefetch(prepared()):
+        for chunk, good, tokens in chunks:
             stats.input_rows += len(chunk.ids)
             result = embedder.run(tokens)
             assert validator is not None
@@ -204,6 +219,7 @@ def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] 
         stats.rejected = len(rejects)
         return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, embedder)
     finally:
+        chunks.close()  # stops the read-ahead thread if we leave early
         if writer is not None:
             writer.close()
         if os.path.exists(tmp_path):
