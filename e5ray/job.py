@@ -78,6 +78,21 @@ class JobConfig:
 Executor = Callable[[list[ShardTask], JobConfig, str], Iterable[dict[str, Any]]]
 
 
+class ShardFailures(RuntimeError):
+    """Some shards could not be embedded; nothing was committed."""
+
+
+def embed_or_report(task: ShardTask, embedder: Any, config: JobConfig) -> dict[str, Any]:
+    """The shard's manifest entry, or {"error": ..., "source": ...} when its data cannot be
+    embedded (an unreadable file, a missing column): a bad shard must not cost the work
+    done on the others, and retrying it would fail the same way."""
+    try:
+        return embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
+    except Exception as exc:  # reported to the driver with the shard it belongs to
+        log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
+        return {"error": f"{type(exc).__name__}: {exc}", "source": task.source.to_dict()}
+
+
 def run_local(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
     """Embed shard after shard in this process with one embedder (no Ray)."""
     if not tasks:
@@ -87,7 +102,7 @@ def run_local(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str)
     embedder = E5Embedder(**config.embedder_kwargs(config.threads_per_actor))
     check_embedder_space(embedder, config, space_fingerprint)
     for task in tasks:
-        yield embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
+        yield embed_or_report(task, embedder, config)
 
 
 def check_embedder_space(embedder: Any, config: JobConfig, expected: str) -> None:
@@ -184,12 +199,21 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         else:
             raise ValueError(f"unknown executor {config.executor!r}; valid: ray, local")
     t_embed = time.perf_counter()
-    embedded = []
+    embedded, failed = [], []
     for entry in executor(todo, config, space.fingerprint):
+        if "error" in entry:
+            failed.append(entry)
+            continue
         embedded.append(entry)
         log.info("shard %s: %d rows, %d rejected (%d/%d shards)", entry["source"]["relpath"], entry["rows"],
                  entry["rejected"], len(embedded), len(todo))
     embed_seconds = time.perf_counter() - t_embed
+    if failed:
+        raise ShardFailures(
+            f"{len(failed)} of {len(todo)} shards could not be embedded; nothing was committed "
+            "(finished shards are kept and reused by the next run):\n"
+            + "\n".join(f"  {f['source']['uri']}: {f['error']}" for f in failed)
+        )
     if len(embedded) != len(todo):
         raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
 

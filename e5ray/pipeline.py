@@ -23,8 +23,8 @@ import numpy as np
 import ray
 
 from e5ray.corpus import SourceShard
-from e5ray.job import JobConfig, check_embedder_space
-from e5ray.shards import ShardTask, embed_shard
+from e5ray.job import JobConfig, check_embedder_space, embed_or_report
+from e5ray.shards import ShardTask
 
 log = logging.getLogger("e5ray")
 MAX_THREADS_PER_ACTOR = 8  # beyond this, one ORT session scales worse than two actors
@@ -101,8 +101,7 @@ class ShardEmbedActor:
         for blob in batch["task"]:
             raw = json.loads(blob)
             task = ShardTask(**{**raw, "source": SourceShard.from_dict(raw["source"])})
-            entries.append(json.dumps(embed_shard(task, self.embedder, self.config.storage_options() or None,
-                                                  self.config.chunk_rows)))
+            entries.append(json.dumps(embed_or_report(task, self.embedder, self.config)))
         return {"entry": np.array(entries, dtype=object)}
 
 
