@@ -77,3 +77,47 @@ def test_s3_model_dir_is_staged_once_and_refreshed_when_it_changes(s3_server, s3
         bert_model_dir / "config.json").stat().st_size + 1
     vec = E5Embedder("tiny", model_path=uri, cache_dir=tmp_path, storage_options=options, threads=1)
     assert vec.embed_passages(["staged model works"]).shape == (1, vec.dim)
+
+
+def test_concurrent_staging_downloads_once(s3_server, s3_bucket, bert_model_dir, tmp_path, monkeypatch):
+    """Several actors of one node staging the same model: one copy, made once, under the lock."""
+    import threading
+
+    import e5ray.resolve as resolve
+
+    fs = s3_server.filesystem()
+    for f in bert_model_dir.iterdir():
+        fs.put_file(str(f), f"{s3_bucket}/models/shared/{f.name}")
+    options = {"key": s3_server.key, "secret": s3_server.secret,
+               "client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
+    downloads = []
+    real_filesystem_for = resolve.filesystem_for
+
+    def counting_filesystem_for(uri, storage_options=None):
+        remote, root = real_filesystem_for(uri, storage_options)
+        if not getattr(remote, "_counting", False):  # fsspec shares one instance between threads
+            real_get = remote.get_file
+
+            def get_file(rpath, lpath, **kw):
+                downloads.append(rpath)
+                return real_get(rpath, lpath, **kw)
+
+            remote.get_file, remote._counting = get_file, True
+        return remote, root
+
+    monkeypatch.setattr(resolve, "filesystem_for", counting_filesystem_for)
+    results, errors = [], []
+
+    def stage():
+        try:
+            results.append(resolve.stage_remote_dir(f"s3://{s3_bucket}/models/shared", tmp_path, options))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stage) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(set(results)) == 1
+    assert sorted(downloads) == sorted(f"{s3_bucket}/models/shared/{f.name}" for f in bert_model_dir.iterdir())
