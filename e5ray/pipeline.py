@@ -71,7 +71,12 @@ def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> 
             )
         most = int(total_gpus // config.gpus_per_actor)
         max_actors = min(config.max_actors or most, most)
-        return PoolShape(min(config.min_actors, max_actors), max_actors, 1, config.gpus_per_actor, 1)
+        # A GPU actor reads and tokenises on the CPU: give it a share of its node's CPUs,
+        # at most 4 (on an H200, e5-large, tokenising took 0.55 s of a 3.13 s run on 16 cores).
+        per_gpu = [int(n["Resources"].get("CPU", 0) // n["Resources"]["GPU"]) for n in nodes
+                   if n["Resources"].get("GPU", 0) >= 1]
+        threads = config.threads_per_actor or max(1, min(4, min(per_gpu, default=1)))
+        return PoolShape(min(config.min_actors, max_actors), max_actors, threads, config.gpus_per_actor, threads)
     if not cpus_per_node:
         raise RuntimeError("the Ray cluster reports no CPUs")
     threads = config.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)

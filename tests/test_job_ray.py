@@ -92,6 +92,6 @@ def test_default_pool_fits_two_cpus(local_ray):
     big = pool_shape(JobConfig(input="x", output="y"), nodes)
     assert (big.threads, big.max_actors) == (8, 4)
     gpu = pool_shape(JobConfig(input="x", output="y", device="gpu"), nodes)
-    assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus) == (1.0, 2, 1)
+    assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus, gpu.threads) == (1.0, 2, 4, 4)
     with pytest.raises(RuntimeError, match="reports 0 GPUs"):
         pool_shape(JobConfig(input="x", output="y", device="gpu"), nodes[:1])
