@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.storage import filesystem_for, is_remote
+from e5ray.storage import filesystem_for, is_remote, sha256_of
 
 FORMATS = ("parquet", "jsonl")
 EXTENSIONS = {
@@ -76,11 +76,7 @@ def _stamp(fs: Any, path: str, info: dict[str, Any]) -> str:
         if hasattr(mtime, "timestamp"):
             return f"mtime:{mtime.timestamp():.6f}"
         return f"mtime:{int(float(mtime) * 1e9) if isinstance(mtime, float) else mtime}"
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + sha256_of(fs, path)
 
 
 def discover(input_uri: str, fmt: str | None = None, storage_options: dict[str, Any] | None = None) -> list[SourceShard]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -74,7 +74,6 @@ class EmbedResult:
     padded_tokens: int = 0
     seconds: float = 0.0
     batches: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class E5Embedder:
@@ -120,9 +119,11 @@ class E5Embedder:
         self.max_batch_rows = max_batch_rows or DEFAULT_MAX_ROWS[device]
         self.files: ModelFiles = resolve_model(model, model_path, cache_dir, storage_options)
 
+        self.space = space_of(model, self.files, max_length, precision)
+        self.max_length = self.space.max_length
+        self.dim = self.space.dim
         config = json.loads(self.files.config_path.read_text())
         self.pad_id = int(config.get("pad_token_id", 0) or 0)
-        self.max_length = effective_max_length(self.files, max_length)
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer_path))
         self.tokenizer.no_padding()  # we pad per batch, to the batch's own longest row
         self.tokenizer.enable_truncation(self.max_length)
@@ -139,17 +140,9 @@ class E5Embedder:
             if required not in self.input_names:
                 raise ValueError(f"{self.onnx_path}: ONNX inputs {sorted(self.input_names)} lack {required!r}")
         self.output_name = self._token_output_name()
-        self.dim = int(config["hidden_size"])
         declared = self.session.get_outputs()[0].shape[-1]
         if isinstance(declared, int) and declared != self.dim:
             raise ValueError(f"{self.onnx_path}: output width {declared} != config.json hidden_size {self.dim}")
-        self.space = EmbeddingSpace(
-            model=model,
-            model_sha256=model_sha256(self.files),
-            dim=self.dim,
-            max_length=self.max_length,
-            precision=precision,
-        )
         if precision == "int8":
             from e5ray.precision import check_int8_quality
 
@@ -300,7 +293,11 @@ def describe_space(
 ) -> EmbeddingSpace:
     """The space an E5Embedder with these settings embeds into, without loading the model."""
     prefix_text(prefix)  # validates
-    files = resolve_model(model, model_path, cache_dir, storage_options)
+    return space_of(model, resolve_model(model, model_path, cache_dir, storage_options), max_length, precision, prefix)
+
+
+def space_of(model: str, files: ModelFiles, max_length: int, precision: str, prefix: str = "passage") -> EmbeddingSpace:
+    """The embedding space of `files` used with these settings (read from the files, not the session)."""
     config = json.loads(files.config_path.read_text())
     return EmbeddingSpace(
         model=model,

@@ -9,12 +9,11 @@ resume, reusing every shard whose completion marker checks out.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from e5ray import __version__
@@ -23,7 +22,7 @@ from e5ray.embedder import describe_space
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
 from e5ray.plan import plan_refresh
 from e5ray.shards import ShardTask, embed_shard
-from e5ray.storage import filesystem_for, join, s3_options
+from e5ray.storage import filesystem_for, join, s3_options, sha256_of
 
 log = logging.getLogger("e5ray")
 
@@ -147,16 +146,10 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
         files.append((r["path"], r["bytes"], r["sha256"]))
     for rel, size, sha in files:
         path = join(root, rel)
-        digest = hashlib.sha256()
         try:
-            if fs.size(path) != size:
+            if fs.size(path) != size or sha256_of(fs, path) != sha:
                 return None
-            with fs.open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(block)
         except FileNotFoundError:  # gone (or being collected): embed the shard again
-            return None
-        if digest.hexdigest() != sha:
             return None
     return entry
 
@@ -172,7 +165,7 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     options = config.storage_options() or None
     sources = discover(config.input, config.format, options)
     versions = list_versions(config.output, options)
-    previous = load_latest(config.output, options)
+    previous = load_latest(config.output, options, versions)
     space = describe_space(config.model, config.model_path, config.max_length, config.resolved_precision,
                            config.prefix, config.cache_dir, options)
     check_space(previous, space, config.full)
@@ -251,6 +244,3 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
     return manifest
 
-
-def config_dict(config: JobConfig) -> dict[str, Any]:
-    return asdict(config)

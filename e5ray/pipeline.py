@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -111,11 +111,7 @@ class ShardEmbedActor:
 
 
 def _task_json(task: ShardTask) -> str:
-    return json.dumps({
-        "source": task.source.to_dict(), "output_root": task.output_root,
-        "space_fingerprint": task.space_fingerprint, "id_column": task.id_column,
-        "text_column": task.text_column, "prefix": task.prefix,
-    })
+    return json.dumps(asdict(task))
 
 
 def run_on_ray(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:

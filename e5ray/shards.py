@@ -27,12 +27,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray.corpus import Chunk, SourceShard, read_chunks
-from e5ray.storage import filesystem_for, is_local_fs, join, upload_atomic, write_atomic
+from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
 
 SHARDS_DIR = "shards"
 
@@ -217,7 +218,7 @@ def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] 
         writer.close()
         writer = None
         stats.rejected = len(rejects)
-        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, embedder)
+        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         if writer is not None:
@@ -233,17 +234,9 @@ def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _commit(task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]],
-            stats: ShardStats, seconds: float, embedder: Any) -> dict[str, Any]:
-    sha = file_sha256(tmp_path)
+            stats: ShardStats, seconds: float) -> dict[str, Any]:
+    sha = sha256_of(fsspec.filesystem("file"), tmp_path)
     size = os.path.getsize(tmp_path)
     name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}.parquet"
     upload_atomic(fs, tmp_path, join(root, name))

@@ -13,6 +13,7 @@ async filesystems are not fork-safe.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -71,6 +72,15 @@ def join(root: str, *parts: str) -> str:
 def is_local_fs(fs: AbstractFileSystem) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in LOCAL_PROTOCOLS
+
+
+def sha256_of(fs: AbstractFileSystem, path: str) -> str:
+    """Hex sha256 of one file, streamed in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _local_temp_copy(path: str, data: bytes) -> str:

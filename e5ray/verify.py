@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray.manifest import MANIFEST, read_json
-from e5ray.storage import filesystem_for, join
-
-
-def _sha256(fs: Any, path: str) -> str:
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from e5ray.storage import filesystem_for, join, sha256_of
 
 
 def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None,
@@ -38,7 +29,7 @@ def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None
         size = fs.size(path)
         if size != shard["bytes"]:
             problems.append(f"{shard['path']}: {size} bytes, manifest says {shard['bytes']}")
-        sha = _sha256(fs, path)
+        sha = sha256_of(fs, path)
         if sha != shard["sha256"]:
             problems.append(f"{shard['path']}: sha256 {sha[:16]}..., manifest says {shard['sha256'][:16]}...")
             continue
@@ -64,7 +55,7 @@ def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None
             rpath = join(root, rejects["path"])
             if not fs.exists(rpath):
                 problems.append(f"{rejects['path']}: missing")
-            elif _sha256(fs, rpath) != rejects["sha256"]:
+            elif sha256_of(fs, rpath) != rejects["sha256"]:
                 problems.append(f"{rejects['path']}: sha256 differs from the manifest")
     sums = {k: sum(s[f] for s in manifest["shards"]) for k, f in
             (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))}
