@@ -30,9 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,8 +98,14 @@ class BenchConfig:
 # Corpus
 
 
-def lognormal_token_targets(n: int, rng: np.random.Generator, median: float = TARGET_MEDIAN,
-                            p95: float = TARGET_P95, low: int = MIN_TOKENS, high: int = MAX_LENGTH) -> np.ndarray:
+def lognormal_token_targets(
+    n: int,
+    rng: np.random.Generator,
+    median: float = TARGET_MEDIAN,
+    p95: float = TARGET_P95,
+    low: int = MIN_TOKENS,
+    high: int = MAX_LENGTH,
+) -> np.ndarray:
     """Target token counts per document: lognormal with this median and p95, clipped to [low, high]."""
     sigma = math.log(p95 / median) / 1.6448536269514722  # z of the 95th percentile
     draws = rng.lognormal(math.log(median), sigma, size=n)
@@ -117,8 +124,13 @@ def _load_tokenizer(tokenizer_path: str | os.PathLike[str], max_length: int | No
     return tokenizer
 
 
-def make_corpus(n: int, tokenizer_path: str | os.PathLike[str], seed: int = 0,
-                words: Sequence[str] | None = None, prefix: str = PREFIX) -> list[str]:
+def make_corpus(
+    n: int,
+    tokenizer_path: str | os.PathLike[str],
+    seed: int = 0,
+    words: Sequence[str] | None = None,
+    prefix: str = PREFIX,
+) -> list[str]:
     """`n` documents of real multilingual words whose tokenised lengths (prefix and special
     tokens included) follow `lognormal_token_targets`.
 
@@ -147,8 +159,9 @@ def make_corpus(n: int, tokenizer_path: str | os.PathLike[str], seed: int = 0,
     return texts
 
 
-def token_lengths(tokenizer_path: str | os.PathLike[str], texts: Sequence[str], prefix: str = PREFIX,
-                  max_length: int = MAX_LENGTH) -> np.ndarray:
+def token_lengths(
+    tokenizer_path: str | os.PathLike[str], texts: Sequence[str], prefix: str = PREFIX, max_length: int = MAX_LENGTH
+) -> np.ndarray:
     """Real tokens per text: prefix + text, special tokens included, truncated at `max_length`."""
     tokenizer = _load_tokenizer(tokenizer_path, max_length)
     return np.array([len(e.ids) for e in tokenizer.encode_batch([prefix + t for t in texts])], dtype=np.int64)
@@ -174,7 +187,9 @@ def length_stats(lengths: Sequence[int] | np.ndarray, max_length: int = MAX_LENG
 def fixed_batch_padded_tokens(lengths: Sequence[int] | np.ndarray, batch_size: int = FASTEMBED_BATCH) -> int:
     """Tokens processed when rows go in input order in batches of `batch_size`, each padded to its longest."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    return int(sum(len(c) * int(c.max()) for c in (lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size))))
+    return int(
+        sum(len(c) * int(c.max()) for c in (lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)))
+    )
 
 
 def write_corpus_shards(directory: str | os.PathLike[str], texts: Sequence[str], shard_rows: int) -> int:
@@ -211,8 +226,10 @@ def flops_per_token(shape: EncoderShape, seq_len: float) -> float:
 
 def flops_formula(shape: EncoderShape, seq_len: float) -> str:
     h, f, n = shape.hidden, shape.intermediate, shape.layers
-    return (f"FLOPs/token = layers x [2(4h^2 + 2hf) + 4Lh] = {n} x [2(4*{h}^2 + 2*{h}*{f}) + 4*{seq_len:.1f}*{h}]"
-            f" = {flops_per_token(shape, seq_len) / 1e6:.2f} MFLOP (L = token-weighted mean length)")
+    return (
+        f"FLOPs/token = layers x [2(4h^2 + 2hf) + 4Lh] = {n} x [2(4*{h}^2 + 2*{h}*{f}) + 4*{seq_len:.1f}*{h}]"
+        f" = {flops_per_token(shape, seq_len) / 1e6:.2f} MFLOP (L = token-weighted mean length)"
+    )
 
 
 def _session_options(threads: int) -> Any:
@@ -226,8 +243,9 @@ def _session_options(threads: int) -> Any:
     return options
 
 
-def matmul_throughput(k: int, n: int, threads: int, rows: int = 2048, reps: int = 20,
-                      dtype: str = "fp32") -> dict[str, Any]:
+def matmul_throughput(
+    k: int, n: int, threads: int, rows: int = 2048, reps: int = 20, dtype: str = "fp32"
+) -> dict[str, Any]:
     """GFLOP/s of one onnxruntime MatMul (rows x k) @ (k x n) on `threads` threads.
 
     fp32: MatMul; int8: MatMulInteger (uint8 activations x int8 weights), what dynamic
@@ -250,14 +268,16 @@ def matmul_throughput(k: int, n: int, threads: int, rows: int = 2048, reps: int 
     else:
         raise ValueError(f"unknown dtype {dtype!r}; valid: fp32, int8")
     graph = helper.make_graph(
-        [node], "matmul",
+        [node],
+        "matmul",
         [helper.make_tensor_value_info("x", x_type, ["rows", k])],
         [helper.make_tensor_value_info("y", y_type, ["rows", n])],
         initializer=[numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), _session_options(threads),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), _session_options(threads), providers=["CPUExecutionProvider"]
+    )
     feed = {"x": x}
     for _ in range(3):
         session.run(None, feed)
@@ -269,7 +289,12 @@ def matmul_throughput(k: int, n: int, threads: int, rows: int = 2048, reps: int 
     flops = 2.0 * rows * k * n
     return {
         "op": "MatMul" if dtype == "fp32" else "MatMulInteger",
-        "dtype": dtype, "m": rows, "k": k, "n": n, "threads": threads, "reps": reps,
+        "dtype": dtype,
+        "m": rows,
+        "k": k,
+        "n": n,
+        "threads": threads,
+        "reps": reps,
         "gflops_best": round(flops / min(times) / 1e9, 2),
         "gflops_median": round(flops / float(np.median(times)) / 1e9, 2),
     }
@@ -346,7 +371,7 @@ class ProcessTreeSampler:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def start(self) -> "ProcessTreeSampler":
+    def start(self) -> ProcessTreeSampler:
         self.sample()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -388,9 +413,13 @@ class ProcessTreeSampler:
             "ray_services_mb": round(sum(system.values()) / mb, 1),
             "tree_total_mb": round(sum(self.peaks.values()) / mb, 1),
             "processes": len(self.peaks),
-            "by_process": sorted(({"pid": pid, "mb": round(peak / mb, 1),
-                                   "names": sorted(n[:80] for n in self.names.get(pid, ()))}
-                                  for pid, peak in self.peaks.items()), key=lambda p: -p["mb"]),
+            "by_process": sorted(
+                (
+                    {"pid": pid, "mb": round(peak / mb, 1), "names": sorted(n[:80] for n in self.names.get(pid, ()))}
+                    for pid, peak in self.peaks.items()
+                ),
+                key=lambda p: -p["mb"],
+            ),
         }
 
 
@@ -429,12 +458,18 @@ def stage_fastembed(params: dict[str, Any]) -> dict[str, Any]:
 
     texts = [PREFIX + t for t in _texts(params)]  # the same work as e5ray's "passage" prefix
     name = f"e5ray-bench/{params['shape']}"
-    TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=True,
-                                   sources=ModelSource(hf="e5ray-bench/none"), dim=params["dim"],
-                                   model_file="model.onnx")
+    TextEmbedding.add_custom_model(
+        model=name,
+        pooling=PoolingType.MEAN,
+        normalization=True,
+        sources=ModelSource(hf="e5ray-bench/none"),
+        dim=params["dim"],
+        model_file="model.onnx",
+    )
     t0 = time.perf_counter()
-    model = TextEmbedding(model_name=name, specific_model_path=params["model_dir"], local_files_only=True,
-                          threads=params.get("threads"))
+    model = TextEmbedding(
+        model_name=name, specific_model_path=params["model_dir"], local_files_only=True, threads=params.get("threads")
+    )
     load_seconds = time.perf_counter() - t0
     list(model.embed(texts[:WARMUP_DOCS]))
     t0, c0 = time.perf_counter(), own_cpu_seconds()
@@ -445,21 +480,32 @@ def stage_fastembed(params: dict[str, Any]) -> dict[str, Any]:
     tokenizer = model.model.tokenizer
     real = padded = 0
     for start in range(0, len(texts), FASTEMBED_BATCH):
-        encodings = tokenizer.encode_batch(texts[start:start + FASTEMBED_BATCH])
+        encodings = tokenizer.encode_batch(texts[start : start + FASTEMBED_BATCH])
         padded += len(encodings) * len(encodings[0].ids)
         real += sum(sum(e.attention_mask) for e in encodings)
-    return {"docs": len(texts), "seconds": seconds, "cpu_seconds": cpu, "load_seconds": load_seconds,
-            "batch_size": FASTEMBED_BATCH,
-            "max_length": (tokenizer.truncation or {}).get("max_length"), "own_tokens": real,
-            "own_padded_tokens": padded}
+    return {
+        "docs": len(texts),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "load_seconds": load_seconds,
+        "batch_size": FASTEMBED_BATCH,
+        "max_length": (tokenizer.truncation or {}).get("max_length"),
+        "own_tokens": real,
+        "own_padded_tokens": padded,
+    }
 
 
 def _embedder(params: dict[str, Any], **overrides: Any) -> Any:
     from e5ray.embedder import E5Embedder
 
-    kwargs = {"model": f"e5ray-bench/{params['shape']}", "model_path": params["model_dir"],
-              "threads": params.get("threads"), "precision": params.get("precision", "fp32"),
-              "int8_min_cosine": params.get("int8_min_cosine", -1.0), "device": params.get("device", "cpu")}
+    kwargs = {
+        "model": f"e5ray-bench/{params['shape']}",
+        "model_path": params["model_dir"],
+        "threads": params.get("threads"),
+        "precision": params.get("precision", "fp32"),
+        "int8_min_cosine": params.get("int8_min_cosine", -1.0),
+        "device": params.get("device", "cpu"),
+    }
     kwargs.update(overrides)
     return E5Embedder(**kwargs)
 
@@ -476,12 +522,22 @@ def stage_embedder(params: dict[str, Any]) -> dict[str, Any]:
     result = embedder.embed(texts, "passage")
     seconds, cpu = time.perf_counter() - t0, own_cpu_seconds() - c0
     np.save(params["vectors"], result.vectors)
-    return {"docs": len(texts), "seconds": seconds, "cpu_seconds": cpu, "run_seconds": result.seconds,
-            "tokenize_seconds": seconds - result.seconds, "load_seconds": load_seconds,
-            "tokens": result.tokens, "padded_tokens": result.padded_tokens,
-            "batches": result.batches, "token_budget": embedder.token_budget,
-            "max_batch_rows": embedder.max_batch_rows, "threads": embedder.threads,
-            "precision": embedder.precision, "int8_gate_cosine": getattr(embedder, "int8_cosine", None)}
+    return {
+        "docs": len(texts),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "run_seconds": result.seconds,
+        "tokenize_seconds": seconds - result.seconds,
+        "load_seconds": load_seconds,
+        "tokens": result.tokens,
+        "padded_tokens": result.padded_tokens,
+        "batches": result.batches,
+        "token_budget": embedder.token_budget,
+        "max_batch_rows": embedder.max_batch_rows,
+        "threads": embedder.threads,
+        "precision": embedder.precision,
+        "int8_gate_cosine": getattr(embedder, "int8_cosine", None),
+    }
 
 
 def stage_job(params: dict[str, Any]) -> dict[str, Any]:
@@ -499,10 +555,16 @@ def stage_job(params: dict[str, Any]) -> dict[str, Any]:
     ray_init_seconds = time.perf_counter() - t0
     cpus = ray.cluster_resources().get("CPU")
     try:
-        config = JobConfig(input=params["input"], output=params["output"], model=f"e5ray-bench/{params['shape']}",
-                           model_path=params["model_dir"], precision=params.get("precision"),
-                           threads_per_actor=params.get("threads"), executor="ray",
-                           int8_min_cosine=params.get("int8_min_cosine", -1.0))
+        config = JobConfig(
+            input=params["input"],
+            output=params["output"],
+            model=f"e5ray-bench/{params['shape']}",
+            model_path=params["model_dir"],
+            precision=params.get("precision"),
+            threads_per_actor=params.get("threads"),
+            executor="ray",
+            int8_min_cosine=params.get("int8_min_cosine", -1.0),
+        )
         sampler.sample()
         t0, c0 = time.perf_counter(), sampler.cpu_seconds()
         manifest = run_job(config)
@@ -517,20 +579,30 @@ def stage_job(params: dict[str, Any]) -> dict[str, Any]:
     for shard in manifest["shards"]:
         table = pq.read_table(Path(params["output"]) / shard["path"])
         ids = np.asarray(table.column("id").to_pylist(), dtype=np.int64)
-        emb = np.asarray(table.column("embedding").combine_chunks().values.to_numpy(zero_copy_only=False),
-                         dtype=np.float32).reshape(len(ids), -1)
+        emb = np.asarray(
+            table.column("embedding").combine_chunks().values.to_numpy(zero_copy_only=False), dtype=np.float32
+        ).reshape(len(ids), -1)
         if vectors is None:
             vectors = np.zeros((n, emb.shape[1]), dtype=np.float32)
         vectors[ids] = emb
     np.save(params["vectors"], vectors)
     run = manifest["run"]
-    return {"docs": n, "seconds": seconds, "cpu_seconds": cpu, "ray_init_seconds": ray_init_seconds, "ray_cpus": cpus,
-            "tokens": run["tokens"], "padded_tokens": run["padded_tokens"], "manifest_seconds": run["seconds"],
-            "manifest_tokens_per_s": run["tokens_per_s"], "shards": len(manifest["shards"]),
-            "shard_seconds": round(sum(s["seconds"] for s in manifest["shards"]), 3),
-            "shard_embed_seconds": round(sum(s["embed_seconds"] for s in manifest["shards"]), 3),
-            "descendants_cpu_seconds": sampler.cpu_seconds() - sampler.ticks.get(os.getpid(), 0) / os.sysconf("SC_CLK_TCK"),
-            "rss": sampler.summary()}
+    return {
+        "docs": n,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "ray_init_seconds": ray_init_seconds,
+        "ray_cpus": cpus,
+        "tokens": run["tokens"],
+        "padded_tokens": run["padded_tokens"],
+        "manifest_seconds": run["seconds"],
+        "manifest_tokens_per_s": run["tokens_per_s"],
+        "shards": len(manifest["shards"]),
+        "shard_seconds": round(sum(s["seconds"] for s in manifest["shards"]), 3),
+        "shard_embed_seconds": round(sum(s["embed_seconds"] for s in manifest["shards"]), 3),
+        "descendants_cpu_seconds": sampler.cpu_seconds() - sampler.ticks.get(os.getpid(), 0) / os.sysconf("SC_CLK_TCK"),
+        "rss": sampler.summary(),
+    }
 
 
 def stage_quantize(params: dict[str, Any]) -> dict[str, Any]:
@@ -577,9 +649,16 @@ def stage_sweep(params: dict[str, Any]) -> dict[str, Any]:
     cells = []
     for (budget, rows), rates in grid.items():
         padded = info[(budget, rows)]["padded_tokens"]
-        cells.append({"token_budget": budget, "max_rows": rows, "tokens_per_s": round(max(rates), 1),
-                      "tokens_per_s_all": [round(r, 1) for r in rates], "batches": info[(budget, rows)]["batches"],
-                      "padding_share": round(1 - tokens.lengths.sum() / padded, 4)})
+        cells.append(
+            {
+                "token_budget": budget,
+                "max_rows": rows,
+                "tokens_per_s": round(max(rates), 1),
+                "tokens_per_s_all": [round(r, 1) for r in rates],
+                "batches": info[(budget, rows)]["batches"],
+                "padding_share": round(1 - tokens.lengths.sum() / padded, 4),
+            }
+        )
     best = max(cells, key=lambda c: c["tokens_per_s"])
 
     embedder.token_budget, embedder.max_batch_rows = default_budget, default_rows
@@ -589,7 +668,7 @@ def stage_sweep(params: dict[str, Any]) -> dict[str, Any]:
         # As embed_shard does: tokenise the next chunk in a thread while ONNX runs this one.
         t0 = time.perf_counter()
         done = 0
-        chunks = (texts[i:i + chunk] for i in range(0, len(texts), chunk))
+        chunks = (texts[i : i + chunk] for i in range(0, len(texts), chunk))
         for tok in _prefetch(embedder.tokenize(c, "passage") for c in chunks):
             done += embedder.run(tok).tokens
         return done / (time.perf_counter() - t0)
@@ -601,8 +680,10 @@ def stage_sweep(params: dict[str, Any]) -> dict[str, Any]:
 
     default_session = embedder.session
     sessions = {True: _session_with_spinning(embedder, True), False: _session_with_spinning(embedder, False)}
-    spinning: dict[str, dict[str, list[float]]] = {"on": {"embed": [], "pipelined": []},
-                                                   "off": {"embed": [], "pipelined": []}}
+    spinning: dict[str, dict[str, list[float]]] = {
+        "on": {"embed": [], "pipelined": []},
+        "off": {"embed": [], "pipelined": []},
+    }
     for _ in range(params["reps"]):
         for allow in (True, False):
             embedder.session = sessions[allow]
@@ -611,13 +692,20 @@ def stage_sweep(params: dict[str, Any]) -> dict[str, Any]:
             spinning[key]["pipelined"].append(round(pipelined(), 1))
     embedder.session = default_session
     spin_summary = {k: {mode: max(v) for mode, v in modes.items()} for k, modes in spinning.items()}
-    faster = {mode: ("on" if spin_summary["on"][mode] >= spin_summary["off"][mode] else "off")
-              for mode in ("embed", "pipelined")}
-    return {"docs": len(texts), "tokens": int(tokens.lengths.sum()), "threads": embedder.threads,
-            "reps": params["reps"], "default": {"token_budget": default_budget, "max_rows": default_rows},
-            "grid": sorted(cells, key=lambda c: (c["token_budget"], c["max_rows"])), "best": best,
-            "spinning": {"runs": spinning, "best": spin_summary, "faster": faster,
-                         "pipelined_chunk_rows": chunk}}
+    faster = {
+        mode: ("on" if spin_summary["on"][mode] >= spin_summary["off"][mode] else "off")
+        for mode in ("embed", "pipelined")
+    }
+    return {
+        "docs": len(texts),
+        "tokens": int(tokens.lengths.sum()),
+        "threads": embedder.threads,
+        "reps": params["reps"],
+        "default": {"token_budget": default_budget, "max_rows": default_rows},
+        "grid": sorted(cells, key=lambda c: (c["token_budget"], c["max_rows"])),
+        "best": best,
+        "spinning": {"runs": spinning, "best": spin_summary, "faster": faster, "pipelined_chunk_rows": chunk},
+    }
 
 
 STAGES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -637,8 +725,17 @@ def run_stage(stage: str, params: dict[str, Any], workdir: Path, tag: str | None
     log_path = workdir / f"{tag}.log"
     params_path.write_text(json.dumps(params))
     result_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "e5ray.benchmarking", "--stage", stage, "--params", str(params_path),
-           "--result", str(result_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "e5ray.benchmarking",
+        "--stage",
+        stage,
+        "--params",
+        str(params_path),
+        "--result",
+        str(result_path),
+    ]
     t0, m0 = time.perf_counter(), machine_cpu_times()
     with open(log_path, "wb") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -651,8 +748,10 @@ def run_stage(stage: str, params: dict[str, Any], workdir: Path, tag: str | None
     # How much of the machine others used meanwhile (a shared machine makes timings noisy).
     capacity = m1["total"] - m0["total"]
     others = (m1["busy"] - m0["busy"]) - result.get("stage_cpu_seconds", 0.0)
-    result["machine"] = {"others_cpu_share": round(max(0.0, others) / capacity, 3) if capacity > 0 else None,
-                         "steal_share": round((m1["steal"] - m0["steal"]) / capacity, 3) if capacity > 0 else None}
+    result["machine"] = {
+        "others_cpu_share": round(max(0.0, others) / capacity, 3) if capacity > 0 else None,
+        "steal_share": round((m1["steal"] - m0["steal"]) / capacity, 3) if capacity > 0 else None,
+    }
     return result
 
 
@@ -709,8 +808,15 @@ def prepare_model(cfg: BenchConfig, workdir: Path) -> tuple[Path, dict[str, Any]
     reused = (model_dir / "config.json").exists()
     if not reused:
         write_test_model(model_dir, arch=arch, shape=cfg.shape, seed=cfg.seed)
-    info = {"shape": cfg.shape, "arch": arch, **asdict(shape), "non_embedding_params": non_embedding_params(shape),
-            "dir": str(model_dir), "write_seconds": round(time.perf_counter() - t0, 2), "reused": reused}
+    info = {
+        "shape": cfg.shape,
+        "arch": arch,
+        **asdict(shape),
+        "non_embedding_params": non_embedding_params(shape),
+        "dir": str(model_dir),
+        "write_seconds": round(time.perf_counter() - t0, 2),
+        "reused": reused,
+    }
     return model_dir, info
 
 
@@ -763,10 +869,13 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     lengths = token_lengths(tokenizer_path, texts)
     corpus_path = workdir / "corpus.json"
     corpus_path.write_text(json.dumps(all_texts, ensure_ascii=False), encoding="utf-8")
-    result["corpus"] = {"docs": cfg.docs, "target": {"median": TARGET_MEDIAN, "p95": TARGET_P95,
-                                                     "clip": [MIN_TOKENS, MAX_LENGTH]},
-                        "stats": length_stats(lengths), "words": len(sample_words()),
-                        "seconds": round(time.perf_counter() - t0, 2)}
+    result["corpus"] = {
+        "docs": cfg.docs,
+        "target": {"median": TARGET_MEDIAN, "p95": TARGET_P95, "clip": [MIN_TOKENS, MAX_LENGTH]},
+        "stats": length_stats(lengths),
+        "words": len(sample_words()),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     seq_len = result["corpus"]["stats"]["token_weighted_mean"]
 
     log(f"[ceiling] ORT MatMul ({2048}x{shape.hidden}) @ ({shape.hidden}x{4 * shape.hidden}), {threads} threads")
@@ -774,12 +883,17 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     fpt = flops_per_token(shape, seq_len)
 
     def set_ceiling(m: dict[str, Any]) -> None:
-        result["ceiling"] = {"matmul": m, "seq_len": seq_len, "flops_per_token": fpt,
-                             "formula": flops_formula(shape, seq_len),
-                             "tokens_per_s": round(m["gflops_best"] * 1e9 / fpt, 1),
-                             "tokens_per_s_at_median_gflops": round(m["gflops_median"] * 1e9 / fpt, 1),
-                             "matmul_runs": [{"gflops_best": r["gflops_best"], "gflops_median": r["gflops_median"]}
-                                             for r in matmul_runs]}
+        result["ceiling"] = {
+            "matmul": m,
+            "seq_len": seq_len,
+            "flops_per_token": fpt,
+            "formula": flops_formula(shape, seq_len),
+            "tokens_per_s": round(m["gflops_best"] * 1e9 / fpt, 1),
+            "tokens_per_s_at_median_gflops": round(m["gflops_median"] * 1e9 / fpt, 1),
+            "matmul_runs": [
+                {"gflops_best": r["gflops_best"], "gflops_median": r["gflops_median"]} for r in matmul_runs
+            ],
+        }
 
     matmul_runs = [matmul]
     set_ceiling(matmul)
@@ -787,16 +901,26 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
         matmul8 = matmul_throughput(shape.hidden, 4 * shape.hidden, threads, dtype="int8")
         result["ceiling"]["int8"] = {"matmul": matmul8, "tokens_per_s": round(matmul8["gflops_best"] * 1e9 / fpt, 1)}
 
-    base = {"corpus": str(corpus_path), "shape": cfg.shape, "model_dir": str(model_dir), "dim": shape.hidden,
-            "threads": cfg.threads, "precision": cfg.precision, "int8_min_cosine": cfg.int8_min_cosine}
+    base = {
+        "corpus": str(corpus_path),
+        "shape": cfg.shape,
+        "model_dir": str(model_dir),
+        "dim": shape.hidden,
+        "threads": cfg.threads,
+        "precision": cfg.precision,
+        "int8_min_cosine": cfg.int8_min_cosine,
+    }
     contestants: dict[str, Any] = {}
     vectors: dict[str, np.ndarray] = {}
 
     if not cfg.skip_fastembed:
         docs = min(cfg.fastembed_docs or cfg.docs, cfg.docs)
         log(f"[1/3] fastembed TextEmbedding.embed on {docs} docs (defaults: batch_size 256, input order)")
-        r = run_stage("fastembed", {**base, "docs": docs, "threads": cfg.threads,
-                                    "vectors": str(workdir / "fastembed.npy")}, workdir)
+        r = run_stage(
+            "fastembed",
+            {**base, "docs": docs, "threads": cfg.threads, "vectors": str(workdir / "fastembed.npy")},
+            workdir,
+        )
         fe_lengths = lengths[:docs]
         r["tokens"] = int(fe_lengths.sum())
         r["padded_tokens"] = fixed_batch_padded_tokens(fe_lengths)
@@ -810,13 +934,17 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     if not cfg.skip_embedder:
         if cfg.precision == "int8":
             log(f"[2/3] E5Embedder fp32 reference on {cfg.docs} docs")
-            contestants["embedder_fp32"] = run_stage("embedder", {**base, "docs": cfg.docs, "precision": "fp32",
-                                                                  "vectors": str(workdir / "embedder_fp32.npy")},
-                                                     workdir, tag="embedder_fp32")
+            contestants["embedder_fp32"] = run_stage(
+                "embedder",
+                {**base, "docs": cfg.docs, "precision": "fp32", "vectors": str(workdir / "embedder_fp32.npy")},
+                workdir,
+                tag="embedder_fp32",
+            )
             vectors["embedder_fp32"] = np.load(workdir / "embedder_fp32.npy")
         log(f"[2/3] E5Embedder ({cfg.precision}) in-process on {cfg.docs} docs")
-        contestants["embedder"] = run_stage("embedder", {**base, "docs": cfg.docs,
-                                                         "vectors": str(workdir / "embedder.npy")}, workdir)
+        contestants["embedder"] = run_stage(
+            "embedder", {**base, "docs": cfg.docs, "vectors": str(workdir / "embedder.npy")}, workdir
+        )
         vectors["embedder"] = np.load(workdir / "embedder.npy")
 
     scale_runs = []
@@ -833,8 +961,12 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
                 os.replace(tmp_dir, corpus_dir)
             out_dir = workdir / f"{tag}-out-{time.time_ns()}"
             log(f"[3/3] e5ray job on a local Ray: {n} docs in {math.ceil(n / cfg.shard_rows)} Parquet shards")
-            r = run_stage("job", {**base, "input": str(corpus_dir), "output": str(out_dir),
-                                  "vectors": str(workdir / f"{tag}.npy")}, workdir, tag=tag)
+            r = run_stage(
+                "job",
+                {**base, "input": str(corpus_dir), "output": str(out_dir), "vectors": str(workdir / f"{tag}.npy")},
+                workdir,
+                tag=tag,
+            )
             scale_runs.append(r)
             if n == cfg.docs:
                 contestants["job"] = r
@@ -846,7 +978,7 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     set_ceiling(max(matmul_runs, key=lambda m: m["gflops_best"]))
     if int8_ceiling:
         result["ceiling"]["int8"] = int8_ceiling
-    for name, r in contestants.items():
+    for _name, r in contestants.items():
         r["tokens_per_s"] = _rate(r["tokens"], r["seconds"])
         r["tokens_per_cpu_s"] = _rate(r["tokens"], r.get("cpu_seconds") or 0.0)
         r["padding_share"] = _share(r["tokens"], r["padded_tokens"])
@@ -879,19 +1011,23 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
 
     if cfg.precision == "int8" and "embedder" in contestants:
         fp32 = contestants.get("embedder_fp32", {})
-        result["int8"] = {"tokens_per_s": rate("embedder"), "fp32_tokens_per_s": fp32.get("tokens_per_s"),
-                          "speedup_vs_fp32": _ratio(rate("embedder"), fp32.get("tokens_per_s")),
-                          "mean_cosine_vs_fp32": agreement.get("int8_vs_fp32", {}).get("mean"),
-                          "min_cosine_vs_fp32": agreement.get("int8_vs_fp32", {}).get("min"),
-                          "gate_sample_cosine": contestants["embedder"].get("int8_gate_cosine"),
-                          "quantize_seconds": result["quantize"]["seconds"],
-                          "quantize_peak_rss_mb": result["quantize"]["peak_rss_mb"],
-                          "vs_int8_ceiling": _ratio(rate("embedder"), result["ceiling"]["int8"]["tokens_per_s"])}
+        result["int8"] = {
+            "tokens_per_s": rate("embedder"),
+            "fp32_tokens_per_s": fp32.get("tokens_per_s"),
+            "speedup_vs_fp32": _ratio(rate("embedder"), fp32.get("tokens_per_s")),
+            "mean_cosine_vs_fp32": agreement.get("int8_vs_fp32", {}).get("mean"),
+            "min_cosine_vs_fp32": agreement.get("int8_vs_fp32", {}).get("min"),
+            "gate_sample_cosine": contestants["embedder"].get("int8_gate_cosine"),
+            "quantize_seconds": result["quantize"]["seconds"],
+            "quantize_peak_rss_mb": result["quantize"]["peak_rss_mb"],
+            "vs_int8_ceiling": _ratio(rate("embedder"), result["ceiling"]["int8"]["tokens_per_s"]),
+        }
 
     if len(scale_runs) == 2:
         small, large = scale_runs
         result["rss_scale"] = {
-            "docs": [small["docs"], large["docs"]], "scale": cfg.rss_scale,
+            "docs": [small["docs"], large["docs"]],
+            "scale": cfg.rss_scale,
             "job_mb": [small["rss"]["job_mb"], large["rss"]["job_mb"]],
             "job_ratio": _ratio(large["rss"]["job_mb"], small["rss"]["job_mb"]),
             "actor_mb": [small["rss"]["actor_mb"], large["rss"]["actor_mb"]],
@@ -903,19 +1039,32 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
         result["rss_scale"]["large_job_vs_embedder"] = _ratio(result["rss_scale"]["tokens_per_s"][1], rate("embedder"))
 
     if cfg.sweep:
-        log(f"[sweep] token budgets {list(cfg.sweep_budgets)} x max rows {list(cfg.sweep_rows)} "
-            f"on {cfg.sweep_docs} docs, {cfg.sweep_reps} rounds; then ORT spinning on/off")
-        result["sweep"] = run_stage("sweep", {**base, "docs": cfg.sweep_docs, "precision": "fp32",
-                                              "budgets": list(cfg.sweep_budgets), "rows": list(cfg.sweep_rows),
-                                              "reps": cfg.sweep_reps}, workdir)
+        log(
+            f"[sweep] token budgets {list(cfg.sweep_budgets)} x max rows {list(cfg.sweep_rows)} "
+            f"on {cfg.sweep_docs} docs, {cfg.sweep_reps} rounds; then ORT spinning on/off"
+        )
+        result["sweep"] = run_stage(
+            "sweep",
+            {
+                **base,
+                "docs": cfg.sweep_docs,
+                "precision": "fp32",
+                "budgets": list(cfg.sweep_budgets),
+                "rows": list(cfg.sweep_rows),
+                "reps": cfg.sweep_reps,
+            },
+            workdir,
+        )
 
     padding_values = [contestants[n]["padding_share"] for n in ("embedder", "job") if n in contestants]
-    result["goals"] = evaluate_goals({
-        **result["ratios"],
-        "padding_share": max(padding_values) if padding_values else None,
-        "job_rss_ratio": result.get("rss_scale", {}).get("job_ratio"),
-        "job_vs_embedder_at_scale": result.get("rss_scale", {}).get("large_job_vs_embedder"),
-    })
+    result["goals"] = evaluate_goals(
+        {
+            **result["ratios"],
+            "padding_share": max(padding_values) if padding_values else None,
+            "job_rss_ratio": result.get("rss_scale", {}).get("job_ratio"),
+            "job_vs_embedder_at_scale": result.get("rss_scale", {}).get("large_job_vs_embedder"),
+        }
+    )
     result["seconds_total"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -953,9 +1102,14 @@ def run_gpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     result["corpus"] = {"docs": cfg.docs, "stats": length_stats(lengths), "seconds": round(time.perf_counter() - t0, 2)}
     seq_len = result["corpus"]["stats"]["token_weighted_mean"]
     fpt = flops_per_token(shape, seq_len)
-    result["ceiling"] = {"peak_flops": H100_DENSE_FP16_FLOPS, "note": "H100/H200 SXM dense fp16 tensor-core peak",
-                         "seq_len": seq_len, "flops_per_token": fpt, "formula": flops_formula(shape, seq_len),
-                         "tokens_per_s": round(ceiling(shape, seq_len, H100_DENSE_FP16_FLOPS), 1)}
+    result["ceiling"] = {
+        "peak_flops": H100_DENSE_FP16_FLOPS,
+        "note": "H100/H200 SXM dense fp16 tensor-core peak",
+        "seq_len": seq_len,
+        "flops_per_token": fpt,
+        "formula": flops_formula(shape, seq_len),
+        "tokens_per_s": round(ceiling(shape, seq_len, H100_DENSE_FP16_FLOPS), 1),
+    }
     name = f"e5ray-bench/{cfg.shape}"
 
     log("[gpu] fp16 E5Embedder (converting the model to fp16 once)")
@@ -968,11 +1122,19 @@ def run_gpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     seconds = time.perf_counter() - t0
     sample = min(cfg.gpu_sample, len(texts))
     sample_vectors16 = run16.vectors[:sample].copy()
-    result["fp16"] = {"docs": len(texts), "seconds": seconds, "run_seconds": run16.seconds,
-                      "tokens": run16.tokens, "padded_tokens": run16.padded_tokens,
-                      "padding_share": _share(run16.tokens, run16.padded_tokens), "batches": run16.batches,
-                      "tokens_per_s": _rate(run16.tokens, seconds), "load_seconds": round(load16, 2),
-                      "token_budget": fp16.token_budget, "max_batch_rows": fp16.max_batch_rows}
+    result["fp16"] = {
+        "docs": len(texts),
+        "seconds": seconds,
+        "run_seconds": run16.seconds,
+        "tokens": run16.tokens,
+        "padded_tokens": run16.padded_tokens,
+        "padding_share": _share(run16.tokens, run16.padded_tokens),
+        "batches": run16.batches,
+        "tokens_per_s": _rate(run16.tokens, seconds),
+        "load_seconds": round(load16, 2),
+        "token_budget": fp16.token_budget,
+        "max_batch_rows": fp16.max_batch_rows,
+    }
     del fp16, run16
 
     log(f"[gpu] fp32 E5Embedder on a {sample}-doc sample for agreement")
@@ -983,33 +1145,52 @@ def run_gpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     seconds32 = time.perf_counter() - t0
     cos = _cosines(sample_vectors16, run32.vectors)
     result["fp32_sample"] = {"docs": sample, "tokens_per_s": _rate(run32.tokens, seconds32)}
-    result["agreement"] = {"fp16_vs_fp32": {"min": float(cos.min()), "mean": float(cos.mean()), "docs": sample,
-                                            "goal_min": 0.999, "met": bool(cos.min() >= 0.999)}}
+    result["agreement"] = {
+        "fp16_vs_fp32": {
+            "min": float(cos.min()),
+            "mean": float(cos.mean()),
+            "docs": sample,
+            "goal_min": 0.999,
+            "met": bool(cos.min() >= 0.999),
+        }
+    }
     del fp32, run32
 
     if not cfg.skip_fastembed:
-        result["fastembed"] = _gpu_fastembed(cfg, model_dir, shape, texts[: cfg.gpu_fastembed_docs],
-                                             lengths[: cfg.gpu_fastembed_docs], log)
+        result["fastembed"] = _gpu_fastembed(
+            cfg, model_dir, shape, texts[: cfg.gpu_fastembed_docs], lengths[: cfg.gpu_fastembed_docs], log
+        )
     rate16 = result["fp16"]["tokens_per_s"]
-    result["ratios"] = {"fp16_vs_ceiling": _ratio(rate16, result["ceiling"]["tokens_per_s"]),
-                        "fp16_vs_fastembed": _ratio(rate16, (result.get("fastembed") or {}).get("tokens_per_s"))}
-    result["goals"] = {"tokens_per_s": {"value": rate16, "goal": ">= 250000", "met": rate16 >= 250_000},
-                       "fp16_min_cosine": {"value": float(cos.min()), "goal": ">= 0.999", "met": bool(cos.min() >= 0.999)}}
+    result["ratios"] = {
+        "fp16_vs_ceiling": _ratio(rate16, result["ceiling"]["tokens_per_s"]),
+        "fp16_vs_fastembed": _ratio(rate16, (result.get("fastembed") or {}).get("tokens_per_s")),
+    }
+    result["goals"] = {
+        "tokens_per_s": {"value": rate16, "goal": ">= 250000", "met": rate16 >= 250_000},
+        "fp16_min_cosine": {"value": float(cos.min()), "goal": ">= 0.999", "met": bool(cos.min() >= 0.999)},
+    }
     result["seconds_total"] = round(time.perf_counter() - started, 1)
     return result
 
 
 def _gpu_name() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def _gpu_fastembed(cfg: BenchConfig, model_dir: Path, shape: EncoderShape, texts: list[str],
-                   lengths: np.ndarray, log: Callable[[str], None]) -> dict[str, Any] | None:
+def _gpu_fastembed(
+    cfg: BenchConfig,
+    model_dir: Path,
+    shape: EncoderShape,
+    texts: list[str],
+    lengths: np.ndarray,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
     """Plain fastembed (fp32 model, batch 256, input order) on CUDA, for the ratio; optional."""
     log(f"[gpu] fastembed with CUDAExecutionProvider on {len(texts)} docs")
     try:
@@ -1017,11 +1198,20 @@ def _gpu_fastembed(cfg: BenchConfig, model_dir: Path, shape: EncoderShape, texts
         from fastembed.common.model_description import ModelSource, PoolingType
 
         name = f"e5ray-bench/{cfg.shape}-gpu"
-        TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=True,
-                                       sources=ModelSource(hf="e5ray-bench/none"), dim=shape.hidden,
-                                       model_file="model.onnx")
-        model = TextEmbedding(model_name=name, specific_model_path=str(model_dir), local_files_only=True,
-                              providers=["CUDAExecutionProvider"])
+        TextEmbedding.add_custom_model(
+            model=name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf="e5ray-bench/none"),
+            dim=shape.hidden,
+            model_file="model.onnx",
+        )
+        model = TextEmbedding(
+            model_name=name,
+            specific_model_path=str(model_dir),
+            local_files_only=True,
+            providers=["CUDAExecutionProvider"],
+        )
         prefixed = [PREFIX + t for t in texts]
         list(model.embed(prefixed[:WARMUP_DOCS]))
         t0 = time.perf_counter()
@@ -1031,8 +1221,14 @@ def _gpu_fastembed(cfg: BenchConfig, model_dir: Path, shape: EncoderShape, texts
         return {"error": f"{type(exc).__name__}: {exc}"[:500]}
     tokens = int(lengths.sum())
     padded = fixed_batch_padded_tokens(lengths)
-    return {"docs": len(texts), "seconds": seconds, "tokens": tokens, "padded_tokens": padded,
-            "padding_share": _share(tokens, padded), "tokens_per_s": _rate(tokens, seconds)}
+    return {
+        "docs": len(texts),
+        "seconds": seconds,
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "padding_share": _share(tokens, padded),
+        "tokens_per_s": _rate(tokens, seconds),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -1065,28 +1261,38 @@ def format_report(result: dict[str, Any]) -> str:
         f"{'contestant':<40} {'docs':>6} {'real tok':>9} {'padded':>9} {'pad %':>6} {'seconds':>8} "
         f"{'tok/s':>8} {'tok/CPU-s':>9} {'peak RSS MB':>12} {'others CPU':>10}",
     ]
-    labels = {"fastembed": "1 fastembed TextEmbedding.embed",
-              "embedder_fp32": "2' E5Embedder fp32 (reference)",
-              "embedder": f"2 E5Embedder in-process ({cfg['precision']})",
-              "job": "3 e5ray job, local Ray"}
+    labels = {
+        "fastembed": "1 fastembed TextEmbedding.embed",
+        "embedder_fp32": "2' E5Embedder fp32 (reference)",
+        "embedder": f"2 E5Embedder in-process ({cfg['precision']})",
+        "job": "3 e5ray job, local Ray",
+    }
     for name, label in labels.items():
         r = result["contestants"].get(name)
         if r is None:
             continue
         rss = r.get("peak_rss_mb") if name != "job" else r["rss"]["job_mb"]
         others = (r.get("machine") or {}).get("others_cpu_share")
-        lines.append(f"{label:<40} {r['docs']:>6} {r['tokens']:>9,} {r['padded_tokens']:>9,} "
-                     f"{100 * r['padding_share']:>6.1f} {r['seconds']:>8.2f} {r['tokens_per_s']:>8,.0f} "
-                     f"{r['tokens_per_cpu_s']:>9,.0f} {_fmt(rss, '>12,.0f')} "
-                     f"{_fmt(None if others is None else 100 * others, '>9.0f')}%")
-    lines.append(f"{'4 ceiling (ORT fp32 MatMul FLOP/s)':<40} {'':>6} {'':>9} {'':>9} {'':>6} {'':>8} "
-                 f"{c['tokens_per_s']:>8,.0f}")
+        lines.append(
+            f"{label:<40} {r['docs']:>6} {r['tokens']:>9,} {r['padded_tokens']:>9,} "
+            f"{100 * r['padding_share']:>6.1f} {r['seconds']:>8.2f} {r['tokens_per_s']:>8,.0f} "
+            f"{r['tokens_per_cpu_s']:>9,.0f} {_fmt(rss, '>12,.0f')} "
+            f"{_fmt(None if others is None else 100 * others, '>9.0f')}%"
+        )
+    lines.append(
+        f"{'4 ceiling (ORT fp32 MatMul FLOP/s)':<40} {'':>6} {'':>9} {'':>9} {'':>6} {'':>8} {c['tokens_per_s']:>8,.0f}"
+    )
     if "int8" in c:
-        lines.append(f"{'4i ceiling (ORT int8 MatMulInteger)':<40} {'':>6} {'':>9} {'':>9} {'':>6} {'':>8} "
-                     f"{c['int8']['tokens_per_s']:>8,.0f}")
+        lines.append(
+            f"{'4i ceiling (ORT int8 MatMulInteger)':<40} {'':>6} {'':>9} {'':>9} {'':>6} {'':>8} "
+            f"{c['int8']['tokens_per_s']:>8,.0f}"
+        )
     r = result["ratios"]
-    lines += ["", f"ratios: 2/1 = {_fmt(r['embedder_vs_fastembed'], '.2f')}   3/1 = {_fmt(r['job_vs_fastembed'], '.2f')}"
-                  f"   3/2 = {_fmt(r['job_vs_embedder'], '.3f')}   2/4 = {_fmt(r['embedder_vs_ceiling'], '.3f')}"]
+    lines += [
+        "",
+        f"ratios: 2/1 = {_fmt(r['embedder_vs_fastembed'], '.2f')}   3/1 = {_fmt(r['job_vs_fastembed'], '.2f')}"
+        f"   3/2 = {_fmt(r['job_vs_embedder'], '.3f')}   2/4 = {_fmt(r['embedder_vs_ceiling'], '.3f')}",
+    ]
     mm = c["matmul"]
     lines += [
         f"ceiling: ORT {mm['op']} ({mm['m']}x{mm['k']}) @ ({mm['k']}x{mm['n']}), {mm['threads']} threads, "
@@ -1101,43 +1307,63 @@ def format_report(result: dict[str, Any]) -> str:
     ]
     if "int8" in c:
         m8 = c["int8"]["matmul"]
-        lines.append(f"  int8: {m8['op']} best {m8['gflops_best']:.1f} GOP/s -> {c['int8']['tokens_per_s']:,.0f} tokens/s")
+        lines.append(
+            f"  int8: {m8['op']} best {m8['gflops_best']:.1f} GOP/s -> {c['int8']['tokens_per_s']:,.0f} tokens/s"
+        )
     for name, r in result["contestants"].items():
         extra = []
         if name == "fastembed":
-            extra = [f"load {r['load_seconds']:.1f}s", f"truncation max_length {r['max_length']}",
-                     f"own tokenizer: {r['own_tokens']:,} real / {r['own_padded_tokens']:,} padded"]
+            extra = [
+                f"load {r['load_seconds']:.1f}s",
+                f"truncation max_length {r['max_length']}",
+                f"own tokenizer: {r['own_tokens']:,} real / {r['own_padded_tokens']:,} padded",
+            ]
         elif name.startswith("embedder"):
-            extra = [f"tokenize {r['tokenize_seconds']:.2f}s + run {r['run_seconds']:.2f}s",
-                     f"{r['batches']} batches", f"budget {r['token_budget']}", f"max rows {r['max_batch_rows']}",
-                     f"threads {r['threads']}", f"load {r['load_seconds']:.1f}s"]
+            extra = [
+                f"tokenize {r['tokenize_seconds']:.2f}s + run {r['run_seconds']:.2f}s",
+                f"{r['batches']} batches",
+                f"budget {r['token_budget']}",
+                f"max rows {r['max_batch_rows']}",
+                f"threads {r['threads']}",
+                f"load {r['load_seconds']:.1f}s",
+            ]
         elif name == "job":
-            extra = [f"ray.init {r['ray_init_seconds']:.1f}s (not counted)", f"{r['shards']} shards",
-                     f"shard wall {r['shard_seconds']:.2f}s", f"ONNX+pool {r['shard_embed_seconds']:.2f}s",
-                     f"manifest tokens/s {r['manifest_tokens_per_s']:,.0f}"]
+            extra = [
+                f"ray.init {r['ray_init_seconds']:.1f}s (not counted)",
+                f"{r['shards']} shards",
+                f"shard wall {r['shard_seconds']:.2f}s",
+                f"ONNX+pool {r['shard_embed_seconds']:.2f}s",
+                f"manifest tokens/s {r['manifest_tokens_per_s']:,.0f}",
+            ]
         lines.append(f"  {name}: " + ", ".join(extra))
     for name, a in result["agreement"].items():
         lines.append(f"vectors {name}: min cosine {a['min']:.6f}, mean {a['mean']:.6f} over {a['docs']} docs")
     if "job" in result["contestants"]:
         rss = result["contestants"]["job"]["rss"]
-        lines.append(f"job memory (peak MB): driver {rss['driver_mb']:,.0f}, embedding actor {rss['actor_mb']:,.0f} "
-                     f"({rss['actors']} actor), other Ray workers {rss['other_ray_workers_mb']:,.0f} "
-                     f"({rss['other_ray_workers']}), Ray services {rss['ray_services_mb']:,.0f}; "
-                     f"all {rss['processes']} processes {rss['tree_total_mb']:,.0f}")
+        lines.append(
+            f"job memory (peak MB): driver {rss['driver_mb']:,.0f}, embedding actor {rss['actor_mb']:,.0f} "
+            f"({rss['actors']} actor), other Ray workers {rss['other_ray_workers_mb']:,.0f} "
+            f"({rss['other_ray_workers']}), Ray services {rss['ray_services_mb']:,.0f}; "
+            f"all {rss['processes']} processes {rss['tree_total_mb']:,.0f}"
+        )
     if "rss_scale" in result:
         s = result["rss_scale"]
-        lines.append(f"job at {s['docs'][0]} vs {s['docs'][1]} docs: job peak (driver + actor) {s['job_mb'][0]:,.0f} -> "
-                     f"{s['job_mb'][1]:,.0f} MB (x{_fmt(s['job_ratio'], '.3f')}); actor {s['actor_mb'][0]:,.0f} -> "
-                     f"{s['actor_mb'][1]:,.0f}; all processes {s['tree_total_mb'][0]:,.0f} -> {s['tree_total_mb'][1]:,.0f} "
-                     f"(x{_fmt(s['tree_ratio'], '.3f')}); tokens/s {s['tokens_per_s'][0]:,.0f} -> "
-                     f"{s['tokens_per_s'][1]:,.0f} (x{_fmt(s['large_job_vs_embedder'], '.3f')} of the embedder)")
+        lines.append(
+            f"job at {s['docs'][0]} vs {s['docs'][1]} docs: job peak (driver + actor) {s['job_mb'][0]:,.0f} -> "
+            f"{s['job_mb'][1]:,.0f} MB (x{_fmt(s['job_ratio'], '.3f')}); actor {s['actor_mb'][0]:,.0f} -> "
+            f"{s['actor_mb'][1]:,.0f}; all processes {s['tree_total_mb'][0]:,.0f} -> {s['tree_total_mb'][1]:,.0f} "
+            f"(x{_fmt(s['tree_ratio'], '.3f')}); tokens/s {s['tokens_per_s'][0]:,.0f} -> "
+            f"{s['tokens_per_s'][1]:,.0f} (x{_fmt(s['large_job_vs_embedder'], '.3f')} of the embedder)"
+        )
     if "int8" in result:
         i = result["int8"]
-        lines.append(f"int8: {i['tokens_per_s']:,.0f} tokens/s vs fp32 {_fmt(i['fp32_tokens_per_s'])} "
-                     f"(x{_fmt(i['speedup_vs_fp32'], '.2f')}); cosine to fp32 mean {_fmt(i['mean_cosine_vs_fp32'], '.5f')}, "
-                     f"min {_fmt(i['min_cosine_vs_fp32'], '.5f')}; gate-sample cosine {_fmt(i['gate_sample_cosine'], '.5f')}; "
-                     f"x{_fmt(i['vs_int8_ceiling'], '.3f')} of the int8 ceiling; quantising took "
-                     f"{i['quantize_seconds']:.1f}s, peak RSS {i['quantize_peak_rss_mb']:,.0f} MB (own process)")
+        lines.append(
+            f"int8: {i['tokens_per_s']:,.0f} tokens/s vs fp32 {_fmt(i['fp32_tokens_per_s'])} "
+            f"(x{_fmt(i['speedup_vs_fp32'], '.2f')}); cosine to fp32 mean {_fmt(i['mean_cosine_vs_fp32'], '.5f')}, "
+            f"min {_fmt(i['min_cosine_vs_fp32'], '.5f')}; gate-sample cosine {_fmt(i['gate_sample_cosine'], '.5f')}; "
+            f"x{_fmt(i['vs_int8_ceiling'], '.3f')} of the int8 ceiling; quantising took "
+            f"{i['quantize_seconds']:.1f}s, peak RSS {i['quantize_peak_rss_mb']:,.0f} MB (own process)"
+        )
     if "sweep" in result:
         lines += ["", *format_sweep(result["sweep"])]
     lines += ["", "goals:"]
@@ -1154,19 +1380,28 @@ def format_sweep(sweep: dict[str, Any]) -> list[str]:
     cell = {(c["token_budget"], c["max_rows"]): c for c in sweep["grid"]}
     d = sweep["default"]
     corner = "budget \\ max rows"
-    lines = [f"sweep: E5Embedder.run tokens/s (best of {sweep['reps']}) on {sweep['docs']} docs, {sweep['tokens']:,} "
-             f"tokens, {sweep['threads']} threads; current default budget {d['token_budget']}, max rows {d['max_rows']}",
-             f"{corner:>18} " + " ".join(f"{r:>8}" for r in rows) + "   pad % (at most rows)"]
+    lines = [
+        f"sweep: E5Embedder.run tokens/s (best of {sweep['reps']}) on {sweep['docs']} docs, {sweep['tokens']:,} "
+        f"tokens, {sweep['threads']} threads; current default budget {d['token_budget']}, max rows {d['max_rows']}",
+        f"{corner:>18} " + " ".join(f"{r:>8}" for r in rows) + "   pad % (at most rows)",
+    ]
     for b in budgets:
-        lines.append(f"{b:>18} " + " ".join(f"{cell[(b, r)]['tokens_per_s']:>8,.0f}" for r in rows)
-                     + f"   {100 * cell[(b, rows[-1])]['padding_share']:.1f}")
+        lines.append(
+            f"{b:>18} "
+            + " ".join(f"{cell[(b, r)]['tokens_per_s']:>8,.0f}" for r in rows)
+            + f"   {100 * cell[(b, rows[-1])]['padding_share']:.1f}"
+        )
     best = sweep["best"]
-    lines.append(f"best: budget {best['token_budget']}, max rows {best['max_rows']}: {best['tokens_per_s']:,.0f} tokens/s")
+    lines.append(
+        f"best: budget {best['token_budget']}, max rows {best['max_rows']}: {best['tokens_per_s']:,.0f} tokens/s"
+    )
     s = sweep["spinning"]
-    lines.append(f"ORT session.intra_op.allow_spinning (best tokens/s): embed() on {s['best']['on']['embed']:,.0f} / "
-                 f"off {s['best']['off']['embed']:,.0f} -> {s['faster']['embed']} faster; tokenise-ahead pipeline "
-                 f"({s['pipelined_chunk_rows']}-row chunks) on {s['best']['on']['pipelined']:,.0f} / off "
-                 f"{s['best']['off']['pipelined']:,.0f} -> {s['faster']['pipelined']} faster")
+    lines.append(
+        f"ORT session.intra_op.allow_spinning (best tokens/s): embed() on {s['best']['on']['embed']:,.0f} / "
+        f"off {s['best']['off']['embed']:,.0f} -> {s['faster']['embed']} faster; tokenise-ahead pipeline "
+        f"({s['pipelined_chunk_rows']}-row chunks) on {s['best']['on']['pipelined']:,.0f} / off "
+        f"{s['best']['off']['pipelined']:,.0f} -> {s['faster']['pipelined']} faster"
+    )
     return lines
 
 
@@ -1192,9 +1427,11 @@ def _format_gpu_report(result: dict[str, Any]) -> str:
         if "error" in fe:
             lines.append(f"fastembed on CUDA: did not run ({fe['error']})")
         else:
-            lines.append(f"fastembed on CUDA (fp32, batch 256): {fe['tokens_per_s']:,.0f} tokens/s on {fe['docs']} docs, "
-                         f"padding {100 * fe['padding_share']:.1f}%; fp16 e5ray / fastembed = "
-                         f"{_fmt(result['ratios']['fp16_vs_fastembed'], '.2f')}")
+            lines.append(
+                f"fastembed on CUDA (fp32, batch 256): {fe['tokens_per_s']:,.0f} tokens/s on {fe['docs']} docs, "
+                f"padding {100 * fe['padding_share']:.1f}%; fp16 e5ray / fastembed = "
+                f"{_fmt(result['ratios']['fp16_vs_fastembed'], '.2f')}"
+            )
     for name, g in result["goals"].items():
         mark = "PASS" if g["met"] else "FAIL"
         lines.append(f"  [{mark}] {name} = {_fmt(g['value'], ',.4f')} (goal {g['goal']})")
@@ -1202,8 +1439,9 @@ def _format_gpu_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_benchmark(cfg: BenchConfig, out: str | os.PathLike[str] | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmark(
+    cfg: BenchConfig, out: str | os.PathLike[str] | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the CPU or GPU benchmark, print the report, write the JSON to `out`; returns the result."""
     if cfg.device not in ("cpu", "gpu"):
         raise ValueError(f"unknown device {cfg.device!r}; valid: cpu, gpu")

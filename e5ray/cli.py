@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from e5ray.catalog import CATALOG, DEFAULT_MODEL
 from e5ray.corpus import FORMATS
@@ -22,34 +22,53 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("--input", required=True, help="local dir, file or glob, or s3://bucket/prefix")
     io.add_argument("--output", required=True, help="local dir or s3://bucket/prefix for shards + manifest")
-    io.add_argument("--format", choices=FORMATS, default=None,
-                    help="input format (default: from extensions .parquet, .jsonl, .jsonl.gz)")
+    io.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="input format (default: from extensions .parquet, .jsonl, .jsonl.gz)",
+    )
     io.add_argument("--id-column", default="id")
     io.add_argument("--text-column", default="text")
-    io.add_argument("--s3-endpoint", default=None,
-                    help="S3 endpoint URL (default: $AWS_ENDPOINT_URL); credentials come from the AWS chain")
+    io.add_argument(
+        "--s3-endpoint",
+        default=None,
+        help="S3 endpoint URL (default: $AWS_ENDPOINT_URL); credentials come from the AWS chain",
+    )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL,
-                       help=f"E5 model name (known: {', '.join(CATALOG)})")
-    model.add_argument("--model-path", default=None,
-                       help="local or s3:// directory with the ONNX export (skips the hub download)")
+    model.add_argument("--model", default=DEFAULT_MODEL, help=f"E5 model name (known: {', '.join(CATALOG)})")
+    model.add_argument(
+        "--model-path", default=None, help="local or s3:// directory with the ONNX export (skips the hub download)"
+    )
     model.add_argument("--prefix", choices=list(PREFIXES), default="passage")
     model.add_argument("--max-length", type=int, default=512)
-    model.add_argument("--precision", choices=PRECISIONS, default=None,
-                       help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)")
+    model.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
+    )
     model.add_argument("--int8-min-cosine", type=float, default=0.99)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
     pool = parser.add_argument_group("compute")
     pool.add_argument("--device", choices=DEVICES, default="cpu")
-    pool.add_argument("--threads-per-actor", type=int, default=None,
-                      help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)")
+    pool.add_argument(
+        "--threads-per-actor",
+        type=int,
+        default=None,
+        help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)",
+    )
     pool.add_argument("--min-actors", type=int, default=1)
     pool.add_argument("--max-actors", type=int, default=None, help="default: as many as the cluster fits")
     pool.add_argument("--gpus-per-actor", type=float, default=1.0)
     pool.add_argument("--token-budget", type=int, default=None, help="padded tokens per ONNX batch")
     pool.add_argument("--chunk-rows", type=int, default=2048, help="rows read and embedded per step")
-    pool.add_argument("--executor", choices=["ray", "local"], default="ray",
-                      help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray")
+    pool.add_argument(
+        "--executor",
+        choices=["ray", "local"],
+        default="ray",
+        help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray",
+    )
     parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
     parser.add_argument("--quiet", action="store_true")
 
@@ -63,19 +82,35 @@ def job_parser(doc: str) -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
     return JobConfig(
-        input=args.input, output=args.output, format=args.format, id_column=args.id_column,
-        text_column=args.text_column, model=args.model, model_path=args.model_path, prefix=args.prefix,
-        device=args.device, precision=args.precision, max_length=args.max_length,
-        token_budget=args.token_budget, threads_per_actor=args.threads_per_actor,
-        min_actors=args.min_actors, max_actors=args.max_actors, gpus_per_actor=args.gpus_per_actor,
-        s3_endpoint=args.s3_endpoint, full=args.full, cache_dir=args.cache_dir,
-        chunk_rows=args.chunk_rows, executor=args.executor, int8_min_cosine=args.int8_min_cosine,
+        input=args.input,
+        output=args.output,
+        format=args.format,
+        id_column=args.id_column,
+        text_column=args.text_column,
+        model=args.model,
+        model_path=args.model_path,
+        prefix=args.prefix,
+        device=args.device,
+        precision=args.precision,
+        max_length=args.max_length,
+        token_budget=args.token_budget,
+        threads_per_actor=args.threads_per_actor,
+        min_actors=args.min_actors,
+        max_actors=args.max_actors,
+        gpus_per_actor=args.gpus_per_actor,
+        s3_endpoint=args.s3_endpoint,
+        full=args.full,
+        cache_dir=args.cache_dir,
+        chunk_rows=args.chunk_rows,
+        executor=args.executor,
+        int8_min_cosine=args.int8_min_cosine,
     )
 
 
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
 
 
 def run_job_from_args(args: argparse.Namespace) -> int:
@@ -83,8 +118,12 @@ def run_job_from_args(args: argparse.Namespace) -> int:
 
     setup_logging(args.quiet)
     manifest = run_job(config_from_args(args))
-    summary = {"version": manifest["version"], "totals": manifest["totals"],
-               "changes": manifest["changes"]["counts"], "tokens_per_s": manifest["run"]["tokens_per_s"]}
+    summary = {
+        "version": manifest["version"],
+        "totals": manifest["totals"],
+        "changes": manifest["changes"]["counts"],
+        "tokens_per_s": manifest["run"]["tokens_per_s"],
+    }
     print(json.dumps(summary))
     return 0
 
@@ -104,8 +143,9 @@ def _gc(args: argparse.Namespace) -> int:
     from e5ray.gc import collect_garbage
     from e5ray.storage import s3_options
 
-    deleted = collect_garbage(args.output, args.keep, args.min_age, s3_options(args.s3_endpoint) or None,
-                              dry_run=args.dry_run)
+    deleted = collect_garbage(
+        args.output, args.keep, args.min_age, s3_options(args.s3_endpoint) or None, dry_run=args.dry_run
+    )
     for rel in deleted:
         print(("would delete " if args.dry_run else "deleted ") + rel)
     print(f"{len(deleted)} file(s) {'to delete' if args.dry_run else 'deleted'}")
@@ -115,8 +155,10 @@ def _gc(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="e5ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("embed", "embed a corpus (a refresh when OUTPUT has a manifest)"),
-                       ("refresh", "same as embed: re-embed only what changed")):
+    for name, text in (
+        ("embed", "embed a corpus (a refresh when OUTPUT has a manifest)"),
+        ("refresh", "same as embed: re-embed only what changed"),
+    ):
         job = sub.add_parser(name, help=text)
         add_job_arguments(job)
         job.set_defaults(func=run_job_from_args)
@@ -127,8 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gc", help="delete files no kept manifest version references")
     gc.add_argument("output")
     gc.add_argument("--keep", type=int, default=3, help="manifest versions to keep (default 3)")
-    gc.add_argument("--min-age", type=float, default=3600.0,
-                    help="spare files younger than this many seconds (a run may be about to commit them)")
+    gc.add_argument(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        help="spare files younger than this many seconds (a run may be about to commit them)",
+    )
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--s3-endpoint", default=None)
     gc.set_defaults(func=_gc)

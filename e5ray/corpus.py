@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,7 +64,7 @@ class SourceShard:
         return {**asdict(self), "fingerprint": self.fingerprint}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SourceShard":
+    def from_dict(cls, data: dict[str, Any]) -> SourceShard:
         return cls(**{k: data[k] for k in ("uri", "relpath", "size", "stamp", "format")})
 
 
@@ -79,7 +80,9 @@ def _stamp(fs: Any, path: str, info: dict[str, Any]) -> str:
     return "sha256:" + sha256_of(fs, path)
 
 
-def discover(input_uri: str, fmt: str | None = None, storage_options: dict[str, Any] | None = None) -> list[SourceShard]:
+def discover(
+    input_uri: str, fmt: str | None = None, storage_options: dict[str, Any] | None = None
+) -> list[SourceShard]:
     """List the source shards of `input_uri` (a directory, prefix, glob or single file)."""
     if fmt is not None and fmt not in FORMATS:
         raise CorpusError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
@@ -99,7 +102,7 @@ def discover(input_uri: str, fmt: str | None = None, storage_options: dict[str, 
     shards = []
     skipped = []
     for path, info in sorted(infos.items()):
-        rel = path[len(base.rstrip("/")) + 1:] if path.startswith(base) else path.rsplit("/", 1)[-1]
+        rel = path[len(base.rstrip("/")) + 1 :] if path.startswith(base) else path.rsplit("/", 1)[-1]
         if any(part.startswith((".", "_")) for part in rel.split("/")):
             continue  # hidden files and markers such as _SUCCESS
         shard_fmt = fmt or format_of(path)

@@ -23,8 +23,13 @@ def _mtime(info: dict[str, Any]) -> float:
     return value.timestamp() if hasattr(value, "timestamp") else float(value)
 
 
-def collect_garbage(output_uri: str, keep: int, min_age_s: float = 3600.0,
-                    storage_options: dict[str, Any] | None = None, dry_run: bool = False) -> list[str]:
+def collect_garbage(
+    output_uri: str,
+    keep: int,
+    min_age_s: float = 3600.0,
+    storage_options: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> list[str]:
     """Delete unreferenced files; returns their paths relative to the output root."""
     if keep < 1:
         raise ValueError(f"keep must be >= 1 (the current version is always kept), got {keep}")
@@ -55,7 +60,7 @@ def collect_garbage(output_uri: str, keep: int, min_age_s: float = 3600.0,
             if info.get("type") == "file" and info["name"].rsplit("/", 1)[-1].startswith(f"{MANIFEST}.tmp-"):
                 candidates[info["name"]] = info
     for path, info in sorted(candidates.items()):
-        rel = path[len(root.rstrip("/")) + 1:]
+        rel = path[len(root.rstrip("/")) + 1 :]
         if rel in referenced or now - _mtime(info) < min_age_s:
             continue
         if rel.endswith(".done.json"):

@@ -27,11 +27,13 @@ def add_e5_pooling(model: onnx.ModelProto, hidden: str = "last_hidden_state") ->
     def name(suffix: str) -> str:
         return f"e5pool.{suffix}"
 
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array([1], dtype=np.int64), name("axis1")),
-        numpy_helper.from_array(np.array([2], dtype=np.int64), name("axis2")),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), name("eps")),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), name("axis1")),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), name("axis2")),
+            numpy_helper.from_array(np.array(1e-12, dtype=np.float32), name("eps")),
+        ]
+    )
     nodes = [
         helper.make_node("Cast", ["attention_mask"], [name("mask")], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", [name("mask"), name("axis2")], [name("mask3")]),

@@ -13,8 +13,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from e5ray import __version__
 from e5ray.corpus import discover
@@ -115,8 +116,12 @@ def check_embedder_space(embedder: Any, config: JobConfig, expected: str) -> Non
         )
 
 
-def reuse_completed(tasks: list[ShardTask], output: str, storage_options: dict[str, Any] | None,
-                    exclude: set[str] | frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], list[ShardTask]]:
+def reuse_completed(
+    tasks: list[ShardTask],
+    output: str,
+    storage_options: dict[str, Any] | None,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> tuple[list[dict[str, Any]], list[ShardTask]]:
     """Split tasks into those a previous (killed) run finished, checked, and the rest.
 
     A marker naming a path in `exclude` is not reused.
@@ -166,8 +171,15 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     sources = discover(config.input, config.format, options)
     versions = list_versions(config.output, options)
     previous = load_latest(config.output, options, versions)
-    space = describe_space(config.model, config.model_path, config.max_length, config.resolved_precision,
-                           config.prefix, config.cache_dir, options)
+    space = describe_space(
+        config.model,
+        config.model_path,
+        config.max_length,
+        config.resolved_precision,
+        config.prefix,
+        config.cache_dir,
+        options,
+    )
     check_space(previous, space, config.full)
 
     def make_task(source: Any) -> ShardTask:
@@ -179,8 +191,14 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     # to a new space resumes instead of starting over.
     held = {e["path"] for e in previous["shards"]} if config.full and previous else set()
     reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
-    log.info("run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
-             run_id, len(sources), len(plan.carried), len(reused), len(todo))
+    log.info(
+        "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
+        run_id,
+        len(sources),
+        len(plan.carried),
+        len(reused),
+        len(todo),
+    )
 
     if executor is None:
         if config.executor == "local":
@@ -198,8 +216,14 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             failed.append(entry)
             continue
         embedded.append(entry)
-        log.info("shard %s: %d rows, %d rejected (%d/%d shards)", entry["source"]["relpath"], entry["rows"],
-                 entry["rejected"], len(embedded), len(todo))
+        log.info(
+            "shard %s: %d rows, %d rejected (%d/%d shards)",
+            entry["source"]["relpath"],
+            entry["rows"],
+            entry["rejected"],
+            len(embedded),
+            len(todo),
+        )
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
@@ -218,8 +242,12 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         "version": number,
         "previous": version_name(previous["version"]) if previous else None,
         "space": space.to_dict(),
-        "input": {"uri": config.input, "format": config.format, "id_column": config.id_column,
-                  "text_column": config.text_column},
+        "input": {
+            "uri": config.input,
+            "format": config.format,
+            "id_column": config.id_column,
+            "text_column": config.text_column,
+        },
         "shards": shards,
         "totals": totals(shards),
         "changes": plan.changes(),
@@ -243,4 +271,3 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     name = commit(config.output, manifest, options)
     log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
     return manifest
-

@@ -55,8 +55,9 @@ def read_json(output_uri: str, relpath: str, storage_options: dict[str, Any] | N
         return json.loads(fh.read())
 
 
-def load_latest(output_uri: str, storage_options: dict[str, Any] | None = None,
-                versions: list[int] | None = None) -> dict[str, Any] | None:
+def load_latest(
+    output_uri: str, storage_options: dict[str, Any] | None = None, versions: list[int] | None = None
+) -> dict[str, Any] | None:
     """The newest committed manifest version, or None for an output never committed to.
     `versions`: the output's version numbers when the caller has listed them already."""
     if versions is None:

@@ -5,8 +5,9 @@ Plain data in, plain data out: no I/O, so every case is a unit test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from e5ray.corpus import SourceShard
 from e5ray.shards import ShardTask

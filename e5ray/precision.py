@@ -96,7 +96,7 @@ def convert_fp16(source: Path, target: Path) -> None:
     optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
 
 
-def check_int8_quality(embedder: "E5Embedder", min_cosine: float) -> float:
+def check_int8_quality(embedder: E5Embedder, min_cosine: float) -> float:
     """Embed GATE_SAMPLE with the int8 model and with fp32; refuse below `min_cosine` mean cosine."""
     cosine = _gate_cosine(embedder)
     embedder.int8_cosine = cosine
@@ -108,7 +108,7 @@ def check_int8_quality(embedder: "E5Embedder", min_cosine: float) -> float:
     return cosine
 
 
-def _gate_cosine(embedder: "E5Embedder") -> float:
+def _gate_cosine(embedder: E5Embedder) -> float:
     """Mean cosine int8 vs fp32 on GATE_SAMPLE, measured once per int8 file and kept beside
     it: every actor of a job would otherwise load a second, fp32 session at start-up."""
     import onnxruntime as ort

@@ -51,7 +51,8 @@ class ModelFiles:
     def weight_files(self) -> list[Path]:
         """The .onnx file and its external-data files (`model.onnx_data`, `model.onnx.data`)."""
         extra = sorted(
-            p for p in self.onnx_path.parent.iterdir()
+            p
+            for p in self.onnx_path.parent.iterdir()
             if p.name != self.onnx_path.name and p.name.startswith(self.onnx_path.name) and "data" in p.name
         )
         return [self.onnx_path, *extra]
@@ -136,7 +137,7 @@ def _remote_listing(fs: Any, root: str) -> dict[str, list[Any]]:
     """Relative path -> [size, etag-or-mtime] for every file under `root`."""
     listing: dict[str, list[Any]] = {}
     for path, info in fs.find(root, detail=True).items():
-        rel = path[len(root.rstrip("/")) + 1:]
+        rel = path[len(root.rstrip("/")) + 1 :]
         stamp = info.get("ETag") or info.get("etag") or str(info.get("LastModified") or info.get("mtime") or "")
         listing[rel] = [int(info.get("size") or 0), str(stamp).strip('"')]
     return listing

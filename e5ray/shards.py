@@ -24,8 +24,9 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -51,8 +52,16 @@ class ShardTask:
 
     @property
     def key(self) -> str:
-        blob = "|".join([self.source.uri, self.source.fingerprint, self.space_fingerprint,
-                         self.id_column, self.text_column, self.prefix])
+        blob = "|".join(
+            [
+                self.source.uri,
+                self.source.fingerprint,
+                self.space_fingerprint,
+                self.id_column,
+                self.text_column,
+                self.prefix,
+            ]
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -164,8 +173,9 @@ def _json_safe(value: Any) -> Any:
         return repr(value)
 
 
-def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None,
-                chunk_rows: int = 2048) -> dict[str, Any]:
+def embed_shard(
+    task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None, chunk_rows: int = 2048
+) -> dict[str, Any]:
     """Embed one source shard and commit its output files; returns the manifest entry."""
     out_fs, out_root = filesystem_for(task.output_root, storage_options)
     stats = ShardStats()
@@ -188,7 +198,7 @@ def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] 
             if validator is None:
                 validator = ChunkValidator(chunk.id_type)
             good: list[int] = []
-            for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts)):
+            for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
                 reason = chunk.errors.get(pos) or validator.check(id_value, text)
                 if reason is None:
                     good.append(pos)
@@ -204,8 +214,11 @@ def embed_shard(task: ShardTask, embedder: Any, storage_options: dict[str, Any] 
             result = embedder.run(tokens)
             assert validator is not None
             if writer is None:
-                writer = pq.ParquetWriter(tmp_path, embedding_schema(validator.id_type(), embedder.dim),
-                                          compression={"id": "zstd", "embedding": "none"})
+                writer = pq.ParquetWriter(
+                    tmp_path,
+                    embedding_schema(validator.id_type(), embedder.dim),
+                    compression={"id": "zstd", "embedding": "none"},
+                )
             writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
             stats.embedded += len(good)
             stats.truncated += int(result.truncated.sum())
@@ -234,8 +247,9 @@ def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
 
 
-def _commit(task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]],
-            stats: ShardStats, seconds: float) -> dict[str, Any]:
+def _commit(
+    task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]], stats: ShardStats, seconds: float
+) -> dict[str, Any]:
     sha = sha256_of(fsspec.filesystem("file"), tmp_path)
     size = os.path.getsize(tmp_path)
     name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}.parquet"
@@ -261,8 +275,12 @@ def _commit(task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[di
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
         rejects_name = name.removesuffix(".parquet") + ".rejects.jsonl"
         write_atomic(fs, join(root, rejects_name), blob)
-        entry["rejects"] = {"path": rejects_name, "rows": len(rejects), "bytes": len(blob),
-                            "sha256": hashlib.sha256(blob).hexdigest()}
+        entry["rejects"] = {
+            "path": rejects_name,
+            "rows": len(rejects),
+            "bytes": len(blob),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
     # The marker goes last: its presence means every file it names is complete.
     write_atomic(fs, join(root, task.marker_path), json.dumps(entry, indent=1).encode())
     return entry

@@ -23,7 +23,7 @@ class EmbeddingSpace:
     pooling: str = "mean"
     normalized: bool = True
 
-    def with_prefix(self, prefix: str) -> "EmbeddingSpace":
+    def with_prefix(self, prefix: str) -> EmbeddingSpace:
         return replace(self, prefix=prefix)
 
     @property
@@ -36,14 +36,14 @@ class EmbeddingSpace:
         return {**asdict(self), "fingerprint": self.fingerprint}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EmbeddingSpace":
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingSpace:
         fields = {k: v for k, v in data.items() if k != "fingerprint"}
         space = cls(**fields)
         if "fingerprint" in data and data["fingerprint"] != space.fingerprint:
             raise ValueError(f"embedding space fingerprint {data['fingerprint']} does not match its fields")
         return space
 
-    def differences(self, other: "EmbeddingSpace") -> dict[str, tuple[Any, Any]]:
+    def differences(self, other: EmbeddingSpace) -> dict[str, tuple[Any, Any]]:
         """Field -> (self's value, other's value) for every field that differs."""
         mine, theirs = asdict(self), asdict(other)
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}

@@ -300,18 +300,44 @@ def _build_tokenizer(arch: Arch, vocab: list[tuple[str, float]]) -> Tokenizer:
 
 
 def _added_token_json(content: str, *, lstrip: bool = False) -> dict[str, Any]:
-    return {"content": content, "lstrip": lstrip, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+    return {
+        "content": content,
+        "lstrip": lstrip,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+        "special": True,
+    }
 
 
 def _tokenizer_configs(arch: Arch, vocab_size: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tokenizer_config.json, special_tokens_map.json) as transformers writes them."""
     if arch == "bert":
-        roles = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+        roles = {
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        }
         decoder = {str(i): _added_token_json(t) for i, t in enumerate(_BERT_SPECIALS)}
-        extra = {"do_lower_case": True, "strip_accents": False, "tokenize_chinese_chars": True, "tokenizer_class": "BertTokenizer"}
+        extra = {
+            "do_lower_case": True,
+            "strip_accents": False,
+            "tokenize_chinese_chars": True,
+            "tokenizer_class": "BertTokenizer",
+        }
         tokens_map: dict[str, Any] = dict(roles)
     else:
-        roles = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>", "pad_token": "<pad>", "cls_token": "<s>", "mask_token": _XLMR_MASK}
+        roles = {
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "sep_token": "</s>",
+            "pad_token": "<pad>",
+            "cls_token": "<s>",
+            "mask_token": _XLMR_MASK,
+        }
         decoder = {str(i): _added_token_json(t) for i, t in enumerate(_XLMR_SPECIALS)}
         decoder[str(vocab_size - 1)] = _added_token_json(_XLMR_MASK, lstrip=True)
         extra = {"tokenizer_class": "XLMRobertaTokenizer"}

@@ -11,8 +11,9 @@ from e5ray.manifest import MANIFEST, read_json
 from e5ray.storage import filesystem_for, join, sha256_of
 
 
-def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None,
-                  manifest_path: str = MANIFEST) -> list[str]:
+def verify_output(
+    output_uri: str, storage_options: dict[str, Any] | None = None, manifest_path: str = MANIFEST
+) -> list[str]:
     """Every problem found, as readable lines; an empty list means the output is sound."""
     fs, root = filesystem_for(output_uri, storage_options)
     try:
@@ -46,8 +47,10 @@ def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None
         if rows != shard["rows"]:
             problems.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
         if shard["rows"] + shard["rejected"] != shard["input_rows"]:
-            problems.append(f"{shard['path']}: rows {shard['rows']} + rejected {shard['rejected']} "
-                            f"!= input rows {shard['input_rows']}")
+            problems.append(
+                f"{shard['path']}: rows {shard['rows']} + rejected {shard['rejected']} "
+                f"!= input rows {shard['input_rows']}"
+            )
         rejects = shard.get("rejects")
         if shard["rejected"] and not rejects:
             problems.append(f"{shard['path']}: {shard['rejected']} rejected rows but no rejects file")
@@ -57,8 +60,10 @@ def verify_output(output_uri: str, storage_options: dict[str, Any] | None = None
                 problems.append(f"{rejects['path']}: missing")
             elif sha256_of(fs, rpath) != rejects["sha256"]:
                 problems.append(f"{rejects['path']}: sha256 differs from the manifest")
-    sums = {k: sum(s[f] for s in manifest["shards"]) for k, f in
-            (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))}
+    sums = {
+        k: sum(s[f] for s in manifest["shards"])
+        for k, f in (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))
+    }
     for key, value in sums.items():
         if manifest["totals"].get(key) != value:
             problems.append(f"totals.{key} is {manifest['totals'].get(key)}, shards add up to {value}")

@@ -27,28 +27,61 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--shape", choices=[s for s in SHAPES], default=None,
-                        help="encoder shape (default: e5-small on CPU, e5-large on GPU)")
-    parser.add_argument("--arch", choices=["bert", "xlmr"], default=None,
-                        help="default: the real model's (bert for e5-small, xlmr for base/large)")
-    parser.add_argument("--docs", type=int, default=None,
-                        help="documents for the comparison (default: 600 on CPU, 20000 on GPU)")
-    parser.add_argument("--fastembed-docs", type=int, default=None,
-                        help="fewer docs for plain fastembed (its tokens/s is what is compared); default all")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every contestant (default: every CPU this process may use)")
-    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="CPU: int8 also reports speed and agreement with fp32 (the GPU path runs fp16)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--shape",
+        choices=[s for s in SHAPES],
+        default=None,
+        help="encoder shape (default: e5-small on CPU, e5-large on GPU)",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=["bert", "xlmr"],
+        default=None,
+        help="default: the real model's (bert for e5-small, xlmr for base/large)",
+    )
+    parser.add_argument(
+        "--docs", type=int, default=None, help="documents for the comparison (default: 600 on CPU, 20000 on GPU)"
+    )
+    parser.add_argument(
+        "--fastembed-docs",
+        type=int,
+        default=None,
+        help="fewer docs for plain fastembed (its tokens/s is what is compared); default all",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for every contestant (default: every CPU this process may use)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="CPU: int8 also reports speed and agreement with fp32 (the GPU path runs fp16)",
+    )
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--rss-scale", type=int, default=10,
-                        help="also run the job on this many times the docs to check that its peak RSS is flat (<= 1 skips)")
-    parser.add_argument("--shard-rows", type=int, default=2048,
-                        help="rows per Parquet shard fed to the job (default: the job's chunk_rows, so a shard "
-                             "is sorted as one chunk; smaller shards pad more)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="E5Embedder tokens/s over token budgets x max rows, and ORT spinning on/off")
+    parser.add_argument(
+        "--rss-scale",
+        type=int,
+        default=10,
+        help="also run the job on this many times the docs to check that its peak RSS is flat (<= 1 skips)",
+    )
+    parser.add_argument(
+        "--shard-rows",
+        type=int,
+        default=2048,
+        help="rows per Parquet shard fed to the job (default: the job's chunk_rows, so a shard "
+        "is sorted as one chunk; smaller shards pad more)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="E5Embedder tokens/s over token budgets x max rows, and ORT spinning on/off",
+    )
     parser.add_argument("--sweep-docs", type=int, default=400)
     parser.add_argument("--sweep-budgets", type=_ints, default=SWEEP_BUDGETS, help="comma-separated")
     parser.add_argument("--sweep-rows", type=_ints, default=SWEEP_ROWS, help="comma-separated")
@@ -59,8 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu-sample", type=int, default=1000, help="GPU: docs compared fp16 vs fp32")
     parser.add_argument("--gpu-fastembed-docs", type=int, default=2000, help="GPU: docs for fastembed on CUDA")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default=None,
-                        help="model, corpus and outputs (default: a new temporary dir); reused models are not rewritten")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="model, corpus and outputs (default: a new temporary dir); reused models are not rewritten",
+    )
     parser.add_argument("--out", default=None, help="write the result JSON here")
     return parser.parse_args(argv)
 
@@ -68,12 +104,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     gpu = args.device == "gpu"
     config = BenchConfig(
-        shape=args.shape or ("e5-large" if gpu else "e5-small"), arch=args.arch,
-        docs=args.docs or (20_000 if gpu else 600), fastembed_docs=args.fastembed_docs, threads=args.threads,
-        precision=args.precision, device=args.device, rss_scale=args.rss_scale, shard_rows=args.shard_rows,
-        sweep=args.sweep, sweep_docs=args.sweep_docs, sweep_budgets=args.sweep_budgets, sweep_rows=args.sweep_rows,
-        sweep_reps=args.sweep_reps, skip_fastembed=args.skip_fastembed, skip_job=args.skip_job,
-        skip_embedder=args.skip_embedder, seed=args.seed, workdir=args.workdir, gpu_sample=args.gpu_sample,
+        shape=args.shape or ("e5-large" if gpu else "e5-small"),
+        arch=args.arch,
+        docs=args.docs or (20_000 if gpu else 600),
+        fastembed_docs=args.fastembed_docs,
+        threads=args.threads,
+        precision=args.precision,
+        device=args.device,
+        rss_scale=args.rss_scale,
+        shard_rows=args.shard_rows,
+        sweep=args.sweep,
+        sweep_docs=args.sweep_docs,
+        sweep_budgets=args.sweep_budgets,
+        sweep_rows=args.sweep_rows,
+        sweep_reps=args.sweep_reps,
+        skip_fastembed=args.skip_fastembed,
+        skip_job=args.skip_job,
+        skip_embedder=args.skip_embedder,
+        seed=args.seed,
+        workdir=args.workdir,
+        gpu_sample=args.gpu_sample,
         gpu_fastembed_docs=args.gpu_fastembed_docs,
     )
     try:

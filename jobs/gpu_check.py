@@ -33,8 +33,10 @@ def main() -> int:
                 vectors = gpu.embed_passages(texts)
                 cos = np.sum(cpu * vectors, axis=1)
                 norms = np.linalg.norm(vectors, axis=1)
-                print(f"{arch} gpu {precision} vs cpu fp32: cosine min {cos.min():.6f} mean {cos.mean():.6f}; "
-                      f"norms {norms.min():.6f}..{norms.max():.6f}; providers {gpu.session.get_providers()[:1]}")
+                print(
+                    f"{arch} gpu {precision} vs cpu fp32: cosine min {cos.min():.6f} mean {cos.mean():.6f}; "
+                    f"norms {norms.min():.6f}..{norms.max():.6f}; providers {gpu.session.get_providers()[:1]}"
+                )
                 worst = min(worst, float(cos.min()))
     ok = worst >= 0.999
     print("GPU parity", "OK" if ok else "FAILED", f"(worst cosine {worst:.6f}, need >= 0.999)")

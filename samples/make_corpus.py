@@ -624,12 +624,7 @@ BAD_ROWS_SHARD = "part-0002.jsonl"
 
 def _spans() -> list[tuple[int, int, int]]:
     """(topic, start, end) for every run of 1-4 consecutive sentences: 6 x 10."""
-    return [
-        (t, i, j)
-        for t in range(len(TOPICS))
-        for i in range(4)
-        for j in range(i + 1, 5)
-    ]
+    return [(t, i, j) for t in range(len(TOPICS)) for i in range(4) for j in range(i + 1, 5)]
 
 
 def build_rows() -> list[dict]:
@@ -690,8 +685,7 @@ SCHEMA = pa.schema(
 
 def _jsonl_bytes(rows: list[dict]) -> bytes:
     return "".join(
-        json.dumps({"id": r["id"], "text": r["text"], "lang": r["lang"]}, ensure_ascii=False) + "\n"
-        for r in rows
+        json.dumps({"id": r["id"], "text": r["text"], "lang": r["lang"]}, ensure_ascii=False) + "\n" for r in rows
     ).encode("utf-8")
 
 

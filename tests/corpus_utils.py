@@ -28,7 +28,7 @@ def write_shard(path: Path | str, ids: list[Any], texts: list[Any], fs: Any = No
         pq.write_table(pa.table({"id": ids, "text": texts}), sink)
         data = sink.getvalue().to_pybytes()
     else:
-        data = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts)).encode()
+        data = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts, strict=False)).encode()
         if name.endswith(".gz"):
             data = gzip.compress(data, mtime=0)
     if fs is None:
@@ -46,7 +46,7 @@ def write_corpus(root: Path | str, shards: int = 3, rows: int = 40, seed: int = 
         ids = list(range(s * 10_000, s * 10_000 + rows))
         texts = make_texts(rows, seed * 100 + s)
         write_shard(f"{root}/part-{s:04d}{formats[s % 3]}", ids, texts, fs)
-        everything.update(zip(ids, texts))
+        everything.update(zip(ids, texts, strict=False))
     return everything
 
 
@@ -65,7 +65,7 @@ def read_output(output: str, fs: Any = None) -> dict[Any, np.ndarray]:
         if not ids:  # a shard whose rows were all rejected
             continue
         emb = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(ids), -1)
-        for i, v in zip(ids, emb):
+        for i, v in zip(ids, emb, strict=False):
             assert i not in vectors, f"id {i!r} appears twice in the output"
             vectors[i] = v
     return vectors

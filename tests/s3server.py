@@ -143,9 +143,7 @@ def _parent_death_prefix() -> list[str]:
     if setpriv is None:
         return []
     try:
-        out = subprocess.run(
-            [setpriv, "--help"], capture_output=True, text=True, timeout=5
-        ).stdout
+        out = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [setpriv, "--pdeathsig", "TERM", "--"] if "--pdeathsig" in out else []
@@ -257,7 +255,7 @@ class SeaweedS3:
                 cmd.append(f"-{flag}={sock}")
         return cmd
 
-    def start(self) -> "SeaweedS3":
+    def start(self) -> SeaweedS3:
         if self.proc is not None:
             raise SeaweedS3Error("already started")
         weed = self.weed or find_weed()
@@ -274,9 +272,7 @@ class SeaweedS3:
                     "identities": [
                         {
                             "name": "e5ray-test",
-                            "credentials": [
-                                {"accessKey": self.key, "secretKey": self.secret}
-                            ],
+                            "credentials": [{"accessKey": self.key, "secretKey": self.secret}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                         }
                     ]
@@ -285,7 +281,7 @@ class SeaweedS3:
             )
         )
         singles, (admin,) = _free_ports(len(_PORT_FLAGS), pairs=1)
-        self.ports = dict(zip(_PORT_FLAGS, singles))
+        self.ports = dict(zip(_PORT_FLAGS, singles, strict=False))
         self.ports["admin.port"] = admin
         self.ports["admin.port.grpc"] = admin + _GRPC_OFFSET
         cmd = _parent_death_prefix() + self._command(weed, data_dir, s3_config)
@@ -368,7 +364,7 @@ class SeaweedS3:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> "SeaweedS3":
+    def __enter__(self) -> SeaweedS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:

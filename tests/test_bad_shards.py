@@ -2,8 +2,8 @@
 the run resumes once it is fixed."""
 
 import pytest
-
 from corpus_utils import write_corpus, write_shard
+
 from e5ray.job import JobConfig, ShardFailures, run_job
 from e5ray.manifest import load_latest
 
@@ -24,9 +24,16 @@ def executor(request):
 def test_unreadable_shard_is_named_and_nothing_is_committed(executor, bert_model_dir, tmp_path):
     write_corpus(tmp_path / "in", shards=2, rows=10)
     (tmp_path / "in" / "part-0009.parquet").write_bytes(b"not parquet at all")
-    config = JobConfig(input=str(tmp_path / "in"), output=str(tmp_path / "out"), model="tiny",
-                       model_path=str(bert_model_dir), executor=executor)
-    with pytest.raises(ShardFailures, match=r"(?s)1 of 3 shards.*part-0009.parquet: CorpusError: .*not a readable Parquet"):
+    config = JobConfig(
+        input=str(tmp_path / "in"),
+        output=str(tmp_path / "out"),
+        model="tiny",
+        model_path=str(bert_model_dir),
+        executor=executor,
+    )
+    with pytest.raises(
+        ShardFailures, match=r"(?s)1 of 3 shards.*part-0009.parquet: CorpusError: .*not a readable Parquet"
+    ):
         run_job(config)
     assert load_latest(str(tmp_path / "out")) is None
     assert len(list((tmp_path / "out" / "shards").glob("*.done.json"))) == 2

@@ -84,18 +84,60 @@ def _check_contestant(r, docs):
 def test_benchmark_end_to_end_on_the_tiny_model(tmp_path, capsys):
     job = load_job_module()
     out = tmp_path / "result.json"
-    args = job.parse_args(["--shape", "tiny", "--docs", "36", "--rss-scale", "2", "--shard-rows", "12",
-                           "--sweep", "--sweep-docs", "24", "--sweep-budgets", "256,1024", "--sweep-rows", "16,64",
-                           "--sweep-reps", "1", "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    args = job.parse_args(
+        [
+            "--shape",
+            "tiny",
+            "--docs",
+            "36",
+            "--rss-scale",
+            "2",
+            "--shard-rows",
+            "12",
+            "--sweep",
+            "--sweep-docs",
+            "24",
+            "--sweep-budgets",
+            "256,1024",
+            "--sweep-rows",
+            "16,64",
+            "--sweep-reps",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
     assert job.main(args) == 0
     printed = capsys.readouterr().out
-    for needle in ("fastembed TextEmbedding.embed", "E5Embedder in-process", "e5ray job", "ceiling",
-                   "ratios: 2/1", "goals:", "sweep:", "allow_spinning"):
+    for needle in (
+        "fastembed TextEmbedding.embed",
+        "E5Embedder in-process",
+        "e5ray job",
+        "ceiling",
+        "ratios: 2/1",
+        "goals:",
+        "sweep:",
+        "allow_spinning",
+    ):
         assert needle in printed
 
     result = json.loads(out.read_text())
-    assert set(result) >= {"config", "machine", "model", "corpus", "ceiling", "contestants", "ratios",
-                           "agreement", "rss_scale", "sweep", "goals", "seconds_total"}
+    assert set(result) >= {
+        "config",
+        "machine",
+        "model",
+        "corpus",
+        "ceiling",
+        "contestants",
+        "ratios",
+        "agreement",
+        "rss_scale",
+        "sweep",
+        "goals",
+        "seconds_total",
+    }
     stats = result["corpus"]["stats"]
     assert stats["docs"] == 36 and 8 <= stats["median"] <= stats["p95"] <= stats["max"] <= 512
     c = result["contestants"]
@@ -132,8 +174,14 @@ def test_benchmark_end_to_end_on_the_tiny_model(tmp_path, capsys):
     assert {(g["token_budget"], g["max_rows"]) for g in sweep["grid"]} == {(256, 16), (256, 64), (1024, 16), (1024, 64)}
     assert all(g["tokens_per_s"] > 0 and 0 <= g["padding_share"] < 1 for g in sweep["grid"])
     assert set(sweep["spinning"]["best"]) == {"on", "off"}
-    assert set(result["goals"]) == {"job_vs_fastembed", "job_vs_embedder", "job_vs_embedder_at_scale",
-                                    "embedder_vs_ceiling", "padding_share", "job_rss_ratio"}
+    assert set(result["goals"]) == {
+        "job_vs_fastembed",
+        "job_vs_embedder",
+        "job_vs_embedder_at_scale",
+        "embedder_vs_ceiling",
+        "padding_share",
+        "job_rss_ratio",
+    }
     for goal in result["goals"].values():
         assert goal["met"] in (True, False)
 
@@ -141,8 +189,22 @@ def test_benchmark_end_to_end_on_the_tiny_model(tmp_path, capsys):
 def test_int8_reports_speed_and_agreement(tmp_path):
     job = load_job_module()
     out = tmp_path / "int8.json"
-    args = job.parse_args(["--shape", "tiny", "--docs", "24", "--precision", "int8", "--skip-fastembed",
-                           "--skip-job", "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    args = job.parse_args(
+        [
+            "--shape",
+            "tiny",
+            "--docs",
+            "24",
+            "--precision",
+            "int8",
+            "--skip-fastembed",
+            "--skip-job",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
     assert job.main(args) == 0
     result = json.loads(out.read_text())
     i8 = result["int8"]

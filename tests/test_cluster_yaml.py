@@ -68,8 +68,7 @@ def _node_type_by_resource(cfg: dict, want_gpu: bool) -> str:
     types = [
         name
         for name, nt in cfg["available_node_types"].items()
-        if name != cfg["head_node_type"]
-        and (nt.get("resources", {}).get("GPU", 0) > 0) == want_gpu
+        if name != cfg["head_node_type"] and (nt.get("resources", {}).get("GPU", 0) > 0) == want_gpu
     ]
     assert len(types) == 1, types
     return types[0]
@@ -150,7 +149,7 @@ def test_gpu_type_replaces_cpu_onnxruntime_with_gpu_wheel(config):
     # e5ray and fastembed depend on `onnxruntime`, so the CPU wheel must be
     # removed AFTER e5ray[gpu] is installed, or the install brings it back.
     assert install.start() < uninstall.start()
-    after = script[uninstall.end():]
+    after = script[uninstall.end() :]
     # uninstalling the CPU wheel deletes files shared with onnxruntime-gpu:
     # the GPU wheel is force-reinstalled afterwards, without pulling deps.
     reinstall = re.findall(r"pip install [^\n&;]*", after)
@@ -195,11 +194,7 @@ def test_install_source_is_mounted(config):
     mounts = config.get("file_mounts", {})
     all_cmds = "\n".join(
         config.get("setup_commands", [])
-        + [
-            c
-            for nt in config["available_node_types"].values()
-            for c in nt.get("worker_setup_commands", [])
-        ]
+        + [c for nt in config["available_node_types"].values() for c in nt.get("worker_setup_commands", [])]
     )
     if "$HOME/e5ray-src" in all_cmds:
         assert mounts.get("~/e5ray-src") == "."

@@ -7,8 +7,8 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from corpus_utils import write_shard
+
 from e5ray.corpus import CorpusError, discover, format_of, read_chunks
 
 
@@ -66,8 +66,14 @@ def test_fingerprint_follows_content(tmp_path):
 
 def test_jsonl_bad_lines_become_row_errors(tmp_path):
     path = tmp_path / "bad.jsonl.gz"
-    lines = [json.dumps({"id": 1, "text": "fine"}), "{not json", "[1, 2]", "", json.dumps({"id": 2}),
-             json.dumps({"id": 3, "text": "also fine"})]
+    lines = [
+        json.dumps({"id": 1, "text": "fine"}),
+        "{not json",
+        "[1, 2]",
+        "",
+        json.dumps({"id": 2}),
+        json.dumps({"id": 3, "text": "also fine"}),
+    ]
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     ids, texts, errors = rows_of(discover(str(path))[0], chunk_rows=2)
     assert ids == [1, None, None, 2, 3]
@@ -87,8 +93,7 @@ def test_missing_columns_are_a_clear_error(tmp_path):
 
 def test_parquet_streams_in_chunks_and_keeps_id_type(tmp_path):
     path = tmp_path / "s.parquet"
-    pq.write_table(pa.table({"id": pa.array([f"d{i}" for i in range(10)]), "text": ["t"] * 10}), path,
-                   row_group_size=4)
+    pq.write_table(pa.table({"id": pa.array([f"d{i}" for i in range(10)]), "text": ["t"] * 10}), path, row_group_size=4)
     chunks = list(read_chunks(discover(str(path))[0], chunk_rows=3))
     assert [c.start for c in chunks] == [0, 3, 6, 9]
     assert chunks[0].id_type == pa.string()

@@ -66,16 +66,20 @@ def test_vector_does_not_depend_on_batch(model_dir, embedder):
     shuffled_order = np.random.default_rng(0).permutation(len(texts))
     shuffled = embedder.embed_passages([texts[i] for i in shuffled_order])
     in_shuffled = shuffled[int(np.where(shuffled_order == 7)[0][0])]
-    tiny_budget = E5Embedder(model="tiny-test", model_path=model_dir, threads=1,
-                             token_budget=16).embed_passages(texts)[7]
+    tiny_budget = E5Embedder(model="tiny-test", model_path=model_dir, threads=1, token_budget=16).embed_passages(texts)[
+        7
+    ]
     for other in (short, in_long, in_shuffled, tiny_budget):
         np.testing.assert_allclose(other, alone, atol=1e-5)
 
 
 def test_prefixes_are_applied_as_chosen(model_dir, embedder):
     texts = texts_of_mixed_lengths(5, seed=7)
-    for name, method in (("passage", embedder.embed_passages), ("query", embedder.embed_queries),
-                         ("none", embedder.embed_raw)):
+    for name, method in (
+        ("passage", embedder.embed_passages),
+        ("query", embedder.embed_queries),
+        ("none", embedder.embed_raw),
+    ):
         want = reference_vectors(model_dir, embedder, texts, prefix=PREFIXES[name])
         np.testing.assert_allclose(method(texts), want, atol=1e-5)
     assert np.abs(embedder.embed_passages(texts) - embedder.embed_queries(texts)).max() > 1e-3

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from corpus_utils import read_output, write_corpus
+
 from e5ray import E5Embedder
 from e5ray.job import JobConfig, run_job
 from e5ray.pipeline import pool_shape
@@ -47,8 +47,9 @@ def assert_matches_embedder(vectors, texts, model_dir):
 def test_local_dir_to_local_dir(local_ray, bert_model_dir, tmp_path):
     texts = write_corpus(tmp_path / "in", shards=3, rows=30)
     out = tmp_path / "out"
-    manifest = run_job(JobConfig(input=str(tmp_path / "in"), output=str(out), model="tiny",
-                                 model_path=str(bert_model_dir)))
+    manifest = run_job(
+        JobConfig(input=str(tmp_path / "in"), output=str(out), model="tiny", model_path=str(bert_model_dir))
+    )
     vectors = read_output(str(out))
     assert set(vectors) == set(texts)  # every id exactly once (read_output asserts no repeats)
     assert_matches_embedder(vectors, texts, bert_model_dir)
@@ -66,8 +67,15 @@ def test_s3_to_s3(local_ray, s3_server, s3_bucket, s3_env, bert_model_dir):
     fs = s3_server.filesystem()
     texts = write_corpus(f"{s3_bucket}/corpus", shards=3, rows=25, fs=fs)
     output = f"s3://{s3_bucket}/embeddings"
-    manifest = run_job(JobConfig(input=f"s3://{s3_bucket}/corpus/", output=output, model="tiny",
-                                 model_path=str(bert_model_dir), s3_endpoint=s3_server.endpoint_url))
+    manifest = run_job(
+        JobConfig(
+            input=f"s3://{s3_bucket}/corpus/",
+            output=output,
+            model="tiny",
+            model_path=str(bert_model_dir),
+            s3_endpoint=s3_server.endpoint_url,
+        )
+    )
     vectors = read_output(output, fs)
     assert set(vectors) == set(texts)
     assert_matches_embedder(vectors, texts, bert_model_dir)

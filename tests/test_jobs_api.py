@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import shutil
+import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-
 from corpus_utils import read_output, write_corpus
 from proc_utils import TAG, end_run
+
 from e5ray.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,9 +38,19 @@ def ray_head(tmp_path):
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     tag = secrets.token_hex(8)
     env = {**os.environ, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), TAG: tag}
-    start = [RAY, "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
-             f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    start = [
+        RAY,
+        "start",
+        "--head",
+        f"--port={gcs_port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=2",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
     started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr[-3000:]
     try:
@@ -54,9 +64,20 @@ def test_job_submit_runs_the_entrypoint(ray_head, bert_model_dir, tmp_path):
     address, env = ray_head
     texts = write_corpus(tmp_path / "in", shards=2, rows=20)
     out = tmp_path / "out"
-    submit = [RAY, "job", "submit", f"--address={address}", f"--working-dir={REPO}", "--",
-              "python", "jobs/embed_corpus.py", f"--input={tmp_path / 'in'}", f"--output={out}",
-              "--model=tiny", f"--model-path={bert_model_dir}"]
+    submit = [
+        RAY,
+        "job",
+        "submit",
+        f"--address={address}",
+        f"--working-dir={REPO}",
+        "--",
+        "python",
+        "jobs/embed_corpus.py",
+        f"--input={tmp_path / 'in'}",
+        f"--output={out}",
+        "--model=tiny",
+        f"--model-path={bert_model_dir}",
+    ]
     done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
@@ -65,6 +86,11 @@ def test_job_submit_runs_the_entrypoint(ray_head, bert_model_dir, tmp_path):
 
     # Without the token the cluster refuses the submission.
     no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
-    refused = subprocess.run([RAY, "job", "list", f"--address={address}"], env={**no_token, "HOME": str(tmp_path)},
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [RAY, "job", "list", f"--address={address}"],
+        env={**no_token, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0

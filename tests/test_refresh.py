@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-
 from corpus_utils import make_texts, read_output, write_corpus, write_shard
+
 from e5ray import manifest as manifest_module
 from e5ray import shards as shards_module
 from e5ray.cli import main as cli_main
@@ -144,8 +145,9 @@ def test_refresh_embeds_only_new_and_changed_shards(tmp_path, bert_model_dir, re
     # the result equals a full run over the new corpus into a fresh output
     fresh = run_job(config(inp, tmp_path / "fresh", bert_model_dir, full=True))
     assert_same_vectors(read_output(str(out)), read_output(str(tmp_path / "fresh")))
-    assert {k: v2["totals"][k] for k in ("input_rows", "embedded", "rejected")} == \
-        {k: fresh["totals"][k] for k in ("input_rows", "embedded", "rejected")}
+    assert {k: v2["totals"][k] for k in ("input_rows", "embedded", "rejected")} == {
+        k: fresh["totals"][k] for k in ("input_rows", "embedded", "rejected")
+    }
 
     # nothing changed: a new version that carries everything, reads nothing
     reads.clear()
@@ -190,14 +192,18 @@ def other_bert_model(tmp_path_factory):
     return write_test_model(tmp_path_factory.mktemp("other-bert"), arch="bert", seed=7)
 
 
-@pytest.mark.parametrize("change, fields", [
-    ({"max_length": 64}, ["max_length"]),
-    ({"prefix": "query"}, ["prefix"]),
-    ({"model_path": "OTHER"}, ["model_sha256"]),
-    ({"model": "tiny-xlmr", "model_path": "XLMR"}, ["model", "model_sha256"]),
-])
-def test_space_guard_refuses_to_mix_then_full_switches(tmp_path, bert_model_dir, xlmr_model_dir,
-                                                       other_bert_model, change, fields):
+@pytest.mark.parametrize(
+    "change, fields",
+    [
+        ({"max_length": 64}, ["max_length"]),
+        ({"prefix": "query"}, ["prefix"]),
+        ({"model_path": "OTHER"}, ["model_sha256"]),
+        ({"model": "tiny-xlmr", "model_path": "XLMR"}, ["model", "model_sha256"]),
+    ],
+)
+def test_space_guard_refuses_to_mix_then_full_switches(
+    tmp_path, bert_model_dir, xlmr_model_dir, other_bert_model, change, fields
+):
     inp, out = tmp_path / "in", tmp_path / "out"
     write_corpus(inp, shards=3, rows=15)
     v1 = run_job(config(inp, out, bert_model_dir))
@@ -259,8 +265,19 @@ def test_space_guard_names_pooling_of_a_foreign_output(tmp_path, bert_model_dir)
 def test_cli_reports_space_mismatch_clearly(tmp_path, bert_model_dir, capsys):
     inp, out = tmp_path / "in", tmp_path / "out"
     write_corpus(inp, shards=1, rows=5)
-    common = ["--input", str(inp), "--output", str(out), "--model", "tiny", "--model-path", str(bert_model_dir),
-              "--executor", "local", "--quiet"]
+    common = [
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--model",
+        "tiny",
+        "--model-path",
+        str(bert_model_dir),
+        "--executor",
+        "local",
+        "--quiet",
+    ]
     assert cli_main(["embed", *common]) == 0
     capsys.readouterr()
     assert cli_main(["refresh", *common, "--max-length", "32"]) == 2
@@ -360,6 +377,7 @@ def dying(after: int):
             yield entry
             if done == after:
                 raise Killed
+
     return executor
 
 
@@ -464,9 +482,12 @@ def test_gc_keeps_what_kept_versions_reference(tmp_path, bert_model_dir):
     write_shard(inp / "part-0000.parquet", [0, 1, 2], ["zero", "one", "two"])  # changed again
     v3 = run_job(config(inp, out, bert_model_dir))
     # leftovers of killed runs: a shard being written, a marker, a version and manifest.json half-replaced
-    temps = ["shards/.part-0000.parquet-0123456789abcdef.x1y2.parquet.tmp",
-             "shards/part-0000.parquet-0123456789abcdef.done.json.tmp-1a2b3c4d",
-             "manifests/v000004.json.tmp-5e6f7a8b", "manifest.json.tmp-9c0d1e2f"]
+    temps = [
+        "shards/.part-0000.parquet-0123456789abcdef.x1y2.parquet.tmp",
+        "shards/part-0000.parquet-0123456789abcdef.done.json.tmp-1a2b3c4d",
+        "manifests/v000004.json.tmp-5e6f7a8b",
+        "manifest.json.tmp-9c0d1e2f",
+    ]
     for rel in temps:
         (out / rel).write_bytes(b"partial")
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
@@ -553,14 +574,24 @@ def test_rejected_rows_are_counted_and_recorded(tmp_path, bert_model_dir):
 
     mixed = reasons("mixed.jsonl")
     assert [(row, reason.split(":")[0]) for row, _, reason in mixed] == [
-        (1, "null text"), (2, "empty text"), (3, "null id"), (4, "malformed JSON line"),
-        (5, "duplicate id in this shard"), (6, "id 'seven' is a str, but this shard's ids are int"),
+        (1, "null text"),
+        (2, "empty text"),
+        (3, "null id"),
+        (4, "malformed JSON line"),
+        (5, "duplicate id in this shard"),
+        (6, "id 'seven' is a str, but this shard's ids are int"),
         (7, "id 4.5 is a float; ids must be integers or strings"),
     ]
-    assert (shards["mixed.jsonl"]["input_rows"], shards["mixed.jsonl"]["rows"], shards["mixed.jsonl"]["rejected"]) \
-        == (9, 2, 7)
-    assert reasons("table.parquet") == [(1, None, "null id"), (3, "c", "duplicate id in this shard"),
-                                        (4, "d", "null text")]
+    assert (shards["mixed.jsonl"]["input_rows"], shards["mixed.jsonl"]["rows"], shards["mixed.jsonl"]["rejected"]) == (
+        9,
+        2,
+        7,
+    )
+    assert reasons("table.parquet") == [
+        (1, None, "null id"),
+        (3, "c", "duplicate id in this shard"),
+        (4, "d", "null text"),
+    ]
     assert (shards["all-bad.jsonl"]["rows"], shards["all-bad.jsonl"]["rejected"]) == (0, 2)
     assert shards["good.parquet"]["rejects"] is None and shards["good.parquet"]["rejected"] == 0
     for entry in manifest["shards"]:
@@ -569,8 +600,11 @@ def test_rejected_rows_are_counted_and_recorded(tmp_path, bert_model_dir):
             assert entry["rejects"]["rows"] == entry["rejected"]
     totals = manifest["totals"]
     # mixed.jsonl, table.parquet, all-bad.jsonl, good.parquet
-    assert (totals["input_rows"], totals["embedded"], totals["rejected"]) == \
-        (9 + 5 + 2 + 2, 2 + 2 + 0 + 2, 7 + 3 + 2 + 0)
+    assert (totals["input_rows"], totals["embedded"], totals["rejected"]) == (
+        9 + 5 + 2 + 2,
+        2 + 2 + 0 + 2,
+        7 + 3 + 2 + 0,
+    )
     assert sorted(read_output(str(out)), key=str) == sorted([1, 5, "a", "c", 10, 11], key=str)
     assert verify_output(str(out)) == []
 

@@ -25,7 +25,9 @@ def test_local_dir_in_optimum_layout(bert_model_dir, tmp_path):
     assert files.onnx_path == root / "onnx" / "model.onnx"
     assert files.config_path == root / "config.json"
     vec = E5Embedder("intfloat/multilingual-e5-small", model_path=root, threads=1).embed_passages(["hello world"])
-    ref = E5Embedder("intfloat/multilingual-e5-small", model_path=bert_model_dir, threads=1).embed_passages(["hello world"])
+    ref = E5Embedder("intfloat/multilingual-e5-small", model_path=bert_model_dir, threads=1).embed_passages(
+        ["hello world"]
+    )
     assert abs(vec - ref).max() < 1e-6
 
 
@@ -42,8 +44,14 @@ def test_missing_tokenizer_is_named(bert_model_dir, tmp_path):
 def test_unknown_model_lists_the_catalogue():
     with pytest.raises(ValueError, match="intfloat/multilingual-e5-large"):
         get_spec("intfloat/e5-gigantic")
-    assert {"intfloat/multilingual-e5-large", "intfloat/multilingual-e5-base", "intfloat/multilingual-e5-small",
-            "intfloat/e5-large-v2", "intfloat/e5-base-v2", "intfloat/e5-small-v2"} <= set(CATALOG)
+    assert {
+        "intfloat/multilingual-e5-large",
+        "intfloat/multilingual-e5-base",
+        "intfloat/multilingual-e5-small",
+        "intfloat/e5-large-v2",
+        "intfloat/e5-base-v2",
+        "intfloat/e5-small-v2",
+    } <= set(CATALOG)
     assert get_spec("intfloat/multilingual-e5-large").dim == 1024
 
 
@@ -62,8 +70,11 @@ def test_s3_model_dir_is_staged_once_and_refreshed_when_it_changes(s3_server, s3
     uri = f"s3://{s3_bucket}/models/tiny"
     for f in bert_model_dir.iterdir():
         fs.put_file(str(f), f"{s3_bucket}/models/tiny/{f.name}")
-    options = {"key": s3_server.key, "secret": s3_server.secret,
-               "client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
+    options = {
+        "key": s3_server.key,
+        "secret": s3_server.secret,
+        "client_kwargs": {"endpoint_url": s3_server.endpoint_url},
+    }
     first = resolve_model("tiny", uri, cache_dir=tmp_path, storage_options=options)
     assert model_sha256(first) == model_sha256(locate_files(bert_model_dir))
     stamp = first.onnx_path.stat().st_mtime_ns
@@ -73,8 +84,10 @@ def test_s3_model_dir_is_staged_once_and_refreshed_when_it_changes(s3_server, s3
     # A new model file under the same URI is noticed and staged again.
     fs.pipe_file(f"{s3_bucket}/models/tiny/config.json", (bert_model_dir / "config.json").read_bytes() + b"\n")
     third = resolve_model("tiny", uri, cache_dir=tmp_path, storage_options=options)
-    assert third.config_path.read_bytes().endswith(b"\n\n") or third.config_path.stat().st_size == (
-        bert_model_dir / "config.json").stat().st_size + 1
+    assert (
+        third.config_path.read_bytes().endswith(b"\n\n")
+        or third.config_path.stat().st_size == (bert_model_dir / "config.json").stat().st_size + 1
+    )
     vec = E5Embedder("tiny", model_path=uri, cache_dir=tmp_path, storage_options=options, threads=1)
     assert vec.embed_passages(["staged model works"]).shape == (1, vec.dim)
 
@@ -88,8 +101,11 @@ def test_concurrent_staging_downloads_once(s3_server, s3_bucket, bert_model_dir,
     fs = s3_server.filesystem()
     for f in bert_model_dir.iterdir():
         fs.put_file(str(f), f"{s3_bucket}/models/shared/{f.name}")
-    options = {"key": s3_server.key, "secret": s3_server.secret,
-               "client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
+    options = {
+        "key": s3_server.key,
+        "secret": s3_server.secret,
+        "client_kwargs": {"endpoint_url": s3_server.endpoint_url},
+    }
     downloads = []
     real_filesystem_for = resolve.filesystem_for
 

@@ -20,14 +20,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
-
-from proc_utils import TAG, end_run, started_by
 from corpus_utils import make_texts, read_output, write_shard
+from proc_utils import TAG, end_run, started_by
+
 from e5ray.gc import collect_garbage
 from e5ray.job import JobConfig, run_job
 from e5ray.verify import verify_output
@@ -53,13 +54,29 @@ def refreshed_corpus(tmp_path, bert_model_dir):
         inp, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "reference"
         write_shard(inp / "keep.parquet", [1, 2, 3], ["one", "two", "three"])
         write_shard(inp / "gone.jsonl", [4, 5], ["four", "five"])
-        run_job(JobConfig(input=str(inp), output=str(out), model="tiny", model_path=str(bert_model_dir),
-                          executor="local", chunk_rows=CHUNK_ROWS))
+        run_job(
+            JobConfig(
+                input=str(inp),
+                output=str(out),
+                model="tiny",
+                model_path=str(bert_model_dir),
+                executor="local",
+                chunk_rows=CHUNK_ROWS,
+            )
+        )
         shutil.copytree(out, ref)
         (inp / "gone.jsonl").unlink()
         write_big_shards(inp, count)
-        reference = run_job(JobConfig(input=str(inp), output=str(ref), model="tiny", model_path=str(bert_model_dir),
-                                      executor="local", chunk_rows=CHUNK_ROWS))
+        reference = run_job(
+            JobConfig(
+                input=str(inp),
+                output=str(ref),
+                model="tiny",
+                model_path=str(bert_model_dir),
+                executor="local",
+                chunk_rows=CHUNK_ROWS,
+            )
+        )
         assert reference["changes"]["counts"] == {"added": count, "changed": 0, "removed": 1, "unchanged": 1}
         return inp, out, reference
 
@@ -67,8 +84,21 @@ def refreshed_corpus(tmp_path, bert_model_dir):
 
 
 def job_command(inp: Path, out: Path, model_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "jobs" / "refresh_corpus.py"), "--input", str(inp), "--output", str(out),
-            "--model", "tiny", "--model-path", str(model_dir), "--chunk-rows", str(CHUNK_ROWS), *extra]
+    return [
+        sys.executable,
+        str(REPO / "jobs" / "refresh_corpus.py"),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--model",
+        "tiny",
+        "--model-path",
+        str(model_dir),
+        "--chunk-rows",
+        str(CHUNK_ROWS),
+        *extra,
+    ]
 
 
 class Run:
@@ -78,8 +108,14 @@ class Run:
         self.log = log
         self.fh = open(log, "ab")
         self.tag = uuid.uuid4().hex
-        self.proc = subprocess.Popen(command, cwd=REPO, env={**env, TAG: self.tag}, stdout=self.fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**env, TAG: self.tag},
+            stdout=self.fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.lingering: list[int] = []  # what outlived the driver's SIGKILL, before cleanup
 
     def tail(self) -> str:
@@ -116,8 +152,9 @@ def published_version(out: Path) -> int:
     return json.loads((out / "manifest.json").read_bytes())["version"]
 
 
-def run_until_killed(run: Run, out: Path, old_markers: set[str], kill_when: Callable[[list[str], set[str]], bool],
-                     timeout: float = 240.0) -> set[str]:
+def run_until_killed(
+    run: Run, out: Path, old_markers: set[str], kill_when: Callable[[list[str], set[str]], bool], timeout: float = 240.0
+) -> set[str]:
     """Poll the output; SIGKILL the driver when `kill_when(files, new_markers)` holds.
     Meanwhile readers must always find the previous version published."""
     deadline = time.monotonic() + timeout
@@ -176,8 +213,7 @@ def test_kill_local_driver_at_several_points_then_resume(refreshed_corpus, bert_
 
     # 2. after one shard completed, 3. after most: each rerun reuses what the last one finished
     for threshold in (1, count - 2):
-        done = run_until_killed(Run(command, env, log), out, old_markers,
-                                lambda files, new, t=threshold: len(new) >= t)
+        done = run_until_killed(Run(command, env, log), out, old_markers, lambda files, new, t=threshold: len(new) >= t)
         assert threshold <= len(done) < count
 
     # 4. run to the end
@@ -213,13 +249,15 @@ def ray_env():
     # Short: Ray's unix sockets live below it and socket paths are limited to ~107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="e5r", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({
-        "PYTHONPATH": str(REPO),
-        "RAY_TMPDIR": temp_dir,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Makes Ray take 127.0.0.1 as this node's address (its single-machine mode).
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(REPO),
+            "RAY_TMPDIR": temp_dir,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Makes Ray take 127.0.0.1 as this node's address (its single-machine mode).
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }
+    )
     yield env
     shutil.rmtree(temp_dir, ignore_errors=True)
 

@@ -182,7 +182,7 @@ def test_info_and_ls_keys_for_fingerprints(s3_server, s3_bucket):
     info = fs.info(path)
     for key in ("ETag", "size", "LastModified", "name", "type"):
         assert key in info, (key, sorted(info))
-    assert info["ETag"] == '"%s"' % hashlib.md5(data).hexdigest()
+    assert info["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
     assert info["size"] == len(data)
     assert isinstance(info["LastModified"], dt.datetime)
     assert info["LastModified"].tzinfo is not None
@@ -232,7 +232,6 @@ def test_s3_env_reaches_sdk_defaults(s3_env, s3_bucket):
     afs, path = pafs.FileSystem.from_uri(f"s3://{s3_bucket}/env.txt")
     with afs.open_input_stream(path) as f:
         assert f.read() == b"via env"
-
 
 
 def test_startup_failure_reports_log_tail(tmp_path):

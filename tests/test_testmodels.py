@@ -371,7 +371,18 @@ def test_sample_words_cover_many_scripts() -> None:
         for char in word:
             if char.isalpha():
                 scripts.add(unicodedata.name(char).split()[0])
-    for script in ("LATIN", "CYRILLIC", "GREEK", "ARABIC", "HEBREW", "DEVANAGARI", "CJK", "HIRAGANA", "KATAKANA", "HANGUL"):
+    for script in (
+        "LATIN",
+        "CYRILLIC",
+        "GREEK",
+        "ARABIC",
+        "HEBREW",
+        "DEVANAGARI",
+        "CJK",
+        "HIRAGANA",
+        "KATAKANA",
+        "HANGUL",
+    ):
         assert script in scripts, script
 
 
