@@ -6,6 +6,9 @@ model wrapper's own pooling (CLS, or mean without normalisation) leaks into the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 # Name of the output that e5ray.graph's on-device pooling head adds to GPU models.
@@ -38,3 +41,20 @@ def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """The E5 paper's sentence vector: masked mean pooling followed by L2 normalisation."""
     return l2_normalize(mean_pool(hidden, attention_mask))
+
+
+@dataclass(frozen=True)
+class PoolingMode:
+    """A pooling function (token states, attention mask) -> sentence vectors, and whether
+    its vectors come out L2-normalised (both are recorded in the embedding space)."""
+
+    pool: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    normalized: bool
+
+
+# Pooling modes by the name the embedding space records. E5 is mean-pooled and
+# normalised; a new mode is a function (here or in a module of its own) plus one line.
+POOLINGS: dict[str, PoolingMode] = {
+    "mean": PoolingMode(e5_pool, normalized=True),
+}
+E5_POOLING = "mean"
