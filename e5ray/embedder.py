@@ -175,7 +175,7 @@ class E5Embedder:
                 f"{self.onnx_path}: no token-level output (rank 3) among {[(o.name, o.shape) for o in outputs]}; "
                 "e5ray pools itself and needs the encoder's last hidden state"
             )
-        return token_level[0]
+        return str(token_level[0])
 
     # -- embedding ---------------------------------------------------------------
 

@@ -28,14 +28,16 @@ def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     counts = mask.sum(axis=1)
     if np.any(counts == 0):
         raise ValueError("mean_pool: a row has no real tokens (attention mask all zero)")
-    summed = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
-    return summed / counts
+    summed: np.ndarray = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
+    mean: np.ndarray = summed / counts
+    return mean
 
 
 def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale each row to unit L2 norm (rows of norm below `eps` are left as they are)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    unit: np.ndarray = (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    return unit
 
 
 def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

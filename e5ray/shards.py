@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,7 @@ class ShardStats:
     embed_seconds: float = 0.0
 
 
-def _prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None]:
     """Run the producer in a thread, `depth` items ahead, so reading and tokenising the
     next chunk overlaps the ONNX run of this one (both release the GIL)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
