@@ -39,3 +39,30 @@ def test_unreadable_shard_is_named_and_nothing_is_committed(executor, bert_model
     manifest = embed_job(config)
     assert manifest["run"]["reused_shards"] == 2 and manifest["run"]["embedded_shards"] == 1
     assert manifest["totals"]["embedded"] == 21
+
+
+def test_the_worker_reports_data_errors_and_lets_bugs_raise(bert_model_dir, tmp_path, monkeypatch):
+    from e5ray import worker as worker_module
+    from e5ray.corpus import discover
+    from e5ray.embedder import describe_space
+    from e5ray.shards import ShardTask
+    from e5ray.worker import EmbeddingWorker, ShardFailure, WorkerSpec
+
+    write_shard(tmp_path / "in" / "ok.parquet", [1, 2], ["one", "two"])
+    (tmp_path / "in" / "cut.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00truncated")
+    config = JobConfig.from_options(
+        input=str(tmp_path / "in"), output=str(tmp_path / "out"), model="tiny", model_path=str(bert_model_dir)
+    )
+    space = describe_space("tiny", str(bert_model_dir))
+    worker = EmbeddingWorker(WorkerSpec.for_job(config, space.fingerprint), threads=1)
+    tasks = {s.relpath: ShardTask(s, space.fingerprint) for s in discover(str(tmp_path / "in"))}
+
+    failure = worker.embed(tasks["cut.jsonl.gz"])
+    assert isinstance(failure, ShardFailure) and failure.source.relpath == "cut.jsonl.gz"
+
+    def buggy(*args, **kwargs):
+        raise ZeroDivisionError("a bug, not bad data")
+
+    monkeypatch.setattr(worker_module, "embed_shard", buggy)
+    with pytest.raises(ZeroDivisionError):
+        worker.embed(tasks["ok.parquet"])

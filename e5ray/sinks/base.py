@@ -35,8 +35,9 @@ class SinkFile:
 
 
 class ShardSink(Protocol):
-    """Writes one shard. Call order: open, write (any number of times), close; abort
-    removes whatever is left of an unfinished shard and is safe to call after close."""
+    """Writes one shard. Call order: open, write (any number of times), close. The worker
+    calls abort after every shard: committed files have been moved away by then, and
+    whatever is still there (an unfinished shard, or one whose commit failed) goes."""
 
     format: ClassVar[str]
 
@@ -50,7 +51,7 @@ class ShardSink(Protocol):
         """Finish the files; each is complete and will not be touched again."""
 
     def abort(self) -> None:
-        """Remove the local files of a shard that will not be committed."""
+        """Remove the local files this sink made that are still there, finished or not."""
 
     @classmethod
     def check(cls, fs: Any, path: str, dim: int) -> tuple[int, list[str]]:
