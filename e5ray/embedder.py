@@ -21,27 +21,31 @@ from tokenizers import Tokenizer
 from e5ray.batching import plan_batches
 from e5ray.catalog import DEFAULT_MODEL
 from e5ray.config import DEVICES, PRECISIONS
+from e5ray.devices import available_cpus, require_cuda
 from e5ray.errors import DeviceUnavailableError, UsageError
-from e5ray.pooling import E5_POOLING, POOLED_OUTPUT, POOLINGS
+from e5ray.model_space import describe_space, space_of
+from e5ray.pooling import POOLED_OUTPUT, POOLINGS
 from e5ray.precision import GATE_SAMPLE, check_int8_quality, prepare_model_file
-from e5ray.resolve import ModelFiles, model_sha256, read_json_file, resolve_model
-from e5ray.space import PREFIXES, EmbeddingSpace, Prefix, prefix_text
+from e5ray.resolve import ModelFiles, read_json_file, resolve_model
+from e5ray.space import PREFIXES, Prefix, prefix_text
 
-__all__ = ["DEVICES", "PRECISIONS", "PREFIXES", "E5Embedder", "Prefix", "describe_space", "prefix_text"]
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "PREFIXES",
+    "E5Embedder",
+    "Prefix",
+    "available_cpus",
+    "describe_space",
+    "prefix_text",
+    "require_cuda",
+]
 
 # Padded tokens per batch. CPU: small, so activations stay in cache and padding stays
 # near 3% (`jobs/benchmark.py --sweep`, e5-small shape, 2 threads: budget 512 ran 4,837
 # tokens/s, 1024 4,622, 2048 4,052, 8192 2,985); GPU: large, to fill the device.
 DEFAULT_TOKEN_BUDGET = {"cpu": 512, "gpu": 65536}
 DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 1024}
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (affinity-aware, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -249,79 +253,6 @@ class E5Embedder:
     def embed_raw(self, texts: Sequence[str]) -> np.ndarray:
         """E5 vectors with no prefix, for texts that already carry one."""
         return self.embed(texts, "none").vectors
-
-
-def require_cuda() -> None:
-    """Raise, saying what is missing, unless onnxruntime offers the CUDA execution provider."""
-    if hasattr(ort, "preload_dlls"):
-        # Load CUDA and cuDNN from the nvidia-* wheels when they are installed (as with
-        # PyTorch); system-wide CUDA libraries are found without this.
-        try:
-            ort.preload_dlls()
-        except Exception:  # absent wheels are fine: session creation reports what is missing
-            pass
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in available:
-        raise DeviceUnavailableError(
-            "device='gpu' needs onnxruntime with the CUDA execution provider; this "
-            f"onnxruntime ({ort.__version__}) offers {available}. Install the GPU wheel in an "
-            "environment without the CPU one: pip uninstall -y onnxruntime && pip install 'e5ray[gpu]'"
-        )
-
-
-def effective_max_length(files: ModelFiles, config: dict[str, Any], requested: int) -> int:
-    """`requested`, capped by what the model's position table (`config`: its config.json)
-    and tokenizer allow."""
-    limit = requested
-    positions = config.get("max_position_embeddings")
-    if positions:
-        # RoBERTa/XLM-R offset positions by pad_id + 1 (514 rows hold 512 tokens).
-        pad_id = int(config.get("pad_token_id", 1) or 0)
-        offset = pad_id + 1 if config.get("model_type") in ("xlm-roberta", "roberta") else 0
-        limit = min(limit, int(positions) - offset)
-    if files.tokenizer_config_path is not None:
-        tk_max = read_json_file(files.tokenizer_config_path).get("model_max_length")
-        if isinstance(tk_max, int) and 0 < tk_max < 1_000_000:  # HF stores 1e30 for "unset"
-            limit = min(limit, tk_max)
-    return limit
-
-
-def describe_space(
-    model: str = DEFAULT_MODEL,
-    model_path: str | os.PathLike[str] | None = None,
-    max_length: int = 512,
-    precision: str = "fp32",
-    prefix: Prefix = "passage",
-    cache_dir: str | os.PathLike[str] | None = None,
-    storage_options: dict[str, Any] | None = None,
-) -> EmbeddingSpace:
-    """The space an E5Embedder with these settings embeds into, without loading the model."""
-    prefix_text(prefix)  # validates
-    return space_of(model, resolve_model(model, model_path, cache_dir, storage_options), max_length, precision, prefix)
-
-
-def space_of(
-    model: str,
-    files: ModelFiles,
-    max_length: int,
-    precision: str,
-    prefix: Prefix = "passage",
-    config: dict[str, Any] | None = None,
-) -> EmbeddingSpace:
-    """The embedding space of `files` used with these settings (read from the files, not the
-    session). `config`: the model's config.json when the caller has parsed it already."""
-    if config is None:
-        config = read_json_file(files.config_path)
-    return EmbeddingSpace(
-        model=model,
-        model_sha256=model_sha256(files),
-        dim=int(config["hidden_size"]),
-        max_length=effective_max_length(files, config, max_length),
-        pooling=E5_POOLING,
-        normalized=POOLINGS[E5_POOLING].normalized,
-        precision=precision,
-        prefix=prefix,
-    )
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:  # a caller's bug, so TypeError, not UsageError

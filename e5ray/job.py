@@ -18,14 +18,14 @@ import uuid
 from e5ray import __version__
 from e5ray.config import JobConfig
 from e5ray.corpus import SourceShard, discover
-from e5ray.embedder import describe_space
 from e5ray.errors import ShardFailures, UsageError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
+from e5ray.model_space import describe_space
 from e5ray.plan import plan_refresh
 from e5ray.shards import ShardTask
 from e5ray.storage import OutputDir
-from e5ray.versions import commit, list_versions, load_latest, version_name
+from e5ray.versions import commit, list_versions, load_latest, next_manifest
 from e5ray.worker import ShardFailure, WorkerSpec
 
 __all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
@@ -138,35 +138,32 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
 
     tokens = sum(e.tokens for e in embedded)
-    manifest = Manifest(
-        version=(versions[-1] if versions else (previous.version if previous else 0)) + 1,
-        previous=version_name(previous.version) if previous else None,
-        space=space,
-        input={
-            "uri": config.input.uri,
-            "format": config.input.format,
-            "id_column": config.input.id_column,
-            "text_column": config.input.text_column,
-        },
-        shards=tuple(sorted(plan.carried + reused + embedded, key=lambda e: e.source.uri)),
-        changes=plan.changes(),
-        output_format=config.output.format,
-        run=RunInfo(
-            id=run_id,
-            started=started,
-            finished=_now(),
-            seconds=round(time.perf_counter() - t0, 3),
-            e5ray_version=__version__,
-            full=config.full,
-            device=config.compute.device,
-            executor=config.compute.executor,
-            embedded_shards=len(embedded),
-            reused_shards=len(reused),
-            carried_shards=len(plan.carried),
-            tokens=tokens,
-            padded_tokens=sum(e.padded_tokens for e in embedded),
-            tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
-        ),
+    run_info = RunInfo(
+        id=run_id,
+        started=started,
+        finished=_now(),
+        seconds=round(time.perf_counter() - t0, 3),
+        e5ray_version=__version__,
+        full=config.full,
+        device=config.compute.device,
+        executor=config.compute.executor,
+        embedded_shards=len(embedded),
+        reused_shards=len(reused),
+        carried_shards=len(plan.carried),
+        tokens=tokens,
+        padded_tokens=sum(e.padded_tokens for e in embedded),
+        tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+    )
+    inp = config.input
+    manifest = next_manifest(
+        previous,
+        versions,
+        space,
+        {"uri": inp.uri, "format": inp.format, "id_column": inp.id_column, "text_column": inp.text_column},
+        plan.carried + reused + embedded,
+        plan.changes(),
+        config.output.format,
+        run_info,
     )
     name = commit(output, manifest)
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))

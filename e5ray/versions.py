@@ -16,7 +16,8 @@ import re
 from typing import Any
 
 from e5ray.errors import ConcurrentCommitError
-from e5ray.manifest import Manifest
+from e5ray.manifest import Manifest, RunInfo, ShardEntry
+from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
 
 MANIFEST = "manifest.json"
@@ -58,6 +59,31 @@ def load_latest(output: OutputDir, versions: list[int] | None = None) -> Manifes
     if output.exists(MANIFEST):  # written by hand or by an older layout
         return read_manifest(output, MANIFEST)
     return None
+
+
+def next_manifest(
+    previous: Manifest | None,
+    versions: list[int],
+    space: EmbeddingSpace,
+    input: dict[str, Any],
+    shards: list[ShardEntry],
+    changes: dict[str, Any],
+    output_format: str,
+    run: RunInfo,
+) -> Manifest:
+    """The version after the newest one (`versions`: the numbers listed at the run's start;
+    `previous`: that version, or a hand-written manifest.json), holding `shards` in source order."""
+    number = (versions[-1] if versions else (previous.version if previous else 0)) + 1
+    return Manifest(
+        version=number,
+        previous=version_name(previous.version) if previous else None,
+        space=space,
+        input=input,
+        shards=tuple(sorted(shards, key=lambda e: e.source.uri)),
+        changes=changes,
+        output_format=output_format,
+        run=run,
+    )
 
 
 def commit(output: OutputDir, manifest: Manifest) -> str:
