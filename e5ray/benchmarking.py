@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from e5ray.testmodels import SHAPES, EncoderShape, sample_words
+from e5ray.testing import SHAPES, EncoderShape, sample_words
 
 PREFIX = "passage: "
 MAX_LENGTH = 512
@@ -797,7 +797,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def prepare_model(cfg: BenchConfig, workdir: Path) -> tuple[Path, dict[str, Any]]:
     """Write (or reuse, from an earlier run in the same workdir) the random-weight model."""
-    from e5ray.testmodels import write_test_model
+    from e5ray.testing import write_test_model
 
     arch = cfg.resolved_arch()
     if cfg.shape not in SHAPES:

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from e5ray.benchmarking import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig, run_benchmark
-from e5ray.testmodels import SHAPES
+from e5ray.testing import SHAPES
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.testmodels import sample_words
+from e5ray.testing import sample_words
 
 
 def make_texts(n: int, seed: int, max_words: int = 40) -> list[str]:

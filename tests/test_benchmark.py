@@ -22,7 +22,7 @@ from e5ray.benchmarking import (
     matmul_throughput,
     token_lengths,
 )
-from e5ray.testmodels import SHAPES, write_test_model
+from e5ray.testing import SHAPES, write_test_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from e5ray.gc import collect_garbage
 from e5ray.job import JobConfig, run_job, run_local
 from e5ray.manifest import ConcurrentCommitError, SpaceMismatchError, commit, list_versions
 from e5ray.space import EmbeddingSpace
-from e5ray.testmodels import write_test_model
+from e5ray.testing import write_test_model
 from e5ray.verify import verify_output
 
 COUNT_KEYS = ("added", "changed", "removed", "unchanged")
