@@ -10,7 +10,7 @@ Contestants (random-weight encoder of a real E5 shape, synthetic lognormal-lengt
 2. e5ray's embedder in-process (`E5Embedder(...).embed_passages(texts)`);
 3. the whole e5ray job (Parquet shards -> run_job(executor="ray") on a local Ray -> shards + manifest);
 4. the ceiling: tokens/s that onnxruntime's measured MatMul FLOP/s on these cores allows.
-The machinery lives in e5ray/benchmarking.py.
+The machinery lives in e5ray/bench/ (install with `pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from e5ray.benchmarking import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig, run_benchmark
-from e5ray.testing import SHAPES
+from e5ray.bench.config import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig
+from e5ray.bench.run import run_benchmark
+from e5ray.testing.shapes import SHAPES
 
 
 def _ints(text: str) -> tuple[int, ...]:
