@@ -237,6 +237,46 @@ def test_config_rejects_bad_values(tmp_path):
         run_benchmark(BenchConfig(shape="tiny", precision="fp16", workdir=str(tmp_path)))
 
 
+def test_model_path_benchmarks_an_export_laid_out_like_optimum(tmp_path):
+    # onnx/model.onnx below the tokenizer files, as Optimum and transformers.js export it.
+    export = write_test_model(tmp_path / "export", arch="xlmr", shape="tiny", onnx_name="onnx/model.onnx", seed=5)
+    job = load_job_module()
+    out = tmp_path / "export.json"
+    args = job.parse_args(
+        [
+            "--model-path",
+            str(export),
+            "--docs",
+            "20",
+            "--skip-job",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert job.main(args) == 0
+    result = json.loads(out.read_text())
+    model = result["model"]
+    assert model["source"] == "model_path" and model["dir"] == str(export.resolve())
+    assert model["onnx_file"] == "onnx/model.onnx" and model["arch"] == "xlmr"
+    assert (model["layers"], model["hidden"], model["heads"]) == (2, 32, 4)
+    assert not (tmp_path / "work" / "model-xlmr-tiny").exists()  # no synthetic model was written
+    c = result["contestants"]
+    assert set(c) == {"fastembed", "embedder"}
+    for name in c:
+        _check_contestant(c[name], 20)
+    assert result["agreement"]["fastembed_vs_e5ray"]["min"] >= 0.9999
+    assert result["ceiling"]["flops_per_token"] == flops_per_token(SHAPES["tiny"], result["ceiling"]["seq_len"])
+
+
+def test_model_path_refuses_a_shape_or_arch_of_its_own(tmp_path, capsys):
+    job = load_job_module()
+    with pytest.raises(SystemExit):
+        job.parse_args(["--model-path", str(tmp_path), "--shape", "e5-small"])
+    assert "--model-path takes the shape and arch" in capsys.readouterr().err
+
+
 def _imported_modules(path: Path) -> set[str]:
     """Every module a file imports, at any depth (function-level imports included)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
