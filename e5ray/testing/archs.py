@@ -23,6 +23,8 @@ MASK_VALUE = float(np.finfo(np.float32).min)
 
 @dataclass(frozen=True)
 class ArchSpec:
+    """What differs between the BERT and XLM-R conventions, as HF config.json states it."""
+
     model_type: str
     pad_id: int
     layer_norm_eps: float

@@ -47,6 +47,7 @@ SHAPES: dict[str, EncoderShape] = {
 
 
 def resolve_shape(shape: str | EncoderShape) -> EncoderShape:
+    """`shape` itself, or the named shape of `SHAPES`."""
     if isinstance(shape, EncoderShape):
         return shape
     try:
