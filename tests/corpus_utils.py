@@ -28,7 +28,9 @@ def write_shard(path: Path | str, ids: list[Any], texts: list[Any], fs: Any = No
         pq.write_table(pa.table({"id": ids, "text": texts}), sink)
         data = sink.getvalue().to_pybytes()
     else:
-        data = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts, strict=False)).encode()
+        data = "".join(
+            json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts, strict=False)
+        ).encode()
         if name.endswith(".gz"):
             data = gzip.compress(data, mtime=0)
     if fs is None:
