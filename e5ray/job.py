@@ -14,57 +14,42 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 
 from e5ray import __version__
 from e5ray.config import JobConfig
-from e5ray.corpus import SourceShard, discover
+from e5ray.corpus import SourceShard, discover, parquet_row_groups
 from e5ray.errors import ShardFailures, UsageError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
 from e5ray.model_space import describe_space
-from e5ray.plan import plan_refresh
+from e5ray.plan import plan_refresh, split_tasks
+from e5ray.resume import parallel_map, reuse_completed
 from e5ray.shards import ShardTask
 from e5ray.storage import OutputDir
+from e5ray.units import RowGroupStats, UnitTarget, needs_footer
 from e5ray.versions import commit, list_versions, load_latest, next_manifest
-from e5ray.worker import ShardFailure, WorkerSpec
+from e5ray.worker import DATA_ERRORS, ShardFailure, WorkerSpec
 
 __all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
 
-def reuse_completed(
-    tasks: list[ShardTask], output: OutputDir, exclude: set[str] | frozenset[str] = frozenset()
-) -> tuple[list[ShardEntry], list[ShardTask]]:
-    """Split tasks into those a previous (killed) run finished, checked, and the rest.
+def read_footers(
+    tasks: list[ShardTask], target: UnitTarget, storage_options: dict[str, Any] | None
+) -> dict[str, list[RowGroupStats]]:
+    """The row groups of the Parquet sources that may hold more than one unit, read in parallel."""
+    big = [t.source for t in tasks if t.source.format == "parquet" and needs_footer(t.source.size, target)]
 
-    A marker naming a file in `exclude` is not reused.
-    """
-    reused, todo = [], []
-    for task in tasks:
-        entry = _checked_marker(output, task, exclude)
-        if entry is None:
-            todo.append(task)
-        else:
-            reused.append(entry)
-    return reused, todo
-
-
-def _checked_marker(output: OutputDir, task: ShardTask, exclude: set[str] | frozenset[str]) -> ShardEntry | None:
-    try:
-        entry = ShardEntry.from_dict(json.loads(output.read_bytes(task.marker_path)))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):  # absent, or not a marker we can read
-        return None
-    if any(f.path in exclude for f in entry.files):
-        return None
-    refs = [*entry.files, *([entry.rejects] if entry.rejects else [])]
-    for ref in refs:
+    def footer(src: SourceShard) -> list[RowGroupStats] | None:
         try:
-            if output.size(ref.path) != ref.bytes or output.sha256(ref.path) != ref.sha256:
-                return None
-        except FileNotFoundError:  # gone (or being collected): embed the shard again
+            return parquet_row_groups(src, tasks[0].text_column, storage_options)
+        except DATA_ERRORS:  # embedded whole: the worker reports what is wrong with it, with the file
             return None
-    return entry
+
+    stats = parallel_map(footer, big)
+    return {src.uri: groups for src, groups in zip(big, stats, strict=True) if groups is not None}
 
 
 def _now() -> str:
@@ -100,14 +85,19 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     # --full run finished since (files no version references yet): an interrupted switch
     # to a new space resumes instead of starting over.
     held = previous.referenced() if config.full and previous else set()
-    reused, todo = reuse_completed(plan.tasks, output, exclude=held)
+    target = config.compute.unit_target
+    units = split_tasks(plan.tasks, target, read_footers(plan.tasks, target, options))
+    reused, todo = reuse_completed(units, output, exclude=held)
     log.info(
-        "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
+        "run %s: %d shards in the corpus; %d units carried forward, %d reused from an interrupted run, "
+        "%d to embed (%d sources split into %d units)",
         run_id,
         len(sources),
         len(plan.carried),
         len(reused),
         len(todo),
+        len(plan.tasks),
+        len(units),
     )
 
     run = executor or get_executor(config.compute.executor)
@@ -120,8 +110,9 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
             continue
         embedded.append(result)
         log.info(
-            "shard %s: %d rows, %d rejected (%d/%d shards)",
+            "unit %s%s: %d rows, %d rejected (%d/%d units)",
             result.source.relpath,
+            f" [{result.unit.label}]" if result.unit else "",
             result.rows,
             result.rejected,
             len(embedded),
@@ -130,12 +121,12 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
-            f"{len(failed)} of {len(todo)} shards could not be embedded; nothing was committed "
+            f"{len(failed)} of {len(todo)} shards (work units) could not be embedded; nothing was committed "
             "(finished shards are kept and reused by the next run):\n"
             + "\n".join(f"  {f.source.uri}: {f.error}" for f in failed)
         )
     if len(embedded) != len(todo):
-        raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
+        raise RuntimeError(f"executor returned {len(embedded)} unit results for {len(todo)} tasks")
 
     tokens = sum(e.tokens for e in embedded)
     run_info = RunInfo(

@@ -19,6 +19,7 @@ from typing import Any
 from e5ray.corpus import SourceShard
 from e5ray.errors import SpaceMismatchError
 from e5ray.space import EmbeddingSpace
+from e5ray.units import UnitRange
 
 FORMAT = "e5ray.manifest/2"
 READABLE_FORMATS = ("e5ray.manifest/1", FORMAT)
@@ -39,9 +40,13 @@ class FileRef:
     bytes: int
     sha256: str
     rows: int | None = None
+    stamp: str | None = None  # ETag or mtime when written: a resume compares it with a listing
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.stamp is None:
+            del out["stamp"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileRef:
@@ -65,6 +70,7 @@ class ShardEntry:
     key: str
     space_fingerprint: str
     rejects: FileRef | None = None
+    unit: UnitRange | None = None  # the range of the source this entry holds; None: all of it
 
     @property
     def bytes(self) -> int:
@@ -79,6 +85,7 @@ class ShardEntry:
         out["files"] = [f.to_dict() for f in self.files]
         out["source"] = self.source.to_dict()
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
+        out["unit"] = self.unit.to_dict() if self.unit else None
         return out
 
     @classmethod
@@ -90,6 +97,7 @@ class ShardEntry:
             values["files"] = (FileRef(data["path"], data["bytes"], data["sha256"], data["rows"]),)
         values["source"] = SourceShard.from_dict(data["source"])
         values["rejects"] = FileRef.from_dict(data["rejects"]) if data.get("rejects") else None
+        values["unit"] = UnitRange.from_dict(data.get("unit"))
         return cls(**values)
 
 

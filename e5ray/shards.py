@@ -1,16 +1,19 @@
-"""Embedding shards: the output files of one source shard, written once, completely.
+"""Embedding shards: the output files of one work unit, written once, completely.
 
-For a source shard the worker streams chunks, rejects rows that cannot be embedded
+A task is one unit (`e5ray.units`): a whole source shard, or a range of it. For a unit
+the worker streams chunks, rejects rows that cannot be embedded
 (recorded with the reason, never dropped silently), embeds the rest, and writes through
 the output's sink (`e5ray.sinks`):
-- `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
+- `shards/<name>[-<range>]-<key>-<sha12><suffix>`: the sink's files (`<range>`, e.g.
+  `rg0-8` or `b0-4194304`, only for a unit that is part of a file) (Parquet: `.parquet` with
   columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
   name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
-  same work.
+  same work. Every unit of a source shares the source's key (the range is in the name),
+  so a refresh decides per source whether all its units are carried.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -18,6 +21,7 @@ at most temporary files, which nothing references and `gc` removes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,13 +41,14 @@ from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
 from e5ray.sinks.base import ShardSink, SinkFile
 from e5ray.space import Prefix
 from e5ray.storage import OutputDir, sha256_of
+from e5ray.units import UnitRange
 
 SHARDS_DIR = "shards"
 
 
 @dataclass(frozen=True)
 class ShardTask:
-    """Everything a worker needs to embed one source shard (plain data, picklable)."""
+    """Everything a worker needs to embed one unit (plain data, picklable)."""
 
     source: SourceShard
     space_fingerprint: str
@@ -51,6 +56,8 @@ class ShardTask:
     text_column: str = "text"
     prefix: Prefix = "passage"
     output_format: str = DEFAULT_OUTPUT_FORMAT
+    unit: UnitRange | None = None  # None: the whole source shard
+    weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
 
     @property
     def key(self) -> str:
@@ -75,15 +82,24 @@ class ShardTask:
             "text_column": self.text_column,
             "prefix": self.prefix,
             "output_format": self.output_format,
+            "unit": self.unit.to_dict() if self.unit else None,
+            "weight": self.weight,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardTask:
-        return cls(**{**data, "source": SourceShard.from_dict(data["source"])})
+        return cls(
+            **{**data, "source": SourceShard.from_dict(data["source"]), "unit": UnitRange.from_dict(data.get("unit"))}
+        )
+
+    def with_unit(self, unit: UnitRange | None, weight: int) -> ShardTask:
+        return dataclasses.replace(self, unit=unit, weight=weight)
 
     @property
     def stem(self) -> str:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.relpath)
+        if self.unit is not None:
+            name = f"{name}-{self.unit.label}"
         return f"{name}-{self.key}"
 
     @property
@@ -208,7 +224,7 @@ def embed_shard(
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit):
             if validator is None:
                 validator = ChunkValidator(chunk.id_type)
             good: list[int] = []
@@ -217,7 +233,7 @@ def embed_shard(
                 if reason is None:
                     good.append(pos)
                 else:
-                    rejects.append({"row": chunk.start + pos, "id": _json_safe(id_value), "reason": reason})
+                    rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
             tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
             yield chunk, good, tokens
 
@@ -261,13 +277,14 @@ def _commit(
         size = os.path.getsize(file.local_path)
         name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
         output.upload(file.local_path, name)
-        refs.append(FileRef(name, size, sha, file.rows))
+        refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
         rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
         output.write_atomic(rejects_name, blob)
-        rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
+        sha = hashlib.sha256(blob).hexdigest()
+        rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
     entry = ShardEntry(
         files=tuple(refs),
         rows=stats.embedded,
@@ -282,6 +299,7 @@ def _commit(
         key=task.key,
         space_fingerprint=task.space_fingerprint,
         rejects=rejects_ref,
+        unit=task.unit,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

@@ -7,13 +7,16 @@ plans, lists versions or commits a manifest.
 
 Only data errors become a `ShardFailure`: an unreadable or truncated file, a missing
 column, bytes that do not decode. Retrying such a shard fails the same way, and it
-must not cost the work done on the other shards. Any other exception is a bug (or a
-lost node) and propagates, so that it is seen as one.
+must not cost the work done on the other shards. Transient errors (a refused or reset
+connection, a timeout) are retried here, `retries` times with backoff, and then become
+a failure too (the run commits nothing); a lost node is Ray's to retry, as often. Any
+other exception is a bug and propagates, so that it is seen as one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,8 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeDecodeError,
     zlib.error,
 )
+# Errors that say nothing about the data: the same unit may well succeed on a later try.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class WorkerSpec:
     chunk_rows: int
     space_fingerprint: str
     s3_endpoint: str | None = None
+    retries: int = 3
 
     @classmethod
     def for_job(cls, config: JobConfig, space_fingerprint: str) -> WorkerSpec:
@@ -67,6 +73,7 @@ class WorkerSpec:
             chunk_rows=config.compute.chunk_rows,
             space_fingerprint=space_fingerprint,
             s3_endpoint=config.s3_endpoint,
+            retries=config.compute.retries,
         )
 
     def storage_options(self) -> dict[str, Any] | None:
@@ -132,11 +139,26 @@ class EmbeddingWorker:
         self.output = OutputDir(spec.output_uri, spec.storage_options())  # this process's own handle
 
     def embed(self, task: ShardTask) -> ShardResult:
-        """The shard's entry, or a ShardFailure when its data cannot be embedded."""
-        try:
-            return embed_shard(
-                task, self.embedder, self.output, self.sink_class(), self.spec.storage_options(), self.spec.chunk_rows
-            )
-        except DATA_ERRORS as exc:  # reported to the driver with the shard it belongs to
-            log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
-            return ShardFailure(task.source, f"{type(exc).__name__}: {exc}")
+        """The unit's entry, or a ShardFailure when its data cannot be embedded."""
+        where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
+        for attempt in range(self.spec.retries + 1):
+            try:
+                return embed_shard(
+                    task,
+                    self.embedder,
+                    self.output,
+                    self.sink_class(),
+                    self.spec.storage_options(),
+                    self.spec.chunk_rows,
+                )
+            except TRANSIENT_ERRORS as exc:
+                if attempt == self.spec.retries:
+                    log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)
+                    return ShardFailure(task.source, f"{type(exc).__name__} (after {attempt + 1} tries): {exc}")
+                log.warning("unit %s: %s: %s; trying again", where, type(exc).__name__, exc)
+                time.sleep(min(2.0**attempt, 30.0))
+            except DATA_ERRORS as exc:  # reported to the driver with the unit it belongs to
+                log.error("unit %s failed: %s: %s", where, type(exc).__name__, exc)
+                label = f"[{task.unit.label}] " if task.unit else ""
+                return ShardFailure(task.source, f"{label}{type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable: the last attempt returns")
