@@ -16,6 +16,7 @@ from e5ray.catalog import CATALOG, DEFAULT_MODEL
 from e5ray.corpus import FORMATS
 from e5ray.embedder import DEVICES, PRECISIONS, PREFIXES
 from e5ray.job import JobConfig
+from e5ray.reuse_plan import REUSE_COUNTS, REUSE_MODES
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +71,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray",
     )
     parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
+    parser.add_argument(
+        "--reuse",
+        choices=REUSE_MODES,
+        default="rows",
+        help="rows: embed only texts the output does not hold (by content hash); "
+        "shard: re-embed changed shards whole; none: re-embed everything (default: rows)",
+    )
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -104,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         chunk_rows=args.chunk_rows,
         executor=args.executor,
         int8_min_cosine=args.int8_min_cosine,
+        reuse=args.reuse,
     )
 
 
@@ -123,6 +132,7 @@ def run_job_from_args(args: argparse.Namespace) -> int:
         "totals": manifest["totals"],
         "changes": manifest["changes"]["counts"],
         "tokens_per_s": manifest["run"]["tokens_per_s"],
+        "reuse": {k: manifest["run"]["reuse"][k] for k in ("effective", *REUSE_COUNTS, "previous_version_reads")},
     }
     print(json.dumps(summary))
     return 0

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from e5ray.manifest import MANIFEST, VERSIONS_DIR, list_versions, read_json, version_name
+from e5ray.reuse import INDEX_DIR, index_path
 from e5ray.shards import SHARDS_DIR
 from e5ray.storage import filesystem_for, join
 
@@ -50,7 +51,9 @@ def collect_garbage(
     now = time.time()
     deleted = []
     candidates: dict[str, dict[str, Any]] = {}
-    for directory in (SHARDS_DIR, VERSIONS_DIR):
+    # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
+    referenced.update(kept_index_files(fs, root, kept_versions))
+    for directory in (SHARDS_DIR, VERSIONS_DIR, INDEX_DIR):
         base = join(root, directory)
         if fs.exists(base):
             candidates.update(fs.find(base, detail=True))
@@ -75,3 +78,13 @@ def collect_garbage(
         for rel in deleted:
             fs.rm_file(join(root, rel))
     return sorted(deleted)
+
+
+def kept_index_files(fs: Any, root: str, versions: list[int]) -> set[str]:
+    """Files of the reuse indexes of `versions`, relative to the root."""
+    kept = set()
+    for version in versions:
+        base = join(root, index_path(version))
+        if fs.exists(base):
+            kept.update(path[len(root.rstrip("/")) + 1 :] for path in fs.find(base))
+    return kept

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from e5ray import __version__
@@ -22,6 +22,7 @@ from e5ray.corpus import discover
 from e5ray.embedder import describe_space
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
 from e5ray.plan import plan_refresh
+from e5ray.reuse_plan import check_mode, prepare_reuse, summarize
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.storage import filesystem_for, join, s3_options, sha256_of
 
@@ -52,6 +53,7 @@ class JobConfig:
     chunk_rows: int = 2048
     executor: str = "ray"  # "ray" or "local" (in-process, no cluster)
     int8_min_cosine: float = 0.99
+    reuse: str = "rows"  # none | shard | rows (e5ray.reuse_plan)
 
     @property
     def resolved_precision(self) -> str:
@@ -181,16 +183,20 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         options,
     )
     check_space(previous, space, config.full)
+    reembed_all = config.full or check_mode(config.reuse) == "none"
 
     def make_task(source: Any) -> ShardTask:
         return ShardTask(source, config.output, space.fingerprint, config.id_column, config.text_column, config.prefix)
 
-    plan = plan_refresh(sources, previous, make_task, config.full)
-    # --full embeds again what the previous version holds, but still reuses what a killed
-    # --full run finished since (files no version references yet): an interrupted switch
-    # to a new space resumes instead of starting over.
-    held = {e["path"] for e in previous["shards"]} if config.full and previous else set()
+    plan = plan_refresh(sources, previous, make_task, reembed_all)
+    # --full (and --reuse none) embeds again what the previous version holds, but still
+    # reuses what a killed such run finished since (files no version references yet): an
+    # interrupted switch to a new space resumes instead of starting over.
+    held = {e["path"] for e in previous["shards"]} if reembed_all and previous else set()
     reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
+    # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
+    reuse = prepare_reuse(config.reuse, config.full, previous, config.output, options, needs_index=bool(todo))
+    todo = [replace(t, reuse_rows=reuse.rows, reuse_index=reuse.index.path if reuse.index else None) for t in todo]
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -266,8 +272,19 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             "tokens": tokens,
             "padded_tokens": sum(e["padded_tokens"] for e in embedded),
             "tokens_per_s": round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+            "reuse": summarize(reuse, reused + embedded, len(plan.carried)),
         },
     }
     name = commit(config.output, manifest, options)
     log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
+    summary = manifest["run"]["reuse"]
+    log.info(
+        "reuse %s: %d rows reused, %d embedded, %d duplicates folded; %d requests, %d bytes read from the previous version",
+        summary["effective"],
+        summary["rows_reused"],
+        summary["rows_embedded"],
+        summary["duplicates_folded"],
+        summary["previous_version_reads"]["requests"],
+        summary["previous_version_reads"]["bytes"],
+    )
     return manifest

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME, hash_array, hash_token_ids
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
 
@@ -49,6 +50,9 @@ class ShardTask:
     id_column: str = "id"
     text_column: str = "text"
     prefix: str = "passage"
+    # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
+    reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
+    reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
 
     @property
     def key(self) -> str:
@@ -75,7 +79,8 @@ class ShardTask:
 
 
 def embedding_schema(id_type: pa.DataType, dim: int) -> pa.Schema:
-    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim))])
+    # content_hash: what the row's vector was made from (e5ray.content_hash), for row-level refresh.
+    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim)), (HASH_COLUMN, HASH_TYPE)])
 
 
 class ChunkValidator:
@@ -177,6 +182,10 @@ def embed_shard(
     task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None, chunk_rows: int = 2048
 ) -> dict[str, Any]:
     """Embed one source shard and commit its output files; returns the manifest entry."""
+    if task.reuse_rows:  # row-level reuse: two passes over the shard (e5ray.reuse_unit)
+        from e5ray.reuse_unit import embed_shard_reusing_rows
+
+        return embed_shard_reusing_rows(task, embedder, storage_options, chunk_rows)
     out_fs, out_root = filesystem_for(task.output_root, storage_options)
     stats = ShardStats()
     started = time.perf_counter()
@@ -217,9 +226,10 @@ def embed_shard(
                 writer = pq.ParquetWriter(
                     tmp_path,
                     embedding_schema(validator.id_type(), embedder.dim),
-                    compression={"id": "zstd", "embedding": "none"},
+                    compression={"id": "zstd", "embedding": "none", HASH_COLUMN: "none"},
                 )
-            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
+            hashes = hash_token_ids(tokens.ids)
+            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, hashes, writer.schema))
             stats.embedded += len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
@@ -231,7 +241,8 @@ def embed_shard(
         writer.close()
         writer = None
         stats.rejected = len(rejects)
-        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started)
+        reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
+        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, reuse)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         if writer is not None:
@@ -240,15 +251,23 @@ def embed_shard(
             os.unlink(tmp_path)
 
 
-def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
+def _table(ids: list[Any], vectors: np.ndarray, hashes: list[bytes], schema: pa.Schema) -> pa.Table:
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     embeddings = pa.FixedSizeListArray.from_arrays(flat, dim)
-    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
+    columns = [pa.array(ids, type=schema.field("id").type), embeddings, hash_array(hashes)]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _commit(
-    task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]], stats: ShardStats, seconds: float
+    task: ShardTask,
+    fs: Any,
+    root: str,
+    tmp_path: str,
+    rejects: list[dict[str, Any]],
+    stats: ShardStats,
+    seconds: float,
+    reuse: dict[str, Any],
 ) -> dict[str, Any]:
     sha = sha256_of(fsspec.filesystem("file"), tmp_path)
     size = os.path.getsize(tmp_path)
@@ -270,6 +289,8 @@ def _commit(
         "key": task.key,
         "space_fingerprint": task.space_fingerprint,
         "rejects": None,
+        "hash_scheme": SCHEME,  # the file has a content_hash column (absent: written before it existed)
+        "reuse": reuse,  # rows_reused + rows_embedded + duplicates_folded == rows
     }
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()

@@ -7,6 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.manifest import MANIFEST, read_json
 from e5ray.storage import filesystem_for, join, sha256_of
 
@@ -42,8 +43,9 @@ def verify_output(
             problems.append(f"{shard['path']}: unreadable Parquet ({exc})")
             continue
         expected = pa.list_(pa.float32(), dim)
-        if schema.names != ["id", "embedding"] or schema.field("embedding").type != expected:
+        if schema.names[:2] != ["id", "embedding"] or schema.field("embedding").type != expected:
             problems.append(f"{shard['path']}: schema {schema}, expected id + embedding {expected}")
+        problems += [f"{shard['path']}: {p}" for p in hash_column_problems(schema, shard)]
         if rows != shard["rows"]:
             problems.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
         if shard["rows"] + shard["rejected"] != shard["input_rows"]:
@@ -68,3 +70,14 @@ def verify_output(
         if manifest["totals"].get(key) != value:
             problems.append(f"totals.{key} is {manifest['totals'].get(key)}, shards add up to {value}")
     return problems
+
+
+def hash_column_problems(schema: pa.Schema, shard: dict[str, Any]) -> list[str]:
+    """A shard whose entry names a hash scheme must have the content_hash column, of its type."""
+    if shard.get("hash_scheme") is None:
+        return []  # written before content hashes existed
+    if shard["hash_scheme"] != SCHEME:
+        return [f"hash scheme {shard['hash_scheme']!r} is not one this e5ray knows ({SCHEME})"]
+    if HASH_COLUMN not in schema.names or schema.field(HASH_COLUMN).type != HASH_TYPE:
+        return [f"no {HASH_COLUMN} column of type {HASH_TYPE}, though the manifest names a hash scheme"]
+    return []
