@@ -33,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from e5ray import shards
 from e5ray.content_hash import HASH_COLUMN, hash_token_ids
-from e5ray.corpus import Chunk, CorpusError, read_chunks
+from e5ray.corpus import Chunk, CorpusError
 from e5ray.reuse import ReadStats, load_index, lookup
 from e5ray.shards import (
     SHARDS_DIR,
@@ -58,7 +59,7 @@ def _validated(
 ) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
     """(chunk, positions of its good rows, validator) for each chunk; rejected rows go to `rejects`."""
     validator: ChunkValidator | None = None
-    for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+    for chunk in shards.read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
         if validator is None:
             validator = ChunkValidator(chunk.id_type)
         good: list[int] = []
