@@ -271,9 +271,12 @@ def lookup(
         by_pos = np.argsort(positions)
         targets, positions = targets[by_pos], positions[by_pos]
         base = count * HASH_BYTES
-        for lo, hi in _runs(positions, max(1, gap_bytes // row_bytes)):
-            start, end = base + int(positions[lo]) * row_bytes, base + (int(positions[hi - 1]) + 1) * row_bytes
-            data = fs.cat_file(path, start=start, end=end)
+        runs = _runs(positions, max(1, gap_bytes // row_bytes))
+        starts = [base + int(positions[lo]) * row_bytes for lo, _ in runs]
+        ends = [base + (int(positions[hi - 1]) + 1) * row_bytes for _, hi in runs]
+        # One call for all of the bucket's ranges: object stores fetch them concurrently.
+        blocks = fs.cat_ranges([path] * len(runs), starts, ends)
+        for (lo, hi), data in zip(runs, blocks, strict=True):
             stats.requests += 1
             stats.bytes += len(data)
             block = np.frombuffer(data, dtype="<f4").reshape(-1, info.dim)
