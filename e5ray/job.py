@@ -23,6 +23,7 @@ from e5ray.embedder import describe_space
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
 from e5ray.plan import plan_refresh
 from e5ray.reuse_plan import check_mode, prepare_reuse, summarize
+from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.storage import filesystem_for, join, s3_options, sha256_of
 
@@ -89,7 +90,9 @@ def embed_or_report(task: ShardTask, embedder: Any, config: JobConfig) -> dict[s
     embedded (an unreadable file, a missing column): a bad shard must not cost the work
     done on the others, and retrying it would fail the same way."""
     try:
-        return embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
+        # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
+        embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
+        return embed(task, embedder, config.storage_options() or None, config.chunk_rows)
     except Exception as exc:  # reported to the driver with the shard it belongs to
         log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
         return {"error": f"{type(exc).__name__}: {exc}", "source": task.source.to_dict()}

@@ -182,10 +182,6 @@ def embed_shard(
     task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None, chunk_rows: int = 2048
 ) -> dict[str, Any]:
     """Embed one source shard and commit its output files; returns the manifest entry."""
-    if task.reuse_rows:  # row-level reuse: two passes over the shard (e5ray.reuse_unit)
-        from e5ray.reuse_unit import embed_shard_reusing_rows
-
-        return embed_shard_reusing_rows(task, embedder, storage_options, chunk_rows)
     out_fs, out_root = filesystem_for(task.output_root, storage_options)
     stats = ShardStats()
     started = time.perf_counter()
