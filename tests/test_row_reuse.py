@@ -413,3 +413,20 @@ def test_row_reuse_on_s3(s3_server, s3_bucket, s3_env, bert_model_dir, corpus, t
         (local).mkdir(exist_ok=True)
         (local / f"part-{f}.parquet").write_bytes(fs.cat_file(f"{bucket}/corpus/part-{f}.parquet"))
     assert_same_vectors(read_output(f"s3://{bucket}/emb", fs), fresh(local, tmp_path, bert_model_dir))
+
+
+def test_the_refresh_benchmark_embeds_exactly_the_changed_rows(tmp_path):
+    from e5ray.refresh_benchmarking import RefreshBenchConfig, format_refresh_report, run_refresh_benchmark
+
+    result = run_refresh_benchmark(RefreshBenchConfig(shape="tiny", docs=300, shards=3, workdir=str(tmp_path)))
+    assert result["day2"] == {
+        "docs": 300 - 3 + 6,
+        "deleted": 3,
+        "edited": 15,
+        "added": 6,
+        "changes": {"added": 0, "changed": 3, "removed": 0, "unchanged": 0},
+    }
+    assert result["rows_embedded"] == result["rows_expected"] == 21
+    assert result["rows_reused"] == 300 - 3 - 15
+    assert result["previous_version_reads"]["requests"] > 0
+    assert "rows embedded by the refresh: 21 (expected: changed + added = 21)" in format_refresh_report(result)
