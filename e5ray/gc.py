@@ -82,7 +82,7 @@ def collect_garbage(
 
 def kept_index_files(fs: Any, root: str, versions: list[int]) -> set[str]:
     """Files of the reuse indexes of `versions`, relative to the root."""
-    kept = set()
+    kept: set[str] = set()
     for version in versions:
         base = join(root, index_path(version))
         if fs.exists(base):

@@ -244,6 +244,7 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
 
     shards = sorted(plan.carried + reused + embedded, key=lambda e: e["source"]["uri"])
+    reuse_summary = summarize(reuse, reused + embedded, len(plan.carried))
     tokens = sum(e["tokens"] for e in embedded)
     number = (versions[-1] if versions else (previous or {}).get("version", 0)) + 1
     manifest = {
@@ -275,12 +276,12 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             "tokens": tokens,
             "padded_tokens": sum(e["padded_tokens"] for e in embedded),
             "tokens_per_s": round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
-            "reuse": summarize(reuse, reused + embedded, len(plan.carried)),
+            "reuse": reuse_summary,
         },
     }
     name = commit(config.output, manifest, options)
     log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
-    summary = manifest["run"]["reuse"]
+    summary = reuse_summary
     log.info(
         "reuse %s: %d rows reused, %d embedded, %d duplicates folded; %d requests, %d bytes read from the previous version",
         summary["effective"],
