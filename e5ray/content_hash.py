@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from e5ray.errors import UsageError
+
 HASH_BYTES = 16
 SCHEME = "blake2b-128/token-ids-int32le/v1"  # recorded in each shard entry that has hashes
 HASH_COLUMN = "content_hash"
@@ -57,9 +59,10 @@ def as_words(blob: bytes | np.ndarray) -> np.ndarray:
 def bucket_of(hashes: Sequence[bytes] | np.ndarray, buckets: int) -> np.ndarray:
     """The bucket (0..buckets-1, `buckets` a power of two) of each hash: its leading bits."""
     if buckets < 1 or buckets & (buckets - 1):
-        raise ValueError(f"buckets must be a power of two >= 1, got {buckets}")
+        raise UsageError(f"buckets must be a power of two >= 1, got {buckets}")
     words = as_words(b"".join(hashes)) if not isinstance(hashes, np.ndarray) else hashes
     if buckets == 1:
         return np.zeros(len(words), dtype=np.int64)
     shift = np.uint64(64 - (buckets.bit_length() - 1))
-    return (words[:, 0] >> shift).astype(np.int64)
+    leading: np.ndarray = (words[:, 0] >> shift).astype(np.int64)
+    return leading

@@ -176,6 +176,8 @@ def build_index(
             for path in paths:
                 with fs.open(join(root, path), "rb") as raw:
                     reader = pq.ParquetFile(_CountedFile(raw, stats))
+                    if HASH_COLUMN not in reader.schema_arrow.names:  # an empty shard's file has no hash column
+                        continue
                     for group in range(reader.num_row_groups):
                         table = reader.read_row_group(group, columns=[HASH_COLUMN, "embedding"])
                         if table.num_rows == 0:

@@ -23,12 +23,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from e5ray.config import REUSE_MODES
 from e5ray.content_hash import SCHEME
+from e5ray.errors import UsageError
+from e5ray.manifest import Manifest, ShardEntry
 from e5ray.reuse import IndexInfo, ReadStats, build_index, index_path, load_index
 
 log = logging.getLogger("e5ray")
 
-REUSE_MODES = ("none", "shard", "rows")
 REUSE_COUNTS = ("rows_reused", "rows_embedded", "duplicates_folded")
 
 
@@ -55,14 +57,15 @@ class ReuseSetup:
 
 def check_mode(mode: str) -> str:
     if mode not in REUSE_MODES:
-        raise ValueError(f"unknown reuse mode {mode!r}; valid: {', '.join(REUSE_MODES)}")
+        raise UsageError(f"unknown reuse mode {mode!r}; valid: {', '.join(REUSE_MODES)}")
     return mode
 
 
 def prepare_reuse(
     mode: str,
     full: bool,
-    previous: dict[str, Any] | None,
+    previous: Manifest | None,
+    output_format: str,
     output_uri: str,
     storage_options: dict[str, Any] | None,
     needs_index: bool,
@@ -74,11 +77,13 @@ def prepare_reuse(
     check_mode(mode)
     if full:
         return ReuseSetup(mode, "none", "--full embeds every row again")
+    if mode == "rows" and output_format != "parquet":
+        return ReuseSetup(mode, "shard", f"row-level reuse reads Parquet outputs; this output is {output_format}")
     if mode != "rows" or previous is None:
         return ReuseSetup(mode, mode, None if previous else "no previous version: duplicates are still folded")
-    shards = previous["shards"]
-    hashed = [s for s in shards if s.get("hash_scheme") == SCHEME]
-    name = f"v{previous['version']:06d}"
+    shards = previous.shards
+    hashed = [s for s in shards if s.hash_scheme == SCHEME and s.rows > 0]
+    name = f"v{previous.version:06d}"
     if shards and not hashed:
         reason = (
             f"the previous version {name} has no content hashes (written before row-level refresh): "
@@ -87,28 +92,28 @@ def prepare_reuse(
         log.warning("reuse: falling back to shard-level refresh: %s", reason)
         return ReuseSetup(mode, "shard", reason)
     setup = ReuseSetup(mode, "rows")
-    if len(hashed) < len(shards):
-        setup.notes.append(f"{len(shards) - len(hashed)} of {len(shards)} shards of {name} have no hashes: not indexed")
+    unhashed = sum(1 for s in shards if s.hash_scheme != SCHEME)
+    if unhashed:
+        setup.notes.append(f"{unhashed} of {len(shards)} shards of {name} have no hashes: not indexed")
     if not needs_index or not hashed:
         return setup
-    path = index_path(previous["version"])
+    path = index_path(previous.version)
     setup.index = load_index(output_uri, path, storage_options)
     if setup.index is None:
-        rows = sum(s["rows"] for s in hashed)
-        dim = previous["space"]["dim"]
-        paths = [s["path"] for s in hashed]
-        setup.index = build_index(output_uri, previous["version"], paths, dim, rows, storage_options)
+        rows = sum(s.rows for s in hashed)
+        paths = [f.path for s in hashed for f in s.files]
+        setup.index = build_index(output_uri, previous.version, paths, previous.space.dim, rows, storage_options)
         setup.built_now = True
     return setup
 
 
-def summarize(setup: ReuseSetup, written: list[dict[str, Any]], carried: int) -> dict[str, Any]:
+def summarize(setup: ReuseSetup, written: list[ShardEntry], carried: int) -> dict[str, Any]:
     """`run.reuse` of the manifest: the mode, the counts over the shards this run wrote
     (those a killed attempt of it finished included), and what was read from the previous version."""
-    counts = {k: sum((e.get("reuse") or {}).get(k, 0) for e in written) for k in REUSE_COUNTS}
+    counts = {k: sum((e.reuse or {}).get(k, 0) for e in written) for k in REUSE_COUNTS}
     lookups = ReadStats()
     for entry in written:
-        got = (entry.get("reuse") or {}).get("lookup")
+        got = (entry.reuse or {}).get("lookup")
         if got:
             lookups.add(ReadStats(got["requests"], got["bytes"], got["seconds"]))
     index: dict[str, Any] | None = None
@@ -137,3 +142,26 @@ def summarize(setup: ReuseSetup, written: list[dict[str, Any]], carried: int) ->
         "lookups": lookups.to_dict(),
         "previous_version_reads": previous_reads,
     }
+
+
+def reuse_summary(reuse: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of `run.reuse` the end-of-run summary prints."""
+    if reuse is None:
+        return None
+    return {k: reuse[k] for k in ("effective", *REUSE_COUNTS, "previous_version_reads")}
+
+
+def log_reuse(reuse: dict[str, Any] | None) -> None:
+    """The run's reuse in one log line."""
+    if reuse is None:
+        return
+    reads = reuse["previous_version_reads"]
+    log.info(
+        "reuse %s: %d rows reused, %d embedded, %d duplicates folded; %d requests, %d bytes read from the previous version",
+        reuse["effective"],
+        reuse["rows_reused"],
+        reuse["rows_embedded"],
+        reuse["duplicates_folded"],
+        reads["requests"],
+        reads["bytes"],
+    )

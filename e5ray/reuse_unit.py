@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from e5ray import shards
-from e5ray.content_hash import HASH_COLUMN, hash_token_ids
-from e5ray.corpus import Chunk, CorpusError
+from e5ray.content_hash import hash_token_ids
+from e5ray.corpus import Chunk
+from e5ray.errors import CorpusError, DataError, UsageError
+from e5ray.manifest import ShardEntry
 from e5ray.reuse import ReadStats, load_index, lookup
 from e5ray.shards import (
     SHARDS_DIR,
@@ -45,10 +46,11 @@ from e5ray.shards import (
     _commit,
     _json_safe,
     _prefetch,
-    _table,
-    embedding_schema,
+    hash_columns,
+    hash_scheme_of,
 )
-from e5ray.storage import filesystem_for, is_local_fs, join
+from e5ray.sinks.base import ShardSink
+from e5ray.storage import OutputDir
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
@@ -84,11 +86,15 @@ def _store(rows: int, dim: int, directory: str) -> np.ndarray:
 
 
 def embed_shard_reusing_rows(
-    task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None, chunk_rows: int = 2048
-) -> dict[str, Any]:
+    task: ShardTask,
+    embedder: Any,
+    output: OutputDir,
+    sink: ShardSink,
+    storage_options: dict[str, Any] | None = None,
+    chunk_rows: int = 2048,
+) -> ShardEntry:
     """`embed_shard` for a task with `reuse_rows`: same files, same entry, plus reuse counts."""
     started = time.perf_counter()
-    out_fs, out_root = filesystem_for(task.output_root, storage_options)
     stats = ShardStats()
     rejects: list[dict[str, Any]] = []
 
@@ -108,31 +114,27 @@ def embed_shard_reusing_rows(
     distinct = list(slots)
 
     tmp_dir = None
-    if is_local_fs(out_fs):  # the temporary file sits beside its final name: the commit is a rename
-        tmp_dir = join(out_root, SHARDS_DIR)
+    if output.is_local:  # temporary files sit beside their final names: the commit is a rename
+        tmp_dir = output.path(SHARDS_DIR)
         os.makedirs(tmp_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="e5ray-reuse-") as scratch:
         store = _store(len(distinct), embedder.dim, scratch)
         lookups = ReadStats()
         found = np.zeros(len(distinct), dtype=bool)
         if task.reuse_index is not None and distinct:
-            info = load_index(task.output_root, task.reuse_index, storage_options)
+            info = load_index(output.uri, task.reuse_index, storage_options)
             lookups.requests += 1  # meta.json
-            if info is None:
-                raise CorpusError(f"reuse index {task.reuse_index} of {task.output_root} is missing or incomplete")
+            if info is None:  # collected meanwhile: the next run builds it again
+                raise DataError(f"reuse index {task.reuse_index} of {output.uri} is missing or incomplete; run again")
             if info.dim != embedder.dim:
-                raise ValueError(
+                raise UsageError(
                     f"reuse index {task.reuse_index} holds {info.dim}-dim vectors, the model makes {embedder.dim}"
                 )
-            found, stats_lookup = lookup(task.output_root, info, distinct, store, storage_options)
+            found, stats_lookup = lookup(output.uri, info, distinct, store, storage_options)
             lookups.add(stats_lookup)
-        ready = found.copy()  # slots whose vector is in `store`
+        ready = found.copy()  # slots whose vector is in `store` (or will be, once their chunk is embedded)
 
         # Pass 2: write every good row in order; embed each missing hash once.
-        fd, tmp_path = tempfile.mkstemp(prefix=f".{task.stem}.", suffix=".parquet.tmp", dir=tmp_dir)
-        os.close(fd)
-        os.chmod(tmp_path, 0o644)
-        writer: pq.ParquetWriter | None = None
         second_digest = hashlib.blake2b(digest_size=16)
         cursor = 0
         embedded_slots = 0
@@ -148,11 +150,12 @@ def embed_shard_reusing_rows(
                 new = ~ready[pending]
                 todo_slots, todo_rows = pending[new], first[new]
                 tokens = embedder.tokenize([chunk.texts[good[int(r)]] for r in todo_rows], task.prefix)
-                ready[todo_slots] = True  # this chunk embeds them before any later chunk needs them
+                ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
                 yield chunk, good, chunk_slots, todo_slots, tokens, validator
 
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
+        opened = False
         try:
             for chunk, good, chunk_slots, todo_slots, tokens, validator in chunks:
                 if len(todo_slots):
@@ -162,15 +165,15 @@ def embed_shard_reusing_rows(
                     stats.tokens += result.tokens
                     stats.padded_tokens += result.padded_tokens
                     stats.embed_seconds += result.seconds
-                if writer is None:
-                    writer = _writer(tmp_path, validator.id_type(), embedder.dim)
+                if not opened:
+                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                    opened = True
                 hashes = [distinct[int(s)] for s in chunk_slots]
-                writer.write_table(_table([chunk.ids[p] for p in good], store[chunk_slots], hashes, writer.schema))
+                sink.write([chunk.ids[p] for p in good], store[chunk_slots], hash_columns(sink, hashes=hashes))
                 stats.embedded += len(good)
-            if writer is None:  # a shard with no rows still gets its (empty) output file
-                writer = _writer(tmp_path, validator.id_type() if validator else pa.int64(), embedder.dim)
-            writer.close()
-            writer = None
+            if not opened:  # a shard with no rows still gets its (empty) output
+                sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+            files = sink.close()
             if cursor != len(row_slots) or first_digest.digest() != second_digest.digest():
                 raise CorpusError(f"{task.source.uri} changed while it was being embedded; run again")
             stats.rejected = len(rejects)
@@ -181,16 +184,8 @@ def embed_shard_reusing_rows(
                 "duplicates_folded": len(row_slots) - reused - embedded_slots,
                 "lookup": lookups.to_dict(),
             }
-            return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, reuse)
+            seconds = time.perf_counter() - started
+            return _commit(task, output, files, rejects, stats, seconds, reuse, hash_scheme_of(sink))
         finally:
-            chunks.close()
-            if writer is not None:
-                writer.close()
-            if os.path.exists(tmp_path):
-                os.unlink(tmp_path)
-
-
-def _writer(path: str, id_type: pa.DataType, dim: int) -> pq.ParquetWriter:
-    return pq.ParquetWriter(
-        path, embedding_schema(id_type, dim), compression={"id": "zstd", "embedding": "none", HASH_COLUMN: "none"}
-    )
+            chunks.close()  # stops the read-ahead thread if we leave early
+            sink.abort()  # removes what is left locally (nothing, after a commit)

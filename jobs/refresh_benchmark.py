@@ -5,7 +5,7 @@
 Day 2 rewrites every file and reshuffles rows across them, edits 5% of the texts, adds 2%
 and deletes 1%. Prints both wall times and their ratio, the rows the refresh embedded
 against those that changed, and the requests and bytes it read from the previous version.
-The machinery lives in e5ray/refresh_benchmarking.py.
+The machinery lives in e5ray/bench/refresh.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 
-from e5ray.refresh_benchmarking import RefreshBenchConfig, format_refresh_report, run_refresh_benchmark
-from e5ray.testmodels import SHAPES
+from e5ray.bench.refresh import RefreshBenchConfig, format_refresh_report, run_refresh_benchmark
+from e5ray.testing.shapes import SHAPES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,32 +10,32 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from corpus_utils import make_texts, read_output, write_shard
+from corpus_utils import embed_job, make_texts, read_output, write_shard
+from job_utils import Killed, config, dying
 
 from e5ray.cli import main as cli_main
 from e5ray.content_hash import HASH_COLUMN, SCHEME, bucket_of, hash_token_ids
 from e5ray.embedder import E5Embedder
+from e5ray.errors import ConfigError, SpaceMismatchError
 from e5ray.gc import collect_garbage
-from e5ray.job import JobConfig, run_job, run_local
-from e5ray.manifest import SpaceMismatchError
 from e5ray.reuse import build_index, choose_buckets, load_index, lookup
-from e5ray.storage import sha256_of
+from e5ray.storage import OutputDir, sha256_of
 from e5ray.verify import verify_output
 
 
-class Killed(BaseException):
-    """Stands in for a SIGKILL: not an Exception, so nothing on the way catches it."""
+def run_job(cfg: Any, executor: Any = None) -> dict[str, Any]:
+    """The committed manifest as readers of manifest.json see it."""
+    return embed_job(cfg, executor)
 
 
-def config(inp: Any, out: Any, model_dir: Any, **kw: Any) -> JobConfig:
-    return JobConfig(input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw)
+def verify(out: Any) -> list[str]:
+    return verify_output(OutputDir(str(out)))
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_unchanged_rows_in_a_rewritten_export_are_reused_and_equal_a_full_run(
     for shard in v2["shards"]:
         r = shard["reuse"]
         assert r["rows_reused"] + r["rows_embedded"] + r["duplicates_folded"] == shard["rows"] == 40
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
     assert_same_vectors(read_output(str(out)), fresh(inp, tmp_path, bert_model_dir))
 
 
@@ -175,7 +175,7 @@ def test_duplicate_texts_in_a_shard_are_embedded_once(tmp_path, bert_model_dir, 
     for i in (3, 4, 7, 9):
         np.testing.assert_array_equal(got[i], got[0])
     assert_same_vectors(got, fresh(inp, tmp_path, bert_model_dir, reuse="shard"))
-    table = pq.read_table(out / v1["shards"][0]["path"])
+    table = pq.read_table(out / v1["shards"][0]["files"][0]["path"])
     hashes = table.column(HASH_COLUMN).to_pylist()
     assert hashes[0] == hashes[3] == hashes[9] and hashes[0] != hashes[1] and len(hashes[0]) == 16
 
@@ -196,7 +196,7 @@ def test_reuse_shard_and_none_embed_as_before(tmp_path, bert_model_dir, corpus, 
     to_model.clear()
     v3 = run_job(config(inp, out, bert_model_dir, reuse="none"))
     assert sum(to_model) == 81 and v3["run"]["embedded_shards"] == 3 and v3["run"]["carried_shards"] == 0
-    with pytest.raises(ValueError, match=r"unknown reuse mode 'some'; valid: none, shard, rows"):
+    with pytest.raises(ConfigError, match=r"reuse \(--reuse\): 'some' is not valid; valid: none, shard, rows"):
         run_job(config(inp, out, bert_model_dir, reuse="some"))
 
 
@@ -220,12 +220,13 @@ def strip_hashes(out: Path) -> None:
     """Turn a fresh output into one written before content hashes: no column, no scheme."""
     manifest = json.loads((out / "manifest.json").read_bytes())
     for shard in manifest["shards"]:
-        path = out / shard["path"]
+        (ref,) = shard["files"]
+        path = out / ref["path"]
         table = pq.read_table(path).drop_columns([HASH_COLUMN])
         pq.write_table(table, path)
-        shard["bytes"], shard["sha256"] = path.stat().st_size, sha256_of_local(path)
+        ref["bytes"], ref["sha256"] = path.stat().st_size, sha256_of_local(path)
         del shard["hash_scheme"], shard["reuse"]
-        (out / "shards" / f"{Path(shard['path']).name.rsplit('-', 1)[0]}.done.json").unlink()
+        (out / "shards" / f"{Path(ref['path']).name.rsplit('-', 1)[0]}.done.json").unlink()
     blob = json.dumps(manifest, indent=1).encode()
     (out / "manifest.json").write_bytes(blob)
     (out / "manifests" / f"v{manifest['version']:06d}.json").write_bytes(blob)
@@ -244,7 +245,7 @@ def test_old_outputs_without_hashes_fall_back_to_shards_then_reuse_rows(
     export(inp, corpus, files=3, seed=1)
     run_job(config(inp, out, bert_model_dir))
     strip_hashes(out)
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
 
     write_shard(inp / "part-00.parquet", [9000, 9001], ["first new text", "second new text"])
     (inp / "part-01.parquet").write_bytes((inp / "part-01.parquet").read_bytes())  # rewritten, same rows
@@ -255,7 +256,7 @@ def test_old_outputs_without_hashes_fall_back_to_shards_then_reuse_rows(
     summary = reuse_of(v2)
     assert summary["effective"] == "shard" and "has no content hashes" in summary["reason"]
     assert sum(to_model) == 42  # both changed files embedded whole
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
 
     # the next refresh reuses rows of the shards v2 wrote; the carried one (no hashes) is not indexed
     (inp / "part-01.parquet").write_bytes((inp / "part-01.parquet").read_bytes())
@@ -286,18 +287,6 @@ def test_a_space_change_still_refuses(tmp_path, bert_model_dir, corpus):
 # ---------------------------------------------------------------------------
 
 
-def dying(after: int):
-    """An executor that embeds `after` shards completely, then dies."""
-
-    def executor(tasks, cfg, space_fingerprint) -> Iterator[dict[str, Any]]:
-        for done, entry in enumerate(run_local(tasks, cfg, space_fingerprint), start=1):
-            yield entry
-            if done == after:
-                raise Killed
-
-    return executor
-
-
 def test_a_killed_refresh_resumes_and_equals_a_full_run(tmp_path, bert_model_dir, corpus, to_model):
     inp, out = tmp_path / "in", tmp_path / "out"
     export(inp, corpus, files=4, seed=1)
@@ -315,7 +304,7 @@ def test_a_killed_refresh_resumes_and_equals_a_full_run(tmp_path, bert_model_dir
     assert summary["index"]["built_now"] is False  # the killed run's index is used, not rebuilt
     assert summary["rows_reused"] + summary["rows_embedded"] == 120 and summary["rows_embedded"] == 2
     assert sum(to_model) <= 2  # what the killed run embedded is not embedded again
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
     assert_same_vectors(read_output(str(out)), fresh(inp, tmp_path, bert_model_dir))
 
 
@@ -327,7 +316,7 @@ def test_gc_keeps_the_index_of_kept_versions_only(tmp_path, bert_model_dir, corp
         export(inp, corpus, files=2, seed=seed)
         run_job(config(inp, out, bert_model_dir))
     assert sorted(p.name for p in (out / "index").iterdir()) == ["v000001", "v000002"]
-    deleted = collect_garbage(str(out), keep=2, min_age_s=0)
+    deleted = collect_garbage(OutputDir(str(out)), keep=2, min_age_s=0)
     assert any(d.startswith("index/v000001/") for d in deleted)
     assert not any(d.startswith("index/v000002/") for d in deleted)
     assert load_index(str(out), "index/v000002") is not None
@@ -357,7 +346,7 @@ def test_index_lookup_reads_only_what_it_needs(tmp_path):
     (tmp_path / "shards").mkdir()
     pq.write_table(table.slice(0, 300), tmp_path / "shards/a.parquet")
     pq.write_table(table.slice(300), tmp_path / "shards/b.parquet")
-    info = build_index(str(tmp_path), 1, ["shards/a.parquet", "shards/b.parquet"], dim, n)
+    info = build_index(str(tmp_path), 1, ["shards/a.parquet", "shards/b.parquet"], dim, n)  # local: no options
     assert info.buckets == choose_buckets(n, dim) == 8 and sum(info.rows) == n
     counts = np.bincount(bucket_of(hashes, 8), minlength=8)
     assert list(info.rows) == counts.tolist()
@@ -407,7 +396,7 @@ def test_row_reuse_on_s3(s3_server, s3_bucket, s3_env, bert_model_dir, corpus, t
     summary = reuse_of(v2)
     assert sum(to_model) == 1 and (summary["rows_reused"], summary["rows_embedded"]) == (117, 1)
     assert summary["previous_version_reads"]["requests"] > 0 and fs.exists(f"{bucket}/emb/index/v000001/meta.json")
-    assert verify_output(f"s3://{bucket}/emb") == []
+    assert verify(f"s3://{bucket}/emb") == []
     local = tmp_path / "in"
     for f in range(3):
         (local).mkdir(exist_ok=True)
@@ -416,7 +405,7 @@ def test_row_reuse_on_s3(s3_server, s3_bucket, s3_env, bert_model_dir, corpus, t
 
 
 def test_the_refresh_benchmark_embeds_exactly_the_changed_rows(tmp_path):
-    from e5ray.refresh_benchmarking import RefreshBenchConfig, format_refresh_report, run_refresh_benchmark
+    from e5ray.bench.refresh import RefreshBenchConfig, format_refresh_report, run_refresh_benchmark
 
     result = run_refresh_benchmark(RefreshBenchConfig(shape="tiny", docs=300, shards=3, workdir=str(tmp_path)))
     assert result["day2"] == {

@@ -25,8 +25,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.benchmarking import BenchConfig, machine_info, make_corpus, prepare_model
-from e5ray.job import JobConfig, run_job
+from e5ray.bench.config import BenchConfig
+from e5ray.bench.corpus import make_corpus
+from e5ray.bench.model import prepare_model
+from e5ray.bench.monitor import machine_info
+from e5ray.config import JobConfig
+from e5ray.job import run_job
 
 log = logging.getLogger("e5ray")
 
@@ -89,7 +93,7 @@ def next_day(
 
 
 def _job(inp: Path, out: Path, model_dir: Path, cfg: RefreshBenchConfig) -> JobConfig:
-    return JobConfig(
+    return JobConfig.from_options(
         input=str(inp),
         output=str(out),
         model=f"bench-{cfg.shape}",
@@ -103,9 +107,10 @@ def run_refresh_benchmark(cfg: RefreshBenchConfig) -> dict[str, Any]:
     """Run day 1 and day 2; returns every measured number."""
     workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="e5ray-refresh-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    model_dir, model = prepare_model(BenchConfig(shape=cfg.shape, seed=cfg.seed), workdir)
+    bench_model = prepare_model(BenchConfig(shape=cfg.shape, seed=cfg.seed), workdir)
+    model_dir = bench_model.directory
     extra = int(cfg.docs * cfg.edit) + int(cfg.docs * cfg.add)
-    texts = make_corpus(cfg.docs + extra, model_dir / "tokenizer.json", seed=cfg.seed)
+    texts = make_corpus(cfg.docs + extra, bench_model.tokenizer_path, seed=cfg.seed)
     day1 = dict(enumerate(texts[: cfg.docs]))
     day2, changes = next_day(day1, texts[cfg.docs :], cfg)
     # What the refresh must embed: day-2 texts that no day-1 row holds (edited and added
@@ -118,17 +123,17 @@ def run_refresh_benchmark(cfg: RefreshBenchConfig) -> dict[str, Any]:
         shutil.rmtree(out)
     write_export(inp, list(day1.items()), cfg.shards, cfg.seed)
     t0 = time.perf_counter()
-    full = run_job(_job(inp, out, model_dir, cfg))
+    full = run_job(_job(inp, out, model_dir, cfg)).to_dict()
     full_seconds = time.perf_counter() - t0
 
     write_export(inp, list(day2.items()), cfg.shards, cfg.seed + 2)
     t0 = time.perf_counter()
-    refresh = run_job(_job(inp, out, model_dir, cfg))
+    refresh = run_job(_job(inp, out, model_dir, cfg)).to_dict()
     refresh_seconds = time.perf_counter() - t0
     reuse = refresh["run"]["reuse"]
     result = {
         "config": asdict(cfg),
-        "model": model,
+        "model": bench_model.info,
         "machine": machine_info(),
         "day1": {"docs": len(day1), "shards": cfg.shards, "tokens": full["totals"]["tokens"]},
         "day2": {"docs": len(day2), **changes, "changes": refresh["changes"]["counts"]},
