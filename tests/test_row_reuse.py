@@ -419,3 +419,14 @@ def test_the_refresh_benchmark_embeds_exactly_the_changed_rows(tmp_path):
     assert result["rows_reused"] == 300 - 3 - 15
     assert result["previous_version_reads"]["requests"] > 0
     assert "rows embedded by the refresh: 21 (expected: changed + added = 21)" in format_refresh_report(result)
+
+
+def test_a_jsonl_output_refreshes_by_shard_and_says_why(tmp_path, bert_model_dir, corpus, to_model):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    export(inp, corpus, files=2, seed=1)
+    run_job(config(inp, out, bert_model_dir, output_format="jsonl"))
+    export(inp, corpus, files=2, seed=2)
+    to_model.clear()
+    v2 = run_job(config(inp, out, bert_model_dir, output_format="jsonl"))
+    assert reuse_of(v2)["effective"] == "shard" and "Parquet" in reuse_of(v2)["reason"]
+    assert sum(to_model) == 120 and all(s["hash_scheme"] is None for s in v2["shards"])
