@@ -12,6 +12,7 @@ A previous version written before content hashes existed cannot be looked up by 
 the run falls back to `shard`, says so in the log, and records why in the manifest
 (`run.reuse.effective` and `run.reuse.reason`). Shards it writes carry hashes, so the
 refresh after it reuses rows again. `--full` never reuses rows (it may change the space).
+Row reuse reads Parquet outputs only; other output formats refresh by shard, and say so.
 
 The index of the previous version is built once, by the first run that needs it, and
 kept at `index/v<N>/` for later runs (and resumes) of the same previous version.
@@ -48,11 +49,6 @@ class ReuseSetup:
     @property
     def rows(self) -> bool:
         return self.effective == "rows"
-
-    @property
-    def reembed_all(self) -> bool:
-        """Every shard is embedded again: nothing carried forward."""
-        return self.effective == "none"
 
 
 def check_mode(mode: str) -> str:
