@@ -1,14 +1,18 @@
 """E5Embedder: texts in, paper-faithful E5 vectors out.
 
-Pipeline per call: add the E5 prefix, tokenise once (truncating at `max_length`, and
-counting what was cut), order by length and cut token-budget batches, run the ONNX
-encoder, mean-pool over the attention mask and L2-normalise in numpy, restore the
-input order. Each step is a plain function or method so that tests can check it.
+Pipeline per call: add the E5 prefix (replacing one the text already carries),
+tokenise once (truncating at `max_length` and counting what was cut, or cutting long
+texts into windows: e5ray.windows), order by length and cut token-budget batches, run
+the ONNX encoder, mean-pool over the attention mask and L2-normalise in numpy, restore
+the input order. Each step is a plain function or method so that tests can check it.
+Pooling (mean, or legacy cls), normalisation and the long-text mode are part of the
+embedder's `space`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -21,12 +25,14 @@ from tokenizers import Tokenizer
 
 from e5ray.batching import plan_batches
 from e5ray.catalog import DEFAULT_MODEL
-from e5ray.pooling import POOLED_OUTPUT, e5_pool
+from e5ray.pooling import POOLED_OUTPUT, check_pooling, pool
+from e5ray.prefixes import PREFIXES, Prefix, prefix_text, strip_e5_prefixes
 from e5ray.resolve import ModelFiles, model_sha256, resolve_model
 from e5ray.space import EmbeddingSpace
+from e5ray.windows import Windows, average_windows, check_long_text, default_stride, special_counts, split_windows
 
-Prefix = Literal["passage", "query", "none"]
-PREFIXES: dict[str, str] = {"passage": "passage: ", "query": "query: ", "none": ""}
+__all__ = ["E5Embedder", "EmbedResult", "PREFIXES", "Prefix", "Tokenized", "describe_space", "prefix_text"]
+log = logging.getLogger("e5ray")
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -35,14 +41,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # tokens/s, 1024 4,622, 2048 4,052, 8192 2,985); GPU: large, to fill the device.
 DEFAULT_TOKEN_BUDGET = {"cpu": 512, "gpu": 65536}
 DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 1024}
-
-
-def prefix_text(prefix: Prefix | str) -> str:
-    """The string E5 expects before each text for `prefix` ('passage', 'query' or 'none')."""
-    try:
-        return PREFIXES[prefix]
-    except KeyError:
-        raise ValueError(f"unknown prefix {prefix!r}; valid: {', '.join(PREFIXES)}") from None
 
 
 def available_cpus() -> int:
@@ -55,11 +53,13 @@ def available_cpus() -> int:
 
 @dataclass
 class Tokenized:
-    """Token ids of a list of texts, in input order, ready to be batched."""
+    """Token ids of a list of texts (or of their windows), in input order, ready to be batched."""
 
     ids: list[list[int]]
     lengths: np.ndarray
-    truncated: np.ndarray  # bool per text: cut at max_length
+    truncated: np.ndarray  # bool per row: cut at max_length
+    long_text: str = "truncate"
+    windows: Windows | None = None  # chunk and average: which document and span each row is
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,10 +67,14 @@ class Tokenized:
 
 @dataclass
 class EmbedResult:
-    """Vectors in input order plus what it cost to make them."""
+    """Vectors in input order plus what it cost to make them.
+
+    chunk mode: one row per window, `windows` says whose and where; average mode: one
+    row per document, `windows` counts the windows that were embedded."""
 
     vectors: np.ndarray
     truncated: np.ndarray
+    windows: Windows | None = None
     tokens: int = 0
     padded_tokens: int = 0
     seconds: float = 0.0
@@ -99,6 +103,9 @@ class E5Embedder:
         storage_options: dict | None = None,
         gpu_id: int = 0,
         int8_min_cosine: float = 0.99,
+        pooling: str = "mean",
+        long_text: str = "truncate",
+        stride: int | None = None,
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
@@ -111,6 +118,13 @@ class E5Embedder:
             raise ValueError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        self.pooling = check_pooling(pooling)
+        self.long_text = check_long_text(long_text)
+        if pooling == "cls":
+            log.warning(
+                "pooling 'cls' is not the E5 paper's pooling (mean over tokens) and gives other vectors; "
+                "use it only to extend an index built that way while a move to mean pooling is prepared"
+            )
 
         self.model = model
         self.device = device
@@ -120,21 +134,27 @@ class E5Embedder:
         self.max_batch_rows = max_batch_rows or DEFAULT_MAX_ROWS[device]
         self.files: ModelFiles = resolve_model(model, model_path, cache_dir, storage_options)
 
-        self.space = space_of(model, self.files, max_length, precision)
-        self.max_length = self.space.max_length
+        self.max_length = effective_max_length(self.files, max_length)
+        self.stride = default_stride(self.max_length) if stride is None else stride
+        if not 0 <= self.stride < self.max_length:
+            raise ValueError(f"stride must be in 0..{self.max_length - 1} (tokens of overlap), got {self.stride}")
+        self.space = space_of(model, self.files, max_length, precision, "passage", pooling, long_text, self.stride)
         self.dim = self.space.dim
         config = json.loads(self.files.config_path.read_text())
         self.pad_id = int(config.get("pad_token_id", 0) or 0)
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer_path))
         self.tokenizer.no_padding()  # we pad per batch, to the batch's own longest row
         self.tokenizer.enable_truncation(self.max_length)
+        self._window_tokenizer: Tokenizer | None = None  # untruncated copy, made on first use
+        self._specials = (0, 0)  # special tokens before and after a text, read with that copy
+        self._warned_prefix = False
 
         if device == "gpu":
             require_cuda()  # before converting anything: fail fast on a CPU-only install
         # Quantised and half-precision copies are separate files with their own hashes.
         from e5ray.precision import prepare_model_file
 
-        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir)
+        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, pooling)
         self.session = self._make_session(gpu_id)
         self.input_names = {i.name for i in self.session.get_inputs()}
         for required in ("input_ids", "attention_mask"):
@@ -175,7 +195,15 @@ class E5Embedder:
     def _token_output_name(self) -> str:
         outputs = self.session.get_outputs()
         by_name = {o.name: o for o in outputs}
-        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already E5-pooled
+        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already pooled
+            from e5ray.graph import POOLING_METADATA
+
+            # Heads made before the metadata existed were all mean pooling.
+            head = self.session.get_modelmeta().custom_metadata_map.get(POOLING_METADATA, "mean")
+            if head != self.pooling:
+                raise ValueError(
+                    f"{self.onnx_path}: its pooling head pools by {head!r}, this embedder by {self.pooling!r}"
+                )
             return POOLED_OUTPUT
         if "last_hidden_state" in by_name:
             return "last_hidden_state"
@@ -189,15 +217,41 @@ class E5Embedder:
 
     # -- embedding ---------------------------------------------------------------
 
-    def tokenize(self, texts: Sequence[str], prefix: Prefix | str = "passage") -> Tokenized:
-        """Prefix and tokenise `texts`, truncating at max_length and recording which were cut."""
+    def tokenize(
+        self, texts: Sequence[str], prefix: Prefix | str = "passage", long_text: str | None = None
+    ) -> Tokenized:
+        """Prefix and tokenise `texts`: truncated at max_length (recording which were cut), or
+        cut into windows (`long_text` 'chunk' or 'average'; default: the embedder's mode)."""
         head = prefix_text(prefix)
-        encodings = self.tokenizer.encode_batch([head + t for t in texts], add_special_tokens=True)
-        ids = [e.ids for e in encodings]
+        mode = check_long_text(long_text or self.long_text)
+        bodies, cut = strip_e5_prefixes(texts) if head else (list(texts), [0] * len(texts))
+        if any(cut) and not self._warned_prefix:
+            self._warned_prefix = True  # once per embedder: a corpus may hold millions of them
+            log.warning(
+                "some texts already start with 'query: ' or 'passage: ' (e.g. %.60r); that prefix is removed "
+                "and %r added, so no text carries two",
+                texts[next(i for i, c in enumerate(cut) if c)],
+                head,
+            )
+        if mode == "truncate":
+            encodings = self.tokenizer.encode_batch([head + t for t in bodies], add_special_tokens=True)
+            ids = [e.ids for e in encodings]
+            truncated = np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(ids))
+            windows = None
+        else:
+            if self._window_tokenizer is None:
+                self._window_tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+                self._window_tokenizer.no_truncation()
+                self._specials = special_counts(self._window_tokenizer)
+            encodings = self._window_tokenizer.encode_batch([head + t for t in bodies], add_special_tokens=True)
+            ids, windows = split_windows(encodings, texts, len(head), cut, self.max_length, self.stride, self._specials)
+            truncated = np.zeros(len(ids), dtype=bool)  # windows cover the whole text
         return Tokenized(
             ids=ids,
             lengths=np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids)),
-            truncated=np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(ids)),
+            truncated=truncated,
+            long_text=mode,
+            windows=windows,
         )
 
     def run(self, tokens: Tokenized) -> EmbedResult:
@@ -213,11 +267,16 @@ class E5Embedder:
                 input_ids[row, : len(seq)] = seq
             mask = (np.arange(batch.seq_len)[None, :] < tokens.lengths[batch.indices][:, None]).astype(np.int64)
             output = self._forward(input_ids, mask)
-            out[batch.indices] = output if self.output_name == POOLED_OUTPUT else e5_pool(output, mask)
+            out[batch.indices] = output if self.output_name == POOLED_OUTPUT else pool(output, mask, self.pooling)
             padded += batch.padded_tokens
+        truncated = tokens.truncated
+        if tokens.long_text == "average" and tokens.windows is not None:
+            out = average_windows(out, tokens.windows)
+            truncated = np.zeros(tokens.windows.documents, dtype=bool)
         return EmbedResult(
             vectors=out,
-            truncated=tokens.truncated,
+            truncated=truncated,
+            windows=tokens.windows,
             tokens=int(tokens.lengths.sum()),
             padded_tokens=padded,
             seconds=time.perf_counter() - start,
@@ -230,10 +289,15 @@ class E5Embedder:
             feed["token_type_ids"] = np.zeros_like(input_ids)
         return self.session.run([self.output_name], feed)[0]
 
-    def embed(self, texts: Sequence[str], prefix: Prefix | str = "passage") -> EmbedResult:
-        """Vectors (n, dim) float32 for `texts` with statistics; see embed_passages for arrays only."""
+    def embed(
+        self, texts: Sequence[str], prefix: Prefix | str = "passage", long_text: str | None = None
+    ) -> EmbedResult:
+        """Vectors (n, dim) float32 for `texts` with statistics; see embed_passages for arrays only.
+
+        `long_text` (default: the embedder's mode): 'truncate' or 'average' give one row per
+        text; 'chunk' one row per window, `result.windows` naming its text and span."""
         texts = _check_texts(texts)
-        return self.run(self.tokenize(texts, prefix))
+        return self.run(self.tokenize(texts, prefix, long_text))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """E5 vectors of documents (prefix 'passage: '), shape (n, dim), float32, unit norm."""
@@ -291,22 +355,44 @@ def describe_space(
     prefix: str = "passage",
     cache_dir: str | os.PathLike[str] | None = None,
     storage_options: dict | None = None,
+    pooling: str = "mean",
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> EmbeddingSpace:
     """The space an E5Embedder with these settings embeds into, without loading the model."""
     prefix_text(prefix)  # validates
-    return space_of(model, resolve_model(model, model_path, cache_dir, storage_options), max_length, precision, prefix)
+    files = resolve_model(model, model_path, cache_dir, storage_options)
+    return space_of(model, files, max_length, precision, prefix, pooling, long_text, stride)
 
 
-def space_of(model: str, files: ModelFiles, max_length: int, precision: str, prefix: str = "passage") -> EmbeddingSpace:
-    """The embedding space of `files` used with these settings (read from the files, not the session)."""
+def space_of(
+    model: str,
+    files: ModelFiles,
+    max_length: int,
+    precision: str,
+    prefix: str = "passage",
+    pooling: str = "mean",
+    long_text: str = "truncate",
+    stride: int | None = None,
+) -> EmbeddingSpace:
+    """The embedding space of `files` used with these settings (read from the files, not the session).
+
+    Vectors are always L2-normalised (`normalized=True`); the stride belongs to the space
+    only when long texts are cut into windows."""
     config = json.loads(files.config_path.read_text())
+    length = effective_max_length(files, max_length)
+    windowed = check_long_text(long_text) != "truncate"
     return EmbeddingSpace(
         model=model,
         model_sha256=model_sha256(files),
         dim=int(config["hidden_size"]),
-        max_length=effective_max_length(files, max_length),
+        max_length=length,
         precision=precision,
         prefix=prefix,
+        pooling=check_pooling(pooling),
+        normalized=True,
+        long_text=long_text,
+        stride=(default_stride(length) if stride is None else stride) if windowed else 0,
     )
 
 

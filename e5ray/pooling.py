@@ -2,6 +2,8 @@
 
 Kept apart from the ONNX run so that it can be tested on its own and so that no
 model wrapper's own pooling (CLS, or mean without normalisation) leaks into the vectors.
+`cls` (the first token's vector, normalised) exists only to extend indexes built by
+older tools that pooled that way; it is not the E5 paper's pooling.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import numpy as np
 
 # Name of the output that e5ray.graph's on-device pooling head adds to GPU models.
 POOLED_OUTPUT = "e5_embedding"
+# Pooling methods, the paper's first; the default everywhere.
+POOLINGS = ("mean", "cls")
 
 
 def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -38,3 +42,26 @@ def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """The E5 paper's sentence vector: masked mean pooling followed by L2 normalisation."""
     return l2_normalize(mean_pool(hidden, attention_mask))
+
+
+def cls_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The first token's vector of each row ([CLS] / <s>), L2-normalised: legacy pooling."""
+    if hidden.ndim != 3:
+        raise ValueError(f"expected token embeddings of shape (batch, seq, dim), got {hidden.shape}")
+    if hidden.shape[0] and not np.all(np.asarray(attention_mask)[:, 0]):
+        raise ValueError("cls_pool: a row's first position is padding; sequences must be left-aligned")
+    return l2_normalize(hidden[:, 0, :].astype(np.float32, copy=False))
+
+
+def check_pooling(pooling: str) -> str:
+    """`pooling`, if it is one e5ray knows; else a ValueError listing the valid ones."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    return pooling
+
+
+def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str = "mean") -> np.ndarray:
+    """Unit-norm sentence vectors by `pooling` ('mean', the paper's, or legacy 'cls')."""
+    if check_pooling(pooling) == "cls":
+        return cls_pool(hidden, attention_mask)
+    return e5_pool(hidden, attention_mask)

@@ -2,6 +2,11 @@
 
 Two vectors are comparable only if every field here is equal. The manifest records
 the space and a refresh refuses to mix vectors from two spaces.
+
+Fields added after the first manifest format (`long_text`, `stride`) enter the
+canonical form, and so the fingerprint, only when they differ from the behaviour that
+preceded them (truncation): an output written before they existed keeps its
+fingerprint, and a truncating run today still extends it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+# Later fields and the value that reproduces the earlier behaviour.
+_LEGACY_DEFAULTS: dict[str, Any] = {"long_text": "truncate", "stride": 0}
 
 
 @dataclass(frozen=True)
@@ -22,14 +30,20 @@ class EmbeddingSpace:
     prefix: str = "passage"
     pooling: str = "mean"
     normalized: bool = True
+    long_text: str = "truncate"
+    stride: int = 0  # tokens of overlap between windows; 0 when long_text is truncate
 
     def with_prefix(self, prefix: str) -> EmbeddingSpace:
         return replace(self, prefix=prefix)
 
+    def canonical(self) -> dict[str, Any]:
+        """Every field, minus later fields at their legacy value (see the module docstring)."""
+        return {k: v for k, v in asdict(self).items() if k not in _LEGACY_DEFAULTS or v != _LEGACY_DEFAULTS[k]}
+
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of every field."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        """sha256 of the canonical JSON of the fields."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
