@@ -52,6 +52,10 @@ class JobConfig:
     chunk_rows: int = 2048
     executor: str = "ray"  # "ray" or "local" (in-process, no cluster)
     int8_min_cosine: float = 0.99
+    # Space parameters beyond the model (e5ray.pooling, e5ray.windows).
+    pooling: str = "mean"
+    long_text: str = "truncate"
+    stride: int | None = None  # tokens of overlap between windows (default: max_length // 8)
 
     @property
     def resolved_precision(self) -> str:
@@ -72,6 +76,9 @@ class JobConfig:
             "cache_dir": self.cache_dir,
             "storage_options": self.storage_options() or None,
             "int8_min_cosine": self.int8_min_cosine,
+            "pooling": self.pooling,
+            "long_text": self.long_text,
+            "stride": self.stride,
         }
 
 
@@ -179,6 +186,9 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         config.prefix,
         config.cache_dir,
         options,
+        config.pooling,
+        config.long_text,
+        config.stride,
     )
     check_space(previous, space, config.full)
 

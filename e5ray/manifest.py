@@ -84,11 +84,18 @@ def check_space(previous: dict[str, Any] | None, space: EmbeddingSpace, full: bo
         )
 
 
+def embedded_documents(shard: dict[str, Any]) -> int:
+    """Documents a shard entry embedded: its rows, unless long texts were cut into windows."""
+    return int(shard.get("documents", shard["rows"]))
+
+
 def totals(shards: list[dict[str, Any]]) -> dict[str, int]:
+    windows = {"windows": sum(s["windows"] for s in shards)} if any("windows" in s for s in shards) else {}
     return {
         "shards": len(shards),
         "input_rows": sum(s["input_rows"] for s in shards),
-        "embedded": sum(s["rows"] for s in shards),
+        "embedded": sum(embedded_documents(s) for s in shards),
+        **windows,
         "rejected": sum(s["rejected"] for s in shards),
         "truncated": sum(s["truncated"] for s in shards),
         "tokens": sum(s["tokens"] for s in shards),

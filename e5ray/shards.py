@@ -3,8 +3,9 @@
 For a source shard the worker streams chunks, rejects rows that cannot be embedded
 (recorded with the reason, never dropped silently), embeds the rest, and writes
 - `shards/<name>-<key>-<sha12>.parquet`: columns `id` (the input's type) and
-  `embedding` (`fixed_size_list<float32>[dim]`); the name carries a prefix of its
-  own sha256, so a name always denotes one content;
+  `embedding` (`fixed_size_list<float32>[dim]`), and in long-text chunk mode the window
+  columns between them (e5ray.windows: one row per window, the id repeated); the name
+  carries a prefix of its own sha256, so a name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space and
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
+from e5ray.windows import WINDOW_COLUMNS, Windows
 
 SHARDS_DIR = "shards"
 
@@ -74,8 +76,10 @@ class ShardTask:
         return f"{SHARDS_DIR}/{self.stem}.done.json"
 
 
-def embedding_schema(id_type: pa.DataType, dim: int) -> pa.Schema:
-    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim))])
+def embedding_schema(id_type: pa.DataType, dim: int, windowed: bool = False) -> pa.Schema:
+    """`id`, the window columns when `windowed` (chunk mode), `embedding`."""
+    windows = [(name, pa.int32()) for name in WINDOW_COLUMNS] if windowed else []
+    return pa.schema([("id", id_type), *windows, ("embedding", pa.list_(pa.float32(), dim))])
 
 
 class ChunkValidator:
@@ -119,7 +123,9 @@ class ChunkValidator:
 @dataclass
 class ShardStats:
     input_rows: int = 0
-    embedded: int = 0
+    embedded: int = 0  # documents
+    rows: int = 0  # output rows: one per window in chunk mode, else one per document
+    windows: int = 0
     rejected: int = 0
     truncated: int = 0
     tokens: int = 0
@@ -189,6 +195,7 @@ def embed_shard(
     os.close(fd)
     os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
     rejects: list[dict[str, Any]] = []
+    mode = getattr(embedder, "long_text", "truncate")
     writer: pq.ParquetWriter | None = None
     validator: ChunkValidator | None = None
 
@@ -216,22 +223,25 @@ def embed_shard(
             if writer is None:
                 writer = pq.ParquetWriter(
                     tmp_path,
-                    embedding_schema(validator.id_type(), embedder.dim),
-                    compression={"id": "zstd", "embedding": "none"},
+                    embedding_schema(validator.id_type(), embedder.dim, windowed=mode == "chunk"),
+                    compression={"id": "zstd", "embedding": "none", **dict.fromkeys(WINDOW_COLUMNS, "zstd")},
                 )
-            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
+            windows = result.windows if mode == "chunk" else None
+            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema, windows))
             stats.embedded += len(good)
+            stats.rows += len(result.vectors)
+            stats.windows += len(result.windows) if result.windows is not None else len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
             stats.embed_seconds += result.seconds
         if writer is None:  # a shard with no rows still gets its (empty) output file
             id_type = validator.id_type() if validator else pa.int64()
-            writer = pq.ParquetWriter(tmp_path, embedding_schema(id_type, embedder.dim))
+            writer = pq.ParquetWriter(tmp_path, embedding_schema(id_type, embedder.dim, windowed=mode == "chunk"))
         writer.close()
         writer = None
         stats.rejected = len(rejects)
-        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started)
+        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, mode)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         if writer is not None:
@@ -240,15 +250,27 @@ def embed_shard(
             os.unlink(tmp_path)
 
 
-def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
+def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema, windows: Windows | None = None) -> pa.Table:
+    """Rows of one chunk; with `windows` (chunk mode) one row per window, its document's id repeated."""
     dim = vectors.shape[1]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     embeddings = pa.FixedSizeListArray.from_arrays(flat, dim)
-    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
+    extra: list[pa.Array] = []
+    if windows is not None:
+        ids = [ids[d] for d in windows.doc]
+        extra = [pa.array(values, type=pa.int32()) for values in windows.columns().values()]
+    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), *extra, embeddings], schema=schema)
 
 
 def _commit(
-    task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]], stats: ShardStats, seconds: float
+    task: ShardTask,
+    fs: Any,
+    root: str,
+    tmp_path: str,
+    rejects: list[dict[str, Any]],
+    stats: ShardStats,
+    seconds: float,
+    mode: str = "truncate",
 ) -> dict[str, Any]:
     sha = sha256_of(fsspec.filesystem("file"), tmp_path)
     size = os.path.getsize(tmp_path)
@@ -256,7 +278,7 @@ def _commit(
     upload_atomic(fs, tmp_path, join(root, name))
     entry: dict[str, Any] = {
         "path": name,
-        "rows": stats.embedded,
+        "rows": stats.rows,
         "bytes": size,
         "sha256": sha,
         "input_rows": stats.input_rows,
@@ -271,6 +293,9 @@ def _commit(
         "space_fingerprint": task.space_fingerprint,
         "rejects": None,
     }
+    if mode != "truncate":  # rows are windows (chunk) or need not equal them (average)
+        entry["documents"] = stats.embedded
+        entry["windows"] = stats.windows
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
         rejects_name = name.removesuffix(".parquet") + ".rejects.jsonl"

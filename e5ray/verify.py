@@ -7,8 +7,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.manifest import MANIFEST, read_json
+from e5ray.manifest import MANIFEST, embedded_documents, read_json
 from e5ray.storage import filesystem_for, join, sha256_of
+from e5ray.windows import WINDOW_COLUMNS
 
 
 def verify_output(
@@ -22,6 +23,8 @@ def verify_output(
         return [f"{output_uri}: no {manifest_path}"]
     problems: list[str] = []
     dim = manifest["space"]["dim"]
+    windowed = manifest["space"].get("long_text") == "chunk"
+    columns = ["id", *WINDOW_COLUMNS, "embedding"] if windowed else ["id", "embedding"]
     for shard in manifest["shards"]:
         path = join(root, shard["path"])
         if not fs.exists(path):
@@ -42,13 +45,16 @@ def verify_output(
             problems.append(f"{shard['path']}: unreadable Parquet ({exc})")
             continue
         expected = pa.list_(pa.float32(), dim)
-        if schema.names != ["id", "embedding"] or schema.field("embedding").type != expected:
-            problems.append(f"{shard['path']}: schema {schema}, expected id + embedding {expected}")
+        if schema.names != columns or schema.field("embedding").type != expected:
+            problems.append(
+                f"{shard['path']}: schema {schema}, expected {' + '.join(columns[:-1])} + embedding {expected}"
+            )
         if rows != shard["rows"]:
             problems.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
-        if shard["rows"] + shard["rejected"] != shard["input_rows"]:
+        documents = embedded_documents(shard)
+        if documents + shard["rejected"] != shard["input_rows"]:
             problems.append(
-                f"{shard['path']}: rows {shard['rows']} + rejected {shard['rejected']} "
+                f"{shard['path']}: embedded {documents} + rejected {shard['rejected']} "
                 f"!= input rows {shard['input_rows']}"
             )
         rejects = shard.get("rejects")
@@ -61,8 +67,8 @@ def verify_output(
             elif sha256_of(fs, rpath) != rejects["sha256"]:
                 problems.append(f"{rejects['path']}: sha256 differs from the manifest")
     sums = {
-        k: sum(s[f] for s in manifest["shards"])
-        for k, f in (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))
+        "embedded": sum(embedded_documents(s) for s in manifest["shards"]),
+        **{k: sum(s[k] for s in manifest["shards"]) for k in ("rejected", "input_rows")},
     }
     for key, value in sums.items():
         if manifest["totals"].get(key) != value:
