@@ -1,4 +1,4 @@
-"""`e5ray` command line: embed, refresh, verify, gc.
+"""`e5ray` command line: embed, refresh, verify, gc, search.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
 `add_job_arguments` and `config_from_args`.
@@ -16,6 +16,32 @@ from e5ray.catalog import CATALOG, DEFAULT_MODEL
 from e5ray.corpus import FORMATS
 from e5ray.embedder import DEVICES, PRECISIONS, PREFIXES
 from e5ray.job import JobConfig
+from e5ray.pooling import POOLINGS
+from e5ray.search import add_search_command
+from e5ray.windows import LONG_TEXT_MODES
+
+
+def add_space_arguments(group: argparse._ArgumentGroup) -> None:
+    """Pooling and long-text flags: part of the embedding space, like the model."""
+    group.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="mean",
+        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
+    )
+    group.add_argument(
+        "--long-text",
+        choices=LONG_TEXT_MODES,
+        default="truncate",
+        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
+        "average (one vector per text: token-weighted mean of its windows)",
+    )
+    group.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
+    )
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +75,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
     )
     model.add_argument("--int8-min-cosine", type=float, default=0.99)
+    add_space_arguments(model)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
     pool = parser.add_argument_group("compute")
     pool.add_argument("--device", choices=DEVICES, default="cpu")
@@ -104,6 +131,9 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         chunk_rows=args.chunk_rows,
         executor=args.executor,
         int8_min_cosine=args.int8_min_cosine,
+        pooling=args.pooling,
+        long_text=args.long_text,
+        stride=args.stride,
     )
 
 
@@ -178,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--s3-endpoint", default=None)
     gc.set_defaults(func=_gc)
+    from e5ray.eval import add_eval_arguments, eval_from_args
+
+    for name, text, add_arguments, run in (
+        ("eval", "retrieval metrics of embedding variants on labelled pairs, A/B", add_eval_arguments, eval_from_args),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_arguments(command)
+        command.set_defaults(func=run)
+    add_search_command(sub)
     return parser
 
 
