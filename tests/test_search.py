@@ -121,3 +121,16 @@ def test_search_refuses_a_model_that_is_not_the_outputs(output, tmp_path):
         search_output(str(root / "out"), "x", model_path=other)
     with pytest.raises(FileNotFoundError, match="no manifest"):
         search_output(str(tmp_path), "x", model_path=other)
+
+
+def test_search_streams_an_output_on_s3_and_reads_texts_from_s3(s3_server, s3_bucket, s3_env, bert_model_dir):
+    fs = s3_server.filesystem()
+    corpus = write_corpus(f"{s3_bucket}/corpus", shards=2, rows=15, fs=fs)
+    embed_corpus(f"s3://{s3_bucket}/corpus", f"s3://{s3_bucket}/out", bert_model_dir, long_text="chunk", max_length=24)
+    result = search_output(
+        f"s3://{s3_bucket}/out", "the a of", k=4, model_path=bert_model_dir, input_uri=f"s3://{s3_bucket}/corpus"
+    )
+    assert len(result.hits) == 4 and result.stats.shards == 2 and result.notes == []
+    for hit in result.hits:
+        w = hit.window
+        assert hit.text == corpus[hit.id][w["char_start"] : w["char_end"]]
