@@ -1,4 +1,4 @@
-"""`e5ray` command line: embed, refresh, verify, gc, search.
+"""`e5ray` command line: embed, refresh, verify, gc, search, eval, compare.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
 `add_job_arguments` and `config_from_args`.
