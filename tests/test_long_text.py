@@ -214,3 +214,17 @@ def test_the_job_writes_one_averaged_vector_per_text(tmp_path, bert_model_dir):
     assert shard["windows"] > 3 and manifest["totals"]["embedded"] == 3
     want = make_embedder(bert_model_dir, long_text="average").embed(texts).vectors
     np.testing.assert_allclose(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), want, atol=1e-5)
+
+
+def test_command_line_flags_reach_the_job_config():
+    from e5ray.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        ["embed", "--input", "in", "--output", "out", "--long-text", "average", "--stride", "32", "--pooling", "cls"]
+    )
+    config = config_from_args(args)
+    assert (config.long_text, config.stride, config.pooling) == ("average", 32, "cls")
+    defaults = config_from_args(build_parser().parse_args(["embed", "--input", "in", "--output", "out"]))
+    assert (defaults.long_text, defaults.stride, defaults.pooling) == ("truncate", None, "mean")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["embed", "--input", "in", "--output", "out", "--long-text", "split"])
