@@ -208,10 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--s3-endpoint", default=None)
     gc.set_defaults(func=_gc)
+    from e5ray.compare import add_compare_arguments, compare_from_args
     from e5ray.eval import add_eval_arguments, eval_from_args
 
     for name, text, add_arguments, run in (
         ("eval", "retrieval metrics of embedding variants on labelled pairs, A/B", add_eval_arguments, eval_from_args),
+        ("compare", "how far two outputs' vectors moved: cosine, neighbours", add_compare_arguments, compare_from_args),
     ):
         command = sub.add_parser(name, help=text)
         add_arguments(command)
