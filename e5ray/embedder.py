@@ -29,7 +29,7 @@ from e5ray.pooling import POOLED_OUTPUT, check_pooling, pool
 from e5ray.prefixes import PREFIXES, Prefix, prefix_text, strip_e5_prefixes
 from e5ray.resolve import ModelFiles, model_sha256, resolve_model
 from e5ray.space import EmbeddingSpace
-from e5ray.windows import Windows, average_windows, check_long_text, default_stride, special_counts, split_windows
+from e5ray.windows import Windows, WindowTokenizer, average_windows, check_long_text, default_stride
 
 __all__ = ["E5Embedder", "EmbedResult", "PREFIXES", "Prefix", "Tokenized", "describe_space", "prefix_text"]
 log = logging.getLogger("e5ray")
@@ -145,8 +145,7 @@ class E5Embedder:
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer_path))
         self.tokenizer.no_padding()  # we pad per batch, to the batch's own longest row
         self.tokenizer.enable_truncation(self.max_length)
-        self._window_tokenizer: Tokenizer | None = None  # untruncated copy, made on first use
-        self._specials = (0, 0)  # special tokens before and after a text, read with that copy
+        self._windows: WindowTokenizer | None = None  # made on first use of chunk/average
         self._warned_prefix = False
 
         if device == "gpu":
@@ -239,12 +238,9 @@ class E5Embedder:
             truncated = np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(ids))
             windows = None
         else:
-            if self._window_tokenizer is None:
-                self._window_tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-                self._window_tokenizer.no_truncation()
-                self._specials = special_counts(self._window_tokenizer)
-            encodings = self._window_tokenizer.encode_batch([head + t for t in bodies], add_special_tokens=True)
-            ids, windows = split_windows(encodings, texts, len(head), cut, self.max_length, self.stride, self._specials)
+            if self._windows is None:
+                self._windows = WindowTokenizer(self.tokenizer, self.max_length, self.stride)
+            ids, windows = self._windows.split(texts, bodies, cut, head)
             truncated = np.zeros(len(ids), dtype=bool)  # windows cover the whole text
         return Tokenized(
             ids=ids,

@@ -149,6 +149,25 @@ def _char_span(
     return start, end
 
 
+class WindowTokenizer:
+    """Cuts texts into windows with an untruncated copy of the embedder's tokenizer."""
+
+    def __init__(self, tokenizer: Any, max_length: int, stride: int) -> None:
+        self.tokenizer = tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.specials = special_counts(self.tokenizer)
+        self.max_length = max_length
+        self.stride = stride
+
+    def split(
+        self, texts: Sequence[str], bodies: Sequence[str], cut: Sequence[int], head: str
+    ) -> tuple[list[list[int]], Windows]:
+        """Windows of `head + body` for each text; `cut[i]` characters of texts[i] precede bodies[i]."""
+        encodings = self.tokenizer.encode_batch([head + body for body in bodies], add_special_tokens=True)
+        return split_windows(encodings, texts, len(head), cut, self.max_length, self.stride, self.specials)
+
+
 def average_windows(vectors: np.ndarray, windows: Windows) -> np.ndarray:
     """One unit vector per document: token-weighted mean of its window vectors, renormalised.
 
