@@ -140,11 +140,11 @@ def stream_vectors(
     fs: Any, path: str, dim: int, batch_rows: int, windowed: bool
 ) -> Iterator[tuple[np.ndarray, pa.RecordBatch]]:
     """(vectors (n, dim) float32, the batch's other columns) for batches of at most `batch_rows` rows."""
-    columns = ["id", *WINDOW_COLUMNS, "embedding"] if windowed else ["id", "embedding"]
+    columns = ["id", "embedding", *WINDOW_COLUMNS] if windowed else ["id", "embedding"]
     with fs.open(path, "rb") as fh:
         reader = pq.ParquetFile(fh)
         for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
-            flat = batch.column(len(columns) - 1).flatten().to_numpy(zero_copy_only=False)
+            flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
             yield flat.reshape(batch.num_rows, dim), batch
 
 

@@ -4,7 +4,7 @@ For a source shard the worker streams chunks, rejects rows that cannot be embedd
 (recorded with the reason, never dropped silently), embeds the rest, and writes
 - `shards/<name>-<key>-<sha12>.parquet`: columns `id` (the input's type) and
   `embedding` (`fixed_size_list<float32>[dim]`), and in long-text chunk mode the window
-  columns between them (e5ray.windows: one row per window, the id repeated); the name
+  columns after them (e5ray.windows: one row per window, the id repeated); the name
   carries a prefix of its own sha256, so a name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
@@ -77,9 +77,9 @@ class ShardTask:
 
 
 def embedding_schema(id_type: pa.DataType, dim: int, windowed: bool = False) -> pa.Schema:
-    """`id`, the window columns when `windowed` (chunk mode), `embedding`."""
+    """`id`, `embedding`, then the window columns when `windowed` (chunk mode)."""
     windows = [(name, pa.int32()) for name in WINDOW_COLUMNS] if windowed else []
-    return pa.schema([("id", id_type), *windows, ("embedding", pa.list_(pa.float32(), dim))])
+    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim)), *windows])
 
 
 class ChunkValidator:
@@ -259,7 +259,7 @@ def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema, windows: Wind
     if windows is not None:
         ids = [ids[d] for d in windows.doc]
         extra = [pa.array(values, type=pa.int32()) for values in windows.columns().values()]
-    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), *extra, embeddings], schema=schema)
+    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings, *extra], schema=schema)
 
 
 def _commit(

@@ -24,7 +24,7 @@ def verify_output(
     problems: list[str] = []
     dim = manifest["space"]["dim"]
     windowed = manifest["space"].get("long_text") == "chunk"
-    columns = ["id", *WINDOW_COLUMNS, "embedding"] if windowed else ["id", "embedding"]
+    columns = ["id", "embedding", *WINDOW_COLUMNS] if windowed else ["id", "embedding"]
     for shard in manifest["shards"]:
         path = join(root, shard["path"])
         if not fs.exists(path):
@@ -46,9 +46,7 @@ def verify_output(
             continue
         expected = pa.list_(pa.float32(), dim)
         if schema.names != columns or schema.field("embedding").type != expected:
-            problems.append(
-                f"{shard['path']}: schema {schema}, expected {' + '.join(columns[:-1])} + embedding {expected}"
-            )
+            problems.append(f"{shard['path']}: schema {schema}, expected columns {columns} with embedding {expected}")
         if rows != shard["rows"]:
             problems.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
         documents = embedded_documents(shard)

@@ -176,7 +176,7 @@ def test_the_job_writes_chunk_outputs_that_verify(tmp_path, bert_model_dir):
     total_rows = 0
     for shard in manifest["shards"]:
         table = pq.read_table(out / shard["path"])
-        assert table.column_names == ["id", *WINDOW_COLUMNS, "embedding"]
+        assert table.column_names == ["id", "embedding", *WINDOW_COLUMNS]
         assert shard["rows"] == table.num_rows == shard["windows"]
         assert shard["documents"] + shard["rejected"] == shard["input_rows"]
         got = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
