@@ -45,6 +45,29 @@ class Hit:
     text: str | None = None
 
 
+@dataclass(frozen=True)
+class OutputVersion:
+    """What a search needs of an output's current version (read from its manifest)."""
+
+    number: int
+    space: EmbeddingSpace
+    input: dict[str, Any]  # uri, format, id_column, text_column of the corpus it came from
+    files: list[tuple[str, str]]  # (vector file relative to the output root, source relpath)
+
+
+def current_version(output: str, storage_options: dict[str, Any] | None = None) -> OutputVersion:
+    """The output's newest committed version; FileNotFoundError when nothing was committed."""
+    manifest = load_latest(output, storage_options)
+    if manifest is None:
+        raise FileNotFoundError(f"{output}: no manifest (not an e5ray output, or nothing committed yet)")
+    return OutputVersion(
+        number=manifest["version"],
+        space=EmbeddingSpace.from_dict(manifest["space"]),
+        input=manifest.get("input") or {},
+        files=[(shard["path"], shard["source"]["relpath"]) for shard in manifest["shards"]],
+    )
+
+
 @dataclass
 class SearchStats:
     """What a search read: rows and batches, and the largest batch it held at once."""
@@ -143,6 +166,8 @@ def stream_vectors(
     columns = ["id", "embedding", *WINDOW_COLUMNS] if windowed else ["id", "embedding"]
     with fs.open(path, "rb") as fh:
         reader = pq.ParquetFile(fh)
+        if reader.metadata.num_rows == 0:  # a shard whose rows were all rejected
+            return
         for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
             flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
             yield flat.reshape(batch.num_rows, dim), batch
@@ -165,10 +190,8 @@ def search_output(
     """Top `k` rows of the output's current version for `query` (a text, or a unit vector)."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
-    manifest = load_latest(output, storage_options)
-    if manifest is None:
-        raise FileNotFoundError(f"{output}: no manifest (not an e5ray output, or nothing committed yet)")
-    space = EmbeddingSpace.from_dict(manifest["space"])
+    version = current_version(output, storage_options)
+    space = version.space
     if isinstance(query, str):
         vector = embed_query(space, query, model_path, prefix, device, threads, cache_dir, storage_options)
     else:
@@ -179,34 +202,34 @@ def search_output(
     fs, root = filesystem_for(output, storage_options)
     top = TopK(k)
     stats = SearchStats(batch_rows=batch_rows)
-    for shard in manifest["shards"]:
+    for path, source in version.files:
         stats.shards += 1
-        for vectors, batch in stream_vectors(fs, join(root, shard["path"]), space.dim, batch_rows, windowed):
+        for vectors, batch in stream_vectors(fs, join(root, path), space.dim, batch_rows, windowed):
             stats.batches += 1
             stats.max_batch_rows = max(stats.max_batch_rows, batch.num_rows)
 
-            def make_hit(i: int, batch: pa.RecordBatch = batch, shard: dict[str, Any] = shard) -> Hit:
+            def make_hit(i: int, batch: pa.RecordBatch = batch, path: str = path, source: str = source) -> Hit:
                 window = {name: int(batch.column(name)[i].as_py()) for name in WINDOW_COLUMNS} if windowed else None
-                return Hit(0.0, batch.column("id")[i].as_py(), shard["path"], shard["source"]["relpath"], window)
+                return Hit(0.0, batch.column("id")[i].as_py(), path, source, window)
 
             top.offer(vectors @ vector, stats.rows, make_hit)
             stats.rows += batch.num_rows
     for hit, score in zip(top.items, top.scores, strict=True):
         hit.score = float(score)
-    result = SearchResult(top.items, stats, manifest["version"], space, query if isinstance(query, str) else "")
+    result = SearchResult(top.items, stats, version.number, space, query if isinstance(query, str) else "")
     if input_uri is not None and result.hits:
-        result.notes += attach_texts(result.hits, input_uri, manifest, storage_options)
+        result.notes += attach_texts(result.hits, input_uri, version.input, storage_options)
     return result
 
 
 def attach_texts(
-    hits: list[Hit], input_uri: str, manifest: dict[str, Any], storage_options: dict[str, Any] | None = None
+    hits: list[Hit], input_uri: str, info: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> list[str]:
     """Set each hit's text from the corpus (the window's characters in chunk mode); returns notes
-    about hits whose text was not found. Reads the hits' own source shards first."""
+    about hits whose text was not found. Reads the hits' own source shards first. `info`: the
+    manifest's input record (format and columns)."""
     from e5ray.corpus import discover, read_chunks
 
-    info = manifest.get("input") or {}
     id_column, text_column = info.get("id_column", "id"), info.get("text_column", "text")
     wanted: dict[Any, list[Hit]] = {}
     for hit in hits:

@@ -103,12 +103,13 @@ def test_search_in_chunk_outputs_returns_windows_and_their_text(tmp_path, bert_m
     words = "the a of and passage query".split()
     long_doc = " ".join(words[i % 6] for i in range(60))
     write_shard(tmp_path / "in" / "docs.jsonl", ["long", "short"], [long_doc, "query passage"])
+    write_shard(tmp_path / "in" / "rejected.jsonl", ["gone"], [None])  # an empty output shard
     embed_corpus(tmp_path / "in", tmp_path / "out", bert_model_dir, long_text="chunk", max_length=16, stride=4)
     result = search_output(
         str(tmp_path / "out"), "the a of", k=20, model_path=bert_model_dir, input_uri=str(tmp_path / "in")
     )
     windows = [h for h in result.hits if h.id == "long"]
-    assert len(windows) > 3 and len(result.hits) == len(windows) + 1
+    assert len(windows) > 3 and len(result.hits) == len(windows) + 1 and result.stats.shards == 2
     for hit in windows:
         w = hit.window
         assert hit.text == long_doc[w["char_start"] : w["char_end"]]
