@@ -8,11 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from corpus_utils import write_shard
+from output_utils import embed_output, shard_file, verify
 
 from e5ray import E5Embedder
-from e5ray.job import JobConfig, run_job
 from e5ray.testmodels import sample_words
-from e5ray.verify import verify_output
 from e5ray.windows import WINDOW_COLUMNS, window_starts
 
 MAX_LENGTH, STRIDE = 16, 4
@@ -157,25 +156,15 @@ def test_the_job_writes_chunk_outputs_that_verify(tmp_path, bert_model_dir):
     write_shard(tmp_path / "in" / "part-0.parquet", ids, texts)
     write_shard(tmp_path / "in" / "part-1.jsonl", ["x", "y", "z"], [long_text(50), None, "tiny"])
     out = tmp_path / "out"
-    manifest = run_job(
-        JobConfig(
-            input=str(tmp_path / "in"),
-            output=str(out),
-            model="tiny",
-            model_path=str(bert_model_dir),
-            executor="local",
-            max_length=MAX_LENGTH,
-            stride=STRIDE,
-            long_text="chunk",
-            chunk_rows=4,
-        )
+    manifest = embed_output(
+        tmp_path / "in", out, bert_model_dir, max_length=MAX_LENGTH, stride=STRIDE, long_text="chunk", chunk_rows=4
     )
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
     assert manifest["space"]["long_text"] == "chunk" and manifest["space"]["stride"] == STRIDE
     embedder = make_embedder(bert_model_dir, long_text="chunk")
     total_rows = 0
     for shard in manifest["shards"]:
-        table = pq.read_table(out / shard["path"])
+        table = pq.read_table(out / shard_file(shard))
         assert table.column_names == ["id", "embedding", *WINDOW_COLUMNS]
         assert shard["rows"] == table.num_rows == shard["windows"]
         assert shard["documents"] + shard["rejected"] == shard["input_rows"]
@@ -196,20 +185,12 @@ def test_the_job_writes_one_averaged_vector_per_text(tmp_path, bert_model_dir):
     texts = [long_text(k, offset=k) for k in (4, 40, 70)]
     write_shard(tmp_path / "in" / "part-0.parquet", [1, 2, 3], texts)
     out = tmp_path / "out"
-    config = JobConfig(
-        input=str(tmp_path / "in"),
-        output=str(out),
-        model="tiny",
-        model_path=str(bert_model_dir),
-        executor="local",
-        max_length=MAX_LENGTH,
-        stride=STRIDE,
-        long_text="average",
+    manifest = embed_output(
+        tmp_path / "in", out, bert_model_dir, max_length=MAX_LENGTH, stride=STRIDE, long_text="average"
     )
-    manifest = run_job(config)
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
     (shard,) = manifest["shards"]
-    table = pq.read_table(out / shard["path"])
+    table = pq.read_table(out / shard_file(shard))
     assert table.column_names == ["id", "embedding"] and table.num_rows == shard["rows"] == 3
     assert shard["windows"] > 3 and manifest["totals"]["embedded"] == 3
     want = make_embedder(bert_model_dir, long_text="average").embed(texts).vectors

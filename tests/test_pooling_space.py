@@ -11,15 +11,14 @@ import numpy as np
 import onnx
 import pytest
 from corpus_utils import read_output, write_corpus
+from output_utils import embed_output, verify
 from test_embedder import reference_vectors, texts_of_mixed_lengths
 
 from e5ray import E5Embedder
 from e5ray.cli import main as cli_main
-from e5ray.job import JobConfig, run_job
 from e5ray.manifest import SpaceMismatchError
 from e5ray.pooling import cls_pool, pool
 from e5ray.space import EmbeddingSpace
-from e5ray.verify import verify_output
 
 
 @pytest.fixture(params=["bert", "xlmr"])
@@ -127,24 +126,17 @@ def test_a_refresh_refuses_to_mix_mean_and_cls_unless_full(tmp_path, bert_model_
     write_corpus(tmp_path / "in", shards=2, rows=12)
     out = tmp_path / "out"
 
-    def config(**kw):
-        return JobConfig(
-            input=str(tmp_path / "in"),
-            output=str(out),
-            model="tiny",
-            model_path=str(bert_model_dir),
-            executor="local",
-            **kw,
-        )
+    def embed(**kw):
+        return embed_output(tmp_path / "in", out, bert_model_dir, **kw)
 
-    v1 = run_job(config())
+    v1 = embed()
     assert v1["space"]["pooling"] == "mean"
     mean_vectors = read_output(str(out))
     with pytest.raises(SpaceMismatchError, match=r"pooling: 'mean' in the output, 'cls' now"):
-        run_job(config(pooling="cls"))
-    v2 = run_job(config(pooling="cls", full=True))
+        embed(pooling="cls")
+    v2 = embed(pooling="cls", full=True)
     assert v2["space"]["pooling"] == "cls" and v2["run"]["embedded_shards"] == 2
-    assert verify_output(str(out)) == []
+    assert verify(out) == []
     cls_vectors = read_output(str(out))
     assert sorted(cls_vectors) == sorted(mean_vectors)
     assert max(abs(float(cls_vectors[i] @ mean_vectors[i])) for i in mean_vectors) < 0.999

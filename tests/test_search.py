@@ -6,19 +6,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from corpus_utils import read_output, write_corpus, write_shard
+from output_utils import embed_output
 
 from e5ray import E5Embedder
 from e5ray.cli import main as cli_main
-from e5ray.job import JobConfig, run_job
 from e5ray.manifest import SpaceMismatchError
 from e5ray.search import TopK, search_output
 from e5ray.testmodels import write_test_model
-
-
-def embed_corpus(inp, out, model_dir, **kw):
-    return run_job(
-        JobConfig(input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +20,7 @@ def output(tmp_path_factory, bert_model_dir):
     """An output of 6 shards, 45 rows each, and its corpus (id -> text)."""
     root = tmp_path_factory.mktemp("search")
     corpus = write_corpus(root / "in", shards=6, rows=45, seed=4)
-    embed_corpus(root / "in", root / "out", bert_model_dir)
+    embed_output(root / "in", root / "out", bert_model_dir)
     return root, corpus
 
 
@@ -104,7 +98,7 @@ def test_search_in_chunk_outputs_returns_windows_and_their_text(tmp_path, bert_m
     long_doc = " ".join(words[i % 6] for i in range(60))
     write_shard(tmp_path / "in" / "docs.jsonl", ["long", "short"], [long_doc, "query passage"])
     write_shard(tmp_path / "in" / "rejected.jsonl", ["gone"], [None])  # an empty output shard
-    embed_corpus(tmp_path / "in", tmp_path / "out", bert_model_dir, long_text="chunk", max_length=16, stride=4)
+    embed_output(tmp_path / "in", tmp_path / "out", bert_model_dir, long_text="chunk", max_length=16, stride=4)
     result = search_output(
         str(tmp_path / "out"), "the a of", k=20, model_path=bert_model_dir, input_uri=str(tmp_path / "in")
     )
@@ -127,7 +121,7 @@ def test_search_refuses_a_model_that_is_not_the_outputs(output, tmp_path):
 def test_search_streams_an_output_on_s3_and_reads_texts_from_s3(s3_server, s3_bucket, s3_env, bert_model_dir):
     fs = s3_server.filesystem()
     corpus = write_corpus(f"{s3_bucket}/corpus", shards=2, rows=15, fs=fs)
-    embed_corpus(f"s3://{s3_bucket}/corpus", f"s3://{s3_bucket}/out", bert_model_dir, long_text="chunk", max_length=24)
+    embed_output(f"s3://{s3_bucket}/corpus", f"s3://{s3_bucket}/out", bert_model_dir, long_text="chunk", max_length=24)
     result = search_output(
         f"s3://{s3_bucket}/out", "the a of", k=4, model_path=bert_model_dir, input_uri=f"s3://{s3_bucket}/corpus"
     )
