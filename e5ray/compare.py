@@ -20,10 +20,8 @@ hash of the id, so a report depends on the seed, not on shard order or bucket co
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import pickle
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from e5ray.bucketing import Buckets, index_keys, key_hash
 from e5ray.manifest import load_latest
 from e5ray.search import stream_vectors
 from e5ray.storage import filesystem_for, join
@@ -77,62 +76,10 @@ class Output:
         return {"uri": self.uri, "version": self.manifest.get("version"), "rows": rows, "space": self.manifest["space"]}
 
 
-def key_hash(key: Any, seed: int) -> int:
-    """A 64-bit hash of a key that is the same in every process (Python's str hash is not)."""
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=8, key=seed.to_bytes(8, "little", signed=True))
-    return int.from_bytes(digest.digest(), "little")
-
-
-class Buckets:
-    """(keys, vectors) of one side split by key hash; in memory for one bucket, else spilled."""
-
-    def __init__(self, count: int, directory: Path | None) -> None:
-        self.count = count
-        self.files = [open(directory / f"{i}.pkl", "w+b") for i in range(count)] if directory else None
-        self.memory: list[list[tuple[list[Any], np.ndarray]]] = [[] for _ in range(count)]
-
-    def add(self, keys: list[Any], vectors: np.ndarray, hashes: np.ndarray) -> None:
-        which = hashes % np.uint64(self.count)
-        for b in np.unique(which):
-            rows = np.flatnonzero(which == b)
-            part = ([keys[r] for r in rows], vectors[rows])
-            if self.files is None:
-                self.memory[int(b)].append(part)
-            else:
-                pickle.dump(part, self.files[int(b)], protocol=5)
-
-    def read(self, b: int, dim: int) -> tuple[list[Any], np.ndarray]:
-        parts = self.memory[b]
-        if self.files is not None:
-            fh = self.files[b]
-            fh.seek(0)
-            parts = []
-            while True:
-                try:
-                    parts.append(pickle.load(fh))  # our own temp file, written above
-                except EOFError:
-                    break
-        keys = [k for part in parts for k in part[0]]
-        vectors = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, dim), np.float32)
-        return keys, vectors
-
-    def close(self) -> None:
-        for fh in self.files or []:
-            fh.close()
-
-
 def _partition(output: Output, buckets: Buckets, batch_rows: int, seed: int) -> None:
     for keys, vectors in output.batches(batch_rows):
         hashes = np.fromiter((key_hash(k, seed) for k in keys), dtype=np.uint64, count=len(keys))
         buckets.add(keys, vectors, hashes)
-
-
-def _index(keys: list[Any]) -> tuple[dict[Any, int], int]:
-    """key -> first row, and how many rows repeated a key already seen."""
-    index: dict[Any, int] = {}
-    for row, key in enumerate(keys):
-        index.setdefault(key, row)
-    return index, len(keys) - len(index)
 
 
 class RunningTopK:
@@ -232,8 +179,8 @@ def compare_outputs(
         for b in range(count):
             okeys, ovecs = sides[0].read(b, old.dim)
             nkeys, nvecs = sides[1].read(b, new.dim)
-            oindex, odup = _index(okeys)
-            nindex, ndup = _index(nkeys)
+            oindex, odup = index_keys(okeys)
+            nindex, ndup = index_keys(nkeys)
             common = [key for key in oindex if key in nindex]
             totals["old"] += len(oindex)
             totals["new"] += len(nindex)
