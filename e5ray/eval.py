@@ -197,7 +197,8 @@ def run_eval(
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Metrics per variant, and under each later variant its difference to the first with the interval."""
+    """Metrics per variant; under each later variant, "vs first": its difference to the first
+    variant, then the interval of that difference in brackets."""
     metrics = report["metrics"]
     width = max(len(v["name"]) for v in report["variants"]) + 2
     lines = [f"{'variant':<{width}}" + "".join(f"{m:>25}" for m in metrics)]
@@ -207,7 +208,7 @@ def format_table(report: dict[str, Any]) -> str:
             cells = [
                 f"{d['diff']:+.3f} [{d['low']:+.3f},{d['high']:+.3f}]" for d in (v["vs_first"][m] for m in metrics)
             ]
-            lines.append(f"{'  - first':<{width}}" + "".join(f"{c:>25}" for c in cells))
+            lines.append(f"{'  vs first':<{width}}" + "".join(f"{c:>25}" for c in cells))
     boot = report["bootstrap"]
     data = report["data"]
     lines.append(
