@@ -8,6 +8,10 @@ bootstrap interval over queries; every interval of a report uses the same resamp
 queries (one seed), so the report is reproducible and "B beats A" is a measured statement:
 the interval of B - A excludes 0.
 
+Memory: a variant holds the vectors of the whole pool (passages x dim x 4 bytes, plus
+windows in chunk mode); queries are ranked in blocks of 256, so the score matrix never
+holds more than 256 rows. eval is meant for labelled sets, not whole corpora.
+
 int8 variants are measured, not gated: the embedder's int8 quality gate is off here (its
 cosine to fp32 is still reported), since measuring int8 is what eval is for.
 """

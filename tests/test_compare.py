@@ -11,7 +11,7 @@ from e5ray.cli import main
 from e5ray.compare import compare_outputs, spearman
 
 
-def write_output(root, ids, vectors, shards=1, long_text=None):
+def write_output(root, ids, vectors, shards=1, windows=None):
     """An e5ray output written by hand: Parquet shards (id, fixed-size embedding) + manifest.json."""
     root.mkdir(parents=True)
     (root / "shards").mkdir()
@@ -21,11 +21,15 @@ def write_output(root, ids, vectors, shards=1, long_text=None):
     for n, rows in enumerate(np.array_split(np.arange(len(ids)), shards)):
         path = f"shards/part-{n}.parquet"
         embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors[rows].reshape(-1)), dim)
-        pq.write_table(pa.table({"id": [ids[i] for i in rows], "embedding": embedding}), root / path)
+        columns = {"id": [ids[i] for i in rows], "embedding": embedding}
+        if windows is not None:  # chunk mode: one row per window, with its spans
+            for name in ("window", "token_start", "token_end", "char_start", "char_end"):
+                columns[name] = pa.array([windows[i] for i in rows], pa.int32())
+        pq.write_table(pa.table(columns), root / path)
         entries.append({"path": path, "rows": len(rows)})
     space = {"model": "m", "model_sha256": "0" * 64, "dim": dim, "max_length": 512, "pooling": "mean"}
-    if long_text:
-        space["long_text"] = long_text
+    if windows is not None:
+        space["long_text"] = "chunk"
     (root / "manifest.json").write_text(json.dumps({"version": 1, "space": space, "shards": entries}))
     return str(root)
 
@@ -171,3 +175,18 @@ def test_compare_on_two_job_outputs_from_the_command_line(tmp_path, bert_model_d
     assert report["ids"]["only_old"] == report["ids"]["only_new"] == 0
     assert report["cosine"]["mean"] < 0.999  # CLS and mean pooling are other spaces
     assert report["neighbours"]["sample"] == 50
+
+
+def test_chunk_outputs_are_compared_window_by_window(tmp_path, vectors):
+    ids, windows = [1, 1, 1, 2, 3, 3], [0, 1, 2, 0, 0, 1]
+    order = [5, 3, 0, 2, 4, 1]
+    old = write_output(tmp_path / "old", ids, vectors[:6], windows=windows)
+    new = write_output(tmp_path / "new", [ids[i] for i in order], vectors[order], windows=[windows[i] for i in order])
+    report = compare_outputs(old, new, k=3)
+    assert report["ids"]["key"] == "id+window"
+    assert (report["ids"]["common"], report["ids"]["duplicates_old"]) == (6, 0)
+    assert report["cosine"]["min"] == pytest.approx(1.0)
+    assert report["neighbours"]["overlap@3"]["mean"] == 1.0
+    flat = write_output(tmp_path / "flat", ids, vectors[:6])
+    with pytest.raises(ValueError, match="one row per window"):
+        compare_outputs(old, flat)
