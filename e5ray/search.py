@@ -156,7 +156,8 @@ def embed_query(
             f"the model at hand ({embedder.files.onnx_path}) does not embed into the output's space ({details}); "
             "pass --model-path with the model the output was made with"
         )
-    return embedder.embed([text], prefix, long_text="truncate").vectors[0]
+    vector: np.ndarray = embedder.embed([text], prefix, long_text="truncate").vectors[0]
+    return vector
 
 
 def stream_vectors(

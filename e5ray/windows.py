@@ -128,9 +128,17 @@ def split_windows(
             c0, c1 = _char_span(offsets, p + start, p + end, prefix_chars, char_shift[d], texts[d])
             for name, value in zip(("doc", *WINDOW_COLUMNS), (d, w, start, end, c0, c1), strict=True):
                 cols[name].append(value)
+
+    def int32(name: str) -> np.ndarray:
+        return np.asarray(cols[name], dtype=np.int32)
+
     windows = Windows(
         doc=np.asarray(cols["doc"], dtype=np.int64),
-        **{name: np.asarray(cols[name], dtype=np.int32) for name in WINDOW_COLUMNS},  # type: ignore[arg-type]
+        window=int32("window"),
+        token_start=int32("token_start"),
+        token_end=int32("token_end"),
+        char_start=int32("char_start"),
+        char_end=int32("char_end"),
         documents=len(encodings),
     )
     return ids_out, windows
