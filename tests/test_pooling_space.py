@@ -66,9 +66,7 @@ def test_an_unknown_pooling_is_refused_with_the_valid_ones(bert_model_dir):
 
 def test_fingerprint_of_a_truncating_space_is_what_older_manifests_hold():
     """Outputs committed before pooling/long-text became parameters must still match."""
-    space = EmbeddingSpace(
-        model="m", model_sha256="ab" * 32, dim=8, max_length=512, pooling="mean", normalized=True
-    )
+    space = EmbeddingSpace(model="m", model_sha256="ab" * 32, dim=8, max_length=512, pooling="mean", normalized=True)
     legacy_fields = {k: v for k, v in asdict(space).items() if k not in ("long_text", "stride")}
     legacy = hashlib.sha256(json.dumps(legacy_fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert space.fingerprint == legacy
