@@ -8,12 +8,13 @@ older tools that pooled that way; it is not the E5 paper's pooling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 # Name of the output that e5ray.graph's on-device pooling head adds to GPU models.
 POOLED_OUTPUT = "e5_embedding"
-# Pooling methods, the paper's first; the default everywhere.
-POOLINGS = ("mean", "cls")
 
 
 def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -29,14 +30,16 @@ def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     counts = mask.sum(axis=1)
     if np.any(counts == 0):
         raise ValueError("mean_pool: a row has no real tokens (attention mask all zero)")
-    summed = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
-    return summed / counts
+    summed: np.ndarray = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
+    mean: np.ndarray = summed / counts
+    return mean
 
 
 def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale each row to unit L2 norm (rows of norm below `eps` are left as they are)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    unit: np.ndarray = (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    return unit
 
 
 def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -53,15 +56,33 @@ def cls_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     return l2_normalize(hidden[:, 0, :].astype(np.float32, copy=False))
 
 
+@dataclass(frozen=True)
+class PoolingMode:
+    """A pooling function (token states, attention mask) -> sentence vectors, and whether
+    its vectors come out L2-normalised (both are recorded in the embedding space)."""
+
+    pool: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    normalized: bool
+
+
+# Pooling modes by the name the embedding space records. E5 is mean-pooled and
+# normalised; a new mode is a function (here or in a module of its own) plus one line.
+POOLINGS: dict[str, PoolingMode] = {
+    "mean": PoolingMode(e5_pool, normalized=True),
+    "cls": PoolingMode(cls_pool, normalized=True),  # legacy: extending indexes built that way
+}
+E5_POOLING = "mean"
+
+
 def check_pooling(pooling: str) -> str:
-    """`pooling`, if it is one e5ray knows; else a ValueError listing the valid ones."""
+    """`pooling`, if it is one e5ray knows; else a UsageError listing the valid ones."""
     if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        from e5ray.errors import UsageError
+
+        raise UsageError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
     return pooling
 
 
-def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str = "mean") -> np.ndarray:
-    """Unit-norm sentence vectors by `pooling` ('mean', the paper's, or legacy 'cls')."""
-    if check_pooling(pooling) == "cls":
-        return cls_pool(hidden, attention_mask)
-    return e5_pool(hidden, attention_mask)
+def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str = E5_POOLING) -> np.ndarray:
+    """Sentence vectors by `pooling` ('mean', the paper's, or legacy 'cls')."""
+    return POOLINGS[check_pooling(pooling)].pool(hidden, attention_mask)

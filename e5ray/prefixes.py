@@ -9,20 +9,11 @@ already carries, so the one e5ray adds is the only one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
-Prefix = Literal["passage", "query", "none"]
-PREFIXES: dict[str, str] = {"passage": "passage: ", "query": "query: ", "none": ""}
+from e5ray.space import PREFIXES
+
 # What a text may already start with; exact spelling, as E5 was trained.
-KNOWN_PREFIXES = ("query: ", "passage: ")
-
-
-def prefix_text(prefix: Prefix | str) -> str:
-    """The string E5 expects before each text for `prefix` ('passage', 'query' or 'none')."""
-    try:
-        return PREFIXES[prefix]
-    except KeyError:
-        raise ValueError(f"unknown prefix {prefix!r}; valid: {', '.join(PREFIXES)}") from None
+KNOWN_PREFIXES = tuple(p for p in PREFIXES.values() if p)
 
 
 def strip_e5_prefixes(texts: Sequence[str]) -> tuple[list[str], list[int]]:

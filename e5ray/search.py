@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.manifest import SpaceMismatchError, load_latest
-from e5ray.space import EmbeddingSpace
-from e5ray.storage import filesystem_for, join
+from e5ray.errors import SpaceMismatchError, UsageError
+from e5ray.space import EmbeddingSpace, as_prefix
+from e5ray.storage import OutputDir
+from e5ray.versions import load_latest
 from e5ray.windows import WINDOW_COLUMNS
 
 DEFAULT_BATCH_ROWS = 8192  # 32 MiB of e5-large vectors per step
@@ -55,16 +56,20 @@ class OutputVersion:
     files: list[tuple[str, str]]  # (vector file relative to the output root, source relpath)
 
 
-def current_version(output: str, storage_options: dict[str, Any] | None = None) -> OutputVersion:
-    """The output's newest committed version; FileNotFoundError when nothing was committed."""
-    manifest = load_latest(output, storage_options)
+def current_version(uri: str, storage_options: dict[str, Any] | None = None) -> OutputVersion:
+    """The output's newest committed version; UsageError when nothing was committed or its
+    vectors are not in Parquet (the format search streams)."""
+    output = OutputDir(uri, storage_options)
+    manifest = load_latest(output)
     if manifest is None:
-        raise FileNotFoundError(f"{output}: no manifest (not an e5ray output, or nothing committed yet)")
+        raise UsageError(f"{output.uri}: no manifest (not an e5ray output, or nothing committed yet)")
+    if manifest.output_format != "parquet":
+        raise UsageError(f"{output.uri} holds {manifest.output_format} shards; search reads parquet outputs")
     return OutputVersion(
-        number=manifest["version"],
-        space=EmbeddingSpace.from_dict(manifest["space"]),
-        input=manifest.get("input") or {},
-        files=[(shard["path"], shard["source"]["relpath"]) for shard in manifest["shards"]],
+        number=manifest.version,
+        space=manifest.space,
+        input=manifest.input,
+        files=[(file.path, shard.source.relpath) for shard in manifest.shards for file in shard.files],
     )
 
 
@@ -94,7 +99,7 @@ class TopK:
 
     def __init__(self, k: int) -> None:
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise UsageError(f"k must be >= 1, got {k}")
         self.k = k
         self.scores = np.empty(0, dtype=np.float32)
         self.order = np.empty(0, dtype=np.int64)
@@ -156,7 +161,7 @@ def embed_query(
             f"the model at hand ({embedder.files.onnx_path}) does not embed into the output's space ({details}); "
             "pass --model-path with the model the output was made with"
         )
-    vector: np.ndarray = embedder.embed([text], prefix, long_text="truncate").vectors[0]
+    vector: np.ndarray = embedder.embed([text], as_prefix(prefix), long_text="truncate").vectors[0]
     return vector
 
 
@@ -190,7 +195,8 @@ def search_output(
 ) -> SearchResult:
     """Top `k` rows of the output's current version for `query` (a text, or a unit vector)."""
     if batch_rows < 1:
-        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+        raise UsageError(f"batch_rows must be >= 1, got {batch_rows}")
+    out = OutputDir(output, storage_options)
     version = current_version(output, storage_options)
     space = version.space
     if isinstance(query, str):
@@ -198,14 +204,13 @@ def search_output(
     else:
         vector = np.asarray(query, dtype=np.float32)
         if vector.shape != (space.dim,):
-            raise ValueError(f"query vector has shape {vector.shape}; this output's vectors have {space.dim} dims")
+            raise UsageError(f"query vector has shape {vector.shape}; this output's vectors have {space.dim} dims")
     windowed = space.long_text == "chunk"
-    fs, root = filesystem_for(output, storage_options)
     top = TopK(k)
     stats = SearchStats(batch_rows=batch_rows)
     for path, source in version.files:
         stats.shards += 1
-        for vectors, batch in stream_vectors(fs, join(root, path), space.dim, batch_rows, windowed):
+        for vectors, batch in stream_vectors(out.fs, out.path(path), space.dim, batch_rows, windowed):
             stats.batches += 1
             stats.max_batch_rows = max(stats.max_batch_rows, batch.num_rows)
 

@@ -1,12 +1,14 @@
 """The embedding space: everything that decides where a vector lands.
 
 Two vectors are comparable only if every field here is equal. The manifest records
-the space and a refresh refuses to mix vectors from two spaces.
+the space and a refresh refuses to mix vectors from two spaces. `pooling` and
+`normalized` are filled in by the embedder from what it actually computes
+(`e5ray.pooling`), never assumed.
 
-Fields added after the first manifest format (`long_text`, `stride`) enter the
-canonical form, and so the fingerprint, only when they differ from the behaviour that
-preceded them (truncation): an output written before they existed keeps its
-fingerprint, and a truncating run today still extends it.
+Fields added later (`long_text`, `stride`: e5ray.windows) enter the canonical form, and
+so the fingerprint, only when they differ from the behaviour that preceded them
+(truncation): an output written before they existed keeps its fingerprint, and a
+truncating run today still extends it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,28 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal, cast
+
+from e5ray.errors import UsageError
+
+Prefix = Literal["passage", "query", "none"]
+# The string E5 was trained to see before each text of a kind.
+PREFIXES: dict[str, str] = {"passage": "passage: ", "query": "query: ", "none": ""}
+
+
+def prefix_text(prefix: Prefix) -> str:
+    """The string E5 expects before each text for `prefix` ('passage', 'query' or 'none')."""
+    try:
+        return PREFIXES[prefix]
+    except KeyError:
+        raise UsageError(f"unknown prefix {prefix!r}; valid: {', '.join(PREFIXES)}") from None
+
+
+def as_prefix(value: str) -> Prefix:
+    """`value` checked to be a prefix name (for values that arrive as plain strings)."""
+    prefix_text(cast(Prefix, value))
+    return cast(Prefix, value)
+
 
 # Later fields and the value that reproduces the earlier behaviour.
 _LEGACY_DEFAULTS: dict[str, Any] = {"long_text": "truncate", "stride": 0}
@@ -26,10 +49,10 @@ class EmbeddingSpace:
     model_sha256: str
     dim: int
     max_length: int
+    pooling: str
+    normalized: bool
     precision: str = "fp32"
     prefix: str = "passage"
-    pooling: str = "mean"
-    normalized: bool = True
     long_text: str = "truncate"
     stride: int = 0  # tokens of overlap between windows; 0 when long_text is truncate
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from e5ray.errors import UsageError
+
 LONG_TEXT_MODES = ("truncate", "chunk", "average")
 # Output columns of chunk mode besides `id` and `embedding`, in file order.
 WINDOW_COLUMNS = ("window", "token_start", "token_end", "char_start", "char_end")
@@ -35,7 +37,7 @@ WINDOW_COLUMNS = ("window", "token_start", "token_end", "char_start", "char_end"
 
 def check_long_text(mode: str) -> str:
     if mode not in LONG_TEXT_MODES:
-        raise ValueError(f"unknown long-text mode {mode!r}; valid: {', '.join(LONG_TEXT_MODES)}")
+        raise UsageError(f"unknown long-text mode {mode!r}; valid: {', '.join(LONG_TEXT_MODES)}")
     return mode
 
 
@@ -114,7 +116,7 @@ def split_windows(
         content = body_end - p
         capacity = max_length - head_n - tail_n - (p - head_n)
         if capacity <= stride:
-            raise ValueError(
+            raise UsageError(
                 f"stride {stride} leaves no room to advance: a window holds {capacity} document tokens "
                 f"(max_length {max_length} minus special and prefix tokens); use a stride below {capacity}"
             )

@@ -204,8 +204,8 @@ def test_command_line_flags_reach_the_job_config():
         ["embed", "--input", "in", "--output", "out", "--long-text", "average", "--stride", "32", "--pooling", "cls"]
     )
     config = config_from_args(args)
-    assert (config.long_text, config.stride, config.pooling) == ("average", 32, "cls")
+    assert (config.model.long_text, config.model.stride, config.model.pooling) == ("average", 32, "cls")
     defaults = config_from_args(build_parser().parse_args(["embed", "--input", "in", "--output", "out"]))
-    assert (defaults.long_text, defaults.stride, defaults.pooling) == ("truncate", None, "mean")
+    assert (defaults.model.long_text, defaults.model.stride, defaults.model.pooling) == ("truncate", None, "mean")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["embed", "--input", "in", "--output", "out", "--long-text", "split"])

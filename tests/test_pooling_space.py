@@ -16,7 +16,7 @@ from test_embedder import reference_vectors, texts_of_mixed_lengths
 
 from e5ray import E5Embedder
 from e5ray.cli import main as cli_main
-from e5ray.manifest import SpaceMismatchError
+from e5ray.errors import SpaceMismatchError
 from e5ray.pooling import cls_pool, pool
 from e5ray.space import EmbeddingSpace
 
@@ -145,7 +145,7 @@ def test_a_refresh_refuses_to_mix_mean_and_cls_unless_full(tmp_path, bert_model_
         ["embed", "--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny"]
         + ["--model-path", str(bert_model_dir), "--executor", "local", "--quiet"]
     )
-    assert code == 2
+    assert code == 3  # SpaceMismatchError
     assert "SpaceMismatchError" in capsys.readouterr().err
     code = cli_main(
         ["embed", "--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny", "--pooling", "cls"]

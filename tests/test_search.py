@@ -10,7 +10,7 @@ from output_utils import embed_output
 
 from e5ray import E5Embedder
 from e5ray.cli import main as cli_main
-from e5ray.manifest import SpaceMismatchError
+from e5ray.errors import SpaceMismatchError, UsageError
 from e5ray.search import TopK, search_output
 from e5ray.testmodels import write_test_model
 
@@ -114,7 +114,7 @@ def test_search_refuses_a_model_that_is_not_the_outputs(output, tmp_path):
     other = write_test_model(tmp_path / "other", arch="bert", seed=99)
     with pytest.raises(SpaceMismatchError, match="model_sha256"):
         search_output(str(root / "out"), "x", model_path=other)
-    with pytest.raises(FileNotFoundError, match="no manifest"):
+    with pytest.raises(UsageError, match="no manifest"):
         search_output(str(tmp_path), "x", model_path=other)
 
 
