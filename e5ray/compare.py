@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 
 from e5ray.bucketing import Buckets, index_keys, key_hash
-from e5ray.manifest import load_latest
-from e5ray.search import stream_vectors
+from e5ray.search import OutputVersion, current_version, stream_vectors
 from e5ray.storage import filesystem_for, join
 
 FORMAT = "e5ray.compare/1"
@@ -40,44 +39,51 @@ FORMAT = "e5ray.compare/1"
 
 @dataclass
 class Output:
+    """An output's current version, as `e5ray search` reads it (one place knows the manifest)."""
+
     uri: str
-    manifest: dict[str, Any]
+    version: OutputVersion
     fs: Any
     root: str
+    rows: int = 0  # counted while streaming
 
     @classmethod
     def open(cls, uri: str, storage_options: dict[str, Any] | None = None) -> Output:
-        manifest = load_latest(uri, storage_options)
-        if manifest is None:
-            raise FileNotFoundError(f"{uri}: no manifest (not an e5ray output, or nothing committed yet)")
         fs, root = filesystem_for(uri, storage_options)
-        return cls(uri, manifest, fs, root)
+        return cls(uri, current_version(uri, storage_options), fs, root)
 
     @property
     def dim(self) -> int:
-        return int(self.manifest["space"]["dim"])
+        return self.version.space.dim
 
     @property
     def windowed(self) -> bool:
-        return self.manifest["space"].get("long_text") == "chunk"
+        return self.version.space.long_text == "chunk"
+
+    def size(self) -> int:
+        """Bytes of its vector files (an estimate of the memory its vectors take)."""
+        return sum(int(self.fs.size(join(self.root, path))) for path, _ in self.version.files)
 
     def batches(self, batch_rows: int) -> Iterator[tuple[list[Any], np.ndarray]]:
-        """(keys, vectors) of the current version, shard by shard, `batch_rows` at a time."""
-        for shard in self.manifest["shards"]:
-            for vectors, batch in stream_vectors(
-                self.fs, join(self.root, shard["path"]), self.dim, batch_rows, self.windowed
-            ):
+        """(keys, vectors) of the current version, file by file, `batch_rows` at a time."""
+        for path, _ in self.version.files:
+            for vectors, batch in stream_vectors(self.fs, join(self.root, path), self.dim, batch_rows, self.windowed):
                 ids = batch.column("id").to_pylist()
                 keys = list(zip(ids, batch.column("window").to_pylist(), strict=True)) if self.windowed else ids
                 yield keys, vectors
 
     def describe(self) -> dict[str, Any]:
-        rows = sum(int(s["rows"]) for s in self.manifest["shards"])
-        return {"uri": self.uri, "version": self.manifest.get("version"), "rows": rows, "space": self.manifest["space"]}
+        return {
+            "uri": self.uri,
+            "version": self.version.number,
+            "rows": self.rows,
+            "space": self.version.space.to_dict(),
+        }
 
 
 def _partition(output: Output, buckets: Buckets, batch_rows: int, seed: int) -> None:
     for keys, vectors in output.batches(batch_rows):
+        output.rows += len(keys)
         hashes = np.fromiter((key_hash(k, seed) for k in keys), dtype=np.uint64, count=len(keys))
         buckets.add(keys, vectors, hashes)
 
@@ -160,8 +166,7 @@ def compare_outputs(
     if old.windowed != new.windowed:
         raise ValueError("one output has one row per window (long_text chunk) and the other one row per id")
     dims_match = old.dim == new.dim
-    info_old, info_new = old.describe(), new.describe()
-    size = (info_old["rows"] * old.dim + info_new["rows"] * new.dim) * 4 * 1.5  # keys and copies: ~1.5x
+    size = (old.size() + new.size()) * 1.5  # file bytes ~ vector bytes; keys and copies: ~1.5x
     count = max(1, math.ceil(size / (memory_mb * 2**20)))
     cosines, worst_keys, worst_cos = [], [], []
     totals = {"old": 0, "new": 0, "common": 0, "only_old": 0, "only_new": 0, "duplicates_old": 0, "duplicates_new": 0}
@@ -207,6 +212,7 @@ def compare_outputs(
             picked = sorted(picked, key=lambda p: p[0])[:sample]
         for side in sides:
             side.close()
+    info_old, info_new = old.describe(), new.describe()
     report: dict[str, Any] = {
         "format": FORMAT,
         "old": info_old,
