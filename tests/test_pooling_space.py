@@ -131,6 +131,9 @@ def test_a_refresh_refuses_to_mix_mean_and_cls_unless_full(tmp_path, bert_model_
 
     v1 = embed()
     assert v1["space"]["pooling"] == "mean"
+    # truncating outputs are written as before long texts had modes: no window counts
+    assert "windows" not in v1["totals"] and not {"documents", "windows"} & set(v1["shards"][0])
+    assert "long_text" in v1["space"] and v1["space"]["stride"] == 0
     mean_vectors = read_output(str(out))
     with pytest.raises(SpaceMismatchError, match=r"pooling: 'mean' in the output, 'cls' now"):
         embed(pooling="cls")
