@@ -11,7 +11,7 @@ from corpus_utils import write_shard
 from output_utils import embed_output, shard_file, verify
 
 from e5ray import E5Embedder
-from e5ray.testmodels import sample_words
+from e5ray.testing import sample_words
 from e5ray.windows import WINDOW_COLUMNS, window_starts
 
 MAX_LENGTH, STRIDE = 16, 4

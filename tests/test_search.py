@@ -12,7 +12,7 @@ from e5ray import E5Embedder
 from e5ray.cli import main as cli_main
 from e5ray.errors import SpaceMismatchError, UsageError
 from e5ray.search import TopK, search_output
-from e5ray.testmodels import write_test_model
+from e5ray.testing import write_test_model
 
 
 @pytest.fixture(scope="module")
