@@ -98,7 +98,7 @@ class RunningTopK:
         self.keys = np.full((len(keys), k), None, dtype=object)
 
     def offer(self, batch_keys: list[Any], vectors: np.ndarray) -> np.ndarray:
-        sims = self.samples @ vectors.T
+        sims: np.ndarray = self.samples @ vectors.T
         for j, key in enumerate(batch_keys):  # a key is not its own neighbour
             i = self.position.get(key)
             if i is not None:

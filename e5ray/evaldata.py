@@ -63,7 +63,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        table_rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        return table_rows
     if path.suffix == ".jsonl":
         rows = []
         with path.open(encoding="utf-8") as fh:

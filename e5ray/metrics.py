@@ -67,7 +67,8 @@ def relevant_counts(judgments: Judgments) -> np.ndarray:
 def recall_at(ranked_gains: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     """Per query: relevant passages among the first k / all relevant passages (0 if none)."""
     hits = (ranked_gains[:, :k] > 0).sum(axis=1)
-    return np.divide(hits, n_relevant, out=np.zeros(len(hits)), where=n_relevant > 0)
+    recall: np.ndarray = np.divide(hits, n_relevant, out=np.zeros(len(hits)), where=n_relevant > 0)
+    return recall
 
 
 def mrr_at(ranked_gains: np.ndarray, k: int) -> np.ndarray:
@@ -81,7 +82,8 @@ def dcg(grades: np.ndarray, k: int) -> np.ndarray:
     """Per row: sum of grade / log2(rank + 1) over the first k ranks (negative grades count 0)."""
     head = np.clip(grades[:, :k], 0.0, None)
     discounts = 1.0 / np.log2(np.arange(2, head.shape[1] + 2))
-    return head @ discounts
+    total: np.ndarray = head @ discounts
+    return total
 
 
 def ndcg_at(ranked_gains: np.ndarray, judgments: Judgments, k: int) -> np.ndarray:
@@ -91,7 +93,8 @@ def ndcg_at(ranked_gains: np.ndarray, judgments: Judgments, k: int) -> np.ndarra
         best = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
         ideal[q, : len(best)] = best
     ideal_dcg = dcg(ideal, k)
-    return np.divide(dcg(ranked_gains, k), ideal_dcg, out=np.zeros(len(judgments)), where=ideal_dcg > 0)
+    ndcg: np.ndarray = np.divide(dcg(ranked_gains, k), ideal_dcg, out=np.zeros(len(judgments)), where=ideal_dcg > 0)
+    return ndcg
 
 
 def per_query_metrics(ranking: np.ndarray, judgments: Judgments) -> dict[str, np.ndarray]:
