@@ -84,7 +84,16 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     previous = load_latest(output, versions)
     model = config.model
     space = describe_space(
-        model.name, model.path, model.max_length, config.precision, model.prefix, model.cache_dir, options
+        model.name,
+        model.path,
+        model.max_length,
+        config.precision,
+        model.prefix,
+        model.cache_dir,
+        options,
+        pooling=model.pooling,
+        long_text=model.long_text,
+        stride=model.stride,
     )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:
@@ -106,7 +115,14 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     reused, todo = reuse_completed(plan.tasks, output, exclude=held)
     # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
     reuse = prepare_reuse(
-        config.reuse, config.full, previous, config.output.format, output.uri, options, needs_index=bool(todo)
+        config.reuse,
+        config.full,
+        previous,
+        config.output.format,
+        config.model.long_text,
+        output.uri,
+        options,
+        needs_index=bool(todo),
     )
     index = reuse.index.path if reuse.index else None
     todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]

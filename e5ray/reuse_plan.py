@@ -12,7 +12,8 @@ A previous version written before content hashes existed cannot be looked up by 
 the run falls back to `shard`, says so in the log, and records why in the manifest
 (`run.reuse.effective` and `run.reuse.reason`). Shards it writes carry hashes, so the
 refresh after it reuses rows again. `--full` never reuses rows (it may change the space).
-Row reuse reads Parquet outputs only; other output formats refresh by shard, and say so.
+Row reuse reads Parquet outputs in `--long-text truncate` mode only (a hash names one
+document's token ids); other formats and modes refresh by shard, and say so.
 
 The index of the previous version is built once, by the first run that needs it, and
 kept at `index/v<N>/` for later runs (and resumes) of the same previous version.
@@ -62,6 +63,7 @@ def prepare_reuse(
     full: bool,
     previous: Manifest | None,
     output_format: str,
+    long_text: str,
     output_uri: str,
     storage_options: dict[str, Any] | None,
     needs_index: bool,
@@ -75,6 +77,8 @@ def prepare_reuse(
         return ReuseSetup(mode, "none", "--full embeds every row again")
     if mode == "rows" and output_format != "parquet":
         return ReuseSetup(mode, "shard", f"row-level reuse reads Parquet outputs; this output is {output_format}")
+    if mode == "rows" and long_text != "truncate":  # a row's hash names one document's token ids
+        return ReuseSetup(mode, "shard", f"row-level reuse needs --long-text truncate; this run uses {long_text}")
     if mode != "rows" or previous is None:
         return ReuseSetup(mode, mode, None if previous else "no previous version: duplicates are still folded")
     shards = previous.shards

@@ -94,6 +94,8 @@ def embed_shard_reusing_rows(
     chunk_rows: int = 2048,
 ) -> ShardEntry:
     """`embed_shard` for a task with `reuse_rows`: same files, same entry, plus reuse counts."""
+    if getattr(embedder, "long_text", "truncate") != "truncate":
+        raise UsageError("row-level reuse needs --long-text truncate (a content hash names one document's token ids)")
     started = time.perf_counter()
     stats = ShardStats()
     rejects: list[dict[str, Any]] = []
@@ -171,6 +173,7 @@ def embed_shard_reusing_rows(
                 hashes = [distinct[int(s)] for s in chunk_slots]
                 sink.write([chunk.ids[p] for p in good], store[chunk_slots], hash_columns(sink, hashes=hashes))
                 stats.embedded += len(good)
+                stats.rows += len(good)
             if not opened:  # a shard with no rows still gets its (empty) output
                 sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
             files = sink.close()
@@ -185,7 +188,7 @@ def embed_shard_reusing_rows(
                 "lookup": lookups.to_dict(),
             }
             seconds = time.perf_counter() - started
-            return _commit(task, output, files, rejects, stats, seconds, reuse, hash_scheme_of(sink))
+            return _commit(task, output, files, rejects, stats, seconds, reuse=reuse, hash_scheme=hash_scheme_of(sink))
         finally:
             chunks.close()  # stops the read-ahead thread if we leave early
             sink.abort()  # removes what is left locally (nothing, after a commit)

@@ -430,3 +430,13 @@ def test_a_jsonl_output_refreshes_by_shard_and_says_why(tmp_path, bert_model_dir
     v2 = run_job(config(inp, out, bert_model_dir, output_format="jsonl"))
     assert reuse_of(v2)["effective"] == "shard" and "Parquet" in reuse_of(v2)["reason"]
     assert sum(to_model) == 120 and all(s["hash_scheme"] is None for s in v2["shards"])
+
+
+def test_chunk_mode_refreshes_by_shard_and_says_why(tmp_path, bert_model_dir, corpus, to_model):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    export(inp, corpus, files=2, seed=1)
+    run_job(config(inp, out, bert_model_dir, long_text="chunk", max_length=16))
+    export(inp, corpus, files=2, seed=2)
+    v2 = run_job(config(inp, out, bert_model_dir, long_text="chunk", max_length=16))
+    assert reuse_of(v2)["effective"] == "shard" and "--long-text truncate" in reuse_of(v2)["reason"]
+    assert all(s["hash_scheme"] is None for s in v2["shards"]) and verify(out) == []
