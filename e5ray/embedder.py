@@ -83,6 +83,8 @@ class E5Embedder:
     `threads` is the exact number of CPU threads the ONNX session may use (default: the
     CPUs this process may run on); set it when several embedders share a node.
     `device="gpu"` needs onnxruntime-gpu with CUDA; there is no silent CPU fallback.
+    `fuse_attention` (fp32): load a copy with attention fused by onnxruntime's transformer
+    optimiser when that fuses anything (e5ray.fusion); fp16 copies are always fused.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class E5Embedder:
         storage_options: dict | None = None,
         gpu_id: int = 0,
         int8_min_cosine: float = 0.99,
+        fuse_attention: bool = True,
     ) -> None:
         if device not in DEVICES:
             raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
@@ -134,7 +137,7 @@ class E5Embedder:
         # Quantised and half-precision copies are separate files with their own hashes.
         from e5ray.precision import prepare_model_file
 
-        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir)
+        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, fuse=fuse_attention)
         self.session = self._make_session(gpu_id)
         self.input_names = {i.name for i in self.session.get_inputs()}
         for required in ("input_ids", "attention_mask"):
