@@ -118,3 +118,27 @@ def place_model(
     else:
         write_model(model_dir, graph=graph, arch=arch, shape=key, seed=seed)
     return key, arch
+
+
+def fusion_counts(
+    shape: str, arch: str | None = None, graph: str = "export", use_gpu: bool = False, full_vocab: bool = False
+) -> dict[str, Any]:
+    """Node counts before and after onnxruntime's transformer optimiser for a random model.
+
+    Unless `full_vocab`, the word table is cut to what the tokenizer needs: it changes
+    no node, only the file size (the e5-large table alone is 1 GB).
+    """
+    import tempfile
+    from dataclasses import asdict, replace
+
+    from e5ray.fusion import optimize_encoder
+    from e5ray.testing_export import write_model
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
+    arch = arch or DEFAULT_ARCH.get(shape, "xlmr")
+    encoder = SHAPES[shape] if full_vocab else replace(SHAPES[shape], vocab_size=SHAPES["tiny"].vocab_size)
+    with tempfile.TemporaryDirectory(prefix="e5ray-fusion-") as tmp:
+        write_model(Path(tmp), graph=graph, arch=arch, shape=encoder)
+        _, report = optimize_encoder(Path(tmp) / "model.onnx", use_gpu=use_gpu)
+    return {"shape": shape, "arch": arch, "graph": graph, "use_gpu": use_gpu, **asdict(report)}

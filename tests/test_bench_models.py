@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from e5ray.bench_models import place_model, shape_key_for, shape_of_config
+from e5ray.bench_models import fusion_counts, place_model, shape_key_for, shape_of_config
 from e5ray.testing_export import write_export_model
 from e5ray.testmodels import SHAPES
 
@@ -73,3 +73,13 @@ def test_the_benchmark_names_a_shape_that_does_not_match_the_export(tmp_path, ca
     args = job.parse_args(["--model-path", str(export), "--shape", "e5-small", "--workdir", str(tmp_path / "w")])
     assert job.main(args) == 2
     assert "--shape e5-small does not match" in capsys.readouterr().err
+
+
+def test_fusion_counts_show_attention_fusing_on_the_export_graph_only():
+    export = fusion_counts("tiny", graph="export", use_gpu=True)
+    nodes = fusion_counts("tiny", graph="nodes", use_gpu=False)
+    layers = SHAPES["tiny"].layers
+    assert export["attention"] == layers and export["softmax_after"] == 0
+    assert nodes["attention"] == 0 and nodes["softmax_after"] == layers
+    with pytest.raises(ValueError, match="unknown shape 'e5-huge'"):
+        fusion_counts("e5-huge")
