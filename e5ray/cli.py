@@ -1,7 +1,9 @@
 """`e5ray` command line: embed, refresh, verify, gc.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
-`add_job_arguments` and `config_from_args`.
+`add_job_arguments` and `config_from_args`. Defaults come from `e5ray.config`.
+Errors a user can cause (`E5RayError`) print one line and exit with their code
+(see `e5ray.errors`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from e5ray.catalog import CATALOG, DEFAULT_MODEL
+from e5ray.catalog import CATALOG
+from e5ray.config import DEVICES, OPTIONS, PRECISIONS, ComputeConfig, JobConfig, ModelConfig, OutputConfig
 from e5ray.corpus import FORMATS
-from e5ray.embedder import DEVICES, PRECISIONS, PREFIXES
-from e5ray.job import JobConfig
+from e5ray.errors import EXIT_INTERRUPTED, E5RayError
+from e5ray.executors.base import EXECUTORS
+from e5ray.sinks.base import SINKS
+from e5ray.space import PREFIXES
+
+GC_KEEP = 3
+GC_MIN_AGE_S = 3600.0
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,42 +39,50 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--id-column", default="id")
     io.add_argument("--text-column", default="text")
     io.add_argument(
+        "--output-format",
+        choices=list(SINKS),
+        default=OutputConfig.format,
+        help=f"embedding shard format (default: {OutputConfig.format}; jsonl is for debugging)",
+    )
+    io.add_argument(
         "--s3-endpoint",
         default=None,
         help="S3 endpoint URL (default: $AWS_ENDPOINT_URL); credentials come from the AWS chain",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_MODEL, help=f"E5 model name (known: {', '.join(CATALOG)})")
+    model.add_argument("--model", default=ModelConfig.name, help=f"E5 model name (known: {', '.join(CATALOG)})")
     model.add_argument(
         "--model-path", default=None, help="local or s3:// directory with the ONNX export (skips the hub download)"
     )
-    model.add_argument("--prefix", choices=list(PREFIXES), default="passage")
-    model.add_argument("--max-length", type=int, default=512)
+    model.add_argument("--prefix", choices=list(PREFIXES), default=ModelConfig.prefix)
+    model.add_argument("--max-length", type=int, default=ModelConfig.max_length)
     model.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=None,
         help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
     )
-    model.add_argument("--int8-min-cosine", type=float, default=0.99)
+    model.add_argument("--int8-min-cosine", type=float, default=ModelConfig.int8_min_cosine)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
+    model.add_argument("--token-budget", type=int, default=None, help="padded tokens per ONNX batch")
     pool = parser.add_argument_group("compute")
-    pool.add_argument("--device", choices=DEVICES, default="cpu")
+    pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device)
     pool.add_argument(
         "--threads-per-actor",
         type=int,
         default=None,
         help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)",
     )
-    pool.add_argument("--min-actors", type=int, default=1)
+    pool.add_argument("--min-actors", type=int, default=ComputeConfig.min_actors)
     pool.add_argument("--max-actors", type=int, default=None, help="default: as many as the cluster fits")
-    pool.add_argument("--gpus-per-actor", type=float, default=1.0)
-    pool.add_argument("--token-budget", type=int, default=None, help="padded tokens per ONNX batch")
-    pool.add_argument("--chunk-rows", type=int, default=2048, help="rows read and embedded per step")
+    pool.add_argument("--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor)
+    pool.add_argument(
+        "--chunk-rows", type=int, default=ComputeConfig.chunk_rows, help="rows read and embedded per step"
+    )
     pool.add_argument(
         "--executor",
-        choices=["ray", "local"],
-        default="ray",
+        choices=list(EXECUTORS),
+        default=ComputeConfig.executor,
         help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray",
     )
     parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
@@ -81,30 +97,7 @@ def job_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
-    return JobConfig(
-        input=args.input,
-        output=args.output,
-        format=args.format,
-        id_column=args.id_column,
-        text_column=args.text_column,
-        model=args.model,
-        model_path=args.model_path,
-        prefix=args.prefix,
-        device=args.device,
-        precision=args.precision,
-        max_length=args.max_length,
-        token_budget=args.token_budget,
-        threads_per_actor=args.threads_per_actor,
-        min_actors=args.min_actors,
-        max_actors=args.max_actors,
-        gpus_per_actor=args.gpus_per_actor,
-        s3_endpoint=args.s3_endpoint,
-        full=args.full,
-        cache_dir=args.cache_dir,
-        chunk_rows=args.chunk_rows,
-        executor=args.executor,
-        int8_min_cosine=args.int8_min_cosine,
-    )
+    return JobConfig.from_options(**{k: v for k, v in vars(args).items() if k in OPTIONS})
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -119,20 +112,20 @@ def run_job_from_args(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     manifest = run_job(config_from_args(args))
     summary = {
-        "version": manifest["version"],
-        "totals": manifest["totals"],
-        "changes": manifest["changes"]["counts"],
-        "tokens_per_s": manifest["run"]["tokens_per_s"],
+        "version": manifest.version,
+        "totals": manifest.totals,
+        "changes": manifest.changes["counts"],
+        "tokens_per_s": manifest.run.tokens_per_s,
     }
     print(json.dumps(summary))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from e5ray.storage import s3_options
+    from e5ray.storage import OutputDir, s3_options
     from e5ray.verify import verify_output
 
-    problems = verify_output(args.output, s3_options(args.s3_endpoint) or None)
+    problems = verify_output(OutputDir(args.output, s3_options(args.s3_endpoint) or None))
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -141,11 +134,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     from e5ray.gc import collect_garbage
-    from e5ray.storage import s3_options
+    from e5ray.storage import OutputDir, s3_options
 
-    deleted = collect_garbage(
-        args.output, args.keep, args.min_age, s3_options(args.s3_endpoint) or None, dry_run=args.dry_run
-    )
+    output = OutputDir(args.output, s3_options(args.s3_endpoint) or None)
+    deleted = collect_garbage(output, args.keep, args.min_age, dry_run=args.dry_run)
     for rel in deleted:
         print(("would delete " if args.dry_run else "deleted ") + rel)
     print(f"{len(deleted)} file(s) {'to delete' if args.dry_run else 'deleted'}")
@@ -153,7 +145,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="e5ray", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="e5ray", description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("embed", "embed a corpus (a refresh when OUTPUT has a manifest)"),
@@ -168,11 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_verify)
     gc = sub.add_parser("gc", help="delete files no kept manifest version references")
     gc.add_argument("output")
-    gc.add_argument("--keep", type=int, default=3, help="manifest versions to keep (default 3)")
+    gc.add_argument("--keep", type=int, default=GC_KEEP, help=f"manifest versions to keep (default {GC_KEEP})")
     gc.add_argument(
         "--min-age",
         type=float,
-        default=3600.0,
+        default=GC_MIN_AGE_S,
         help="spare files younger than this many seconds (a run may be about to commit them)",
     )
     gc.add_argument("--dry-run", action="store_true")
@@ -182,12 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; known failure modes print their message (which names the bad value), not a trace."""
+    """Run a command; an error a user can cause prints one line (its message names the bad
+    value) and returns its exit code. Other exceptions are bugs and keep their traceback."""
     try:
         return func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+    except E5RayError as exc:
         print(f"e5ray: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("e5ray: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """One run of the batch job, from a corpus to a committed manifest version.
 
 The steps do not know where the embedding runs: `run_job` plans, hands the shard tasks
-to an executor (Ray Data actor pools, or in-process for tests and small runs), and
-commits. Re-running on an existing output is a refresh; re-running after a crash is a
-resume, reusing every shard whose completion marker checks out.
+to an executor (`e5ray.executors`), and commits. Re-running on an existing output is a
+refresh; re-running after a crash is a resume, reusing every shard whose completion
+marker checks out. The output is opened once here (an `OutputDir`) and used by every
+driver-side step.
 """
 
 from __future__ import annotations
@@ -13,123 +14,35 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from e5ray import __version__
-from e5ray.corpus import discover
-from e5ray.embedder import describe_space
-from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
+from e5ray.config import JobConfig
+from e5ray.corpus import SourceShard, discover
+from e5ray.errors import ShardFailures, UsageError
+from e5ray.executors.base import Executor, get_executor
+from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
+from e5ray.model_space import describe_space
 from e5ray.plan import plan_refresh
-from e5ray.shards import ShardTask, embed_shard
-from e5ray.storage import filesystem_for, join, s3_options, sha256_of
+from e5ray.shards import ShardTask
+from e5ray.storage import OutputDir
+from e5ray.versions import commit, list_versions, load_latest, next_manifest
+from e5ray.worker import ShardFailure, WorkerSpec
+
+__all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
 
-@dataclass
-class JobConfig:
-    input: str
-    output: str
-    format: str | None = None
-    id_column: str = "id"
-    text_column: str = "text"
-    model: str = "intfloat/multilingual-e5-large"
-    model_path: str | None = None
-    prefix: str = "passage"
-    device: str = "cpu"
-    precision: str | None = None
-    max_length: int = 512
-    token_budget: int | None = None
-    threads_per_actor: int | None = None
-    min_actors: int = 1
-    max_actors: int | None = None
-    gpus_per_actor: float = 1.0
-    s3_endpoint: str | None = None
-    full: bool = False
-    cache_dir: str | None = None
-    chunk_rows: int = 2048
-    executor: str = "ray"  # "ray" or "local" (in-process, no cluster)
-    int8_min_cosine: float = 0.99
-
-    @property
-    def resolved_precision(self) -> str:
-        return self.precision or ("fp16" if self.device == "gpu" else "fp32")
-
-    def storage_options(self) -> dict[str, Any]:
-        return s3_options(self.s3_endpoint)
-
-    def embedder_kwargs(self, threads: int | None) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "model_path": self.model_path,
-            "device": self.device,
-            "threads": threads,
-            "max_length": self.max_length,
-            "token_budget": self.token_budget,
-            "precision": self.resolved_precision,
-            "cache_dir": self.cache_dir,
-            "storage_options": self.storage_options() or None,
-            "int8_min_cosine": self.int8_min_cosine,
-        }
-
-
-Executor = Callable[[list[ShardTask], JobConfig, str], Iterable[dict[str, Any]]]
-
-
-class ShardFailures(RuntimeError):
-    """Some shards could not be embedded; nothing was committed."""
-
-
-def embed_or_report(task: ShardTask, embedder: Any, config: JobConfig) -> dict[str, Any]:
-    """The shard's manifest entry, or {"error": ..., "source": ...} when its data cannot be
-    embedded (an unreadable file, a missing column): a bad shard must not cost the work
-    done on the others, and retrying it would fail the same way."""
-    try:
-        return embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
-    except Exception as exc:  # reported to the driver with the shard it belongs to
-        log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
-        return {"error": f"{type(exc).__name__}: {exc}", "source": task.source.to_dict()}
-
-
-def run_local(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
-    """Embed shard after shard in this process with one embedder (no Ray)."""
-    if not tasks:
-        return
-    from e5ray.embedder import E5Embedder
-
-    embedder = E5Embedder(**config.embedder_kwargs(config.threads_per_actor))
-    check_embedder_space(embedder, config, space_fingerprint)
-    for task in tasks:
-        yield embed_or_report(task, embedder, config)
-
-
-def check_embedder_space(embedder: Any, config: JobConfig, expected: str) -> None:
-    """A worker whose model copy differs from the driver's must not write vectors."""
-    actual = embedder.space.with_prefix(config.prefix)
-    if actual.fingerprint != expected:
-        raise RuntimeError(
-            f"this worker's model ({embedder.files.onnx_path}, sha256 {actual.model_sha256[:16]}) "
-            f"gives embedding space {actual.fingerprint[:16]}, the job planned {expected[:16]}: "
-            "the nodes hold different copies of the model"
-        )
-
-
 def reuse_completed(
-    tasks: list[ShardTask],
-    output: str,
-    storage_options: dict[str, Any] | None,
-    exclude: set[str] | frozenset[str] = frozenset(),
-) -> tuple[list[dict[str, Any]], list[ShardTask]]:
+    tasks: list[ShardTask], output: OutputDir, exclude: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[ShardEntry], list[ShardTask]]:
     """Split tasks into those a previous (killed) run finished, checked, and the rest.
 
-    A marker naming a path in `exclude` is not reused.
+    A marker naming a file in `exclude` is not reused.
     """
-    fs, root = filesystem_for(output, storage_options)
     reused, todo = [], []
     for task in tasks:
-        entry = _checked_marker(fs, root, task, exclude)
+        entry = _checked_marker(output, task, exclude)
         if entry is None:
             todo.append(task)
         else:
@@ -137,22 +50,17 @@ def reuse_completed(
     return reused, todo
 
 
-def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | frozenset[str]) -> dict[str, Any] | None:
+def _checked_marker(output: OutputDir, task: ShardTask, exclude: set[str] | frozenset[str]) -> ShardEntry | None:
     try:
-        with fs.open(join(root, task.marker_path), "rb") as fh:
-            entry = json.loads(fh.read())
-    except (FileNotFoundError, ValueError):
+        entry = ShardEntry.from_dict(json.loads(output.read_bytes(task.marker_path)))
+    except (FileNotFoundError, ValueError, KeyError, TypeError):  # absent, or not a marker we can read
         return None
-    if entry["path"] in exclude:
+    if any(f.path in exclude for f in entry.files):
         return None
-    files = [(entry["path"], entry["bytes"], entry["sha256"])]
-    if entry.get("rejects"):
-        r = entry["rejects"]
-        files.append((r["path"], r["bytes"], r["sha256"]))
-    for rel, size, sha in files:
-        path = join(root, rel)
+    refs = [*entry.files, *([entry.rejects] if entry.rejects else [])]
+    for ref in refs:
         try:
-            if fs.size(path) != size or sha256_of(fs, path) != sha:
+            if output.size(ref.path) != ref.bytes or output.sha256(ref.path) != ref.sha256:
                 return None
         except FileNotFoundError:  # gone (or being collected): embed the shard again
             return None
@@ -163,34 +71,36 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, Any]:
+def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
     started, t0 = _now(), time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
-    options = config.storage_options() or None
-    sources = discover(config.input, config.format, options)
-    versions = list_versions(config.output, options)
-    previous = load_latest(config.output, options, versions)
+    options = config.storage_options()
+    output = OutputDir(config.output.uri, options)
+    sources = discover(config.input.uri, config.input.format, options)
+    versions = list_versions(output)
+    previous = load_latest(output, versions)
+    model = config.model
     space = describe_space(
-        config.model,
-        config.model_path,
-        config.max_length,
-        config.resolved_precision,
-        config.prefix,
-        config.cache_dir,
-        options,
+        model.name, model.path, model.max_length, config.precision, model.prefix, model.cache_dir, options
     )
     check_space(previous, space, config.full)
+    if previous and previous.output_format != config.output.format and not config.full:
+        raise UsageError(
+            f"{config.output.uri} holds {previous.output_format} shards, this run writes {config.output.format}: "
+            "one version holds one format; re-embed everything with --full, or write to another output"
+        )
 
-    def make_task(source: Any) -> ShardTask:
-        return ShardTask(source, config.output, space.fingerprint, config.id_column, config.text_column, config.prefix)
+    def make_task(source: SourceShard) -> ShardTask:
+        inp = config.input
+        return ShardTask(source, space.fingerprint, inp.id_column, inp.text_column, model.prefix, config.output.format)
 
     plan = plan_refresh(sources, previous, make_task, config.full)
     # --full embeds again what the previous version holds, but still reuses what a killed
     # --full run finished since (files no version references yet): an interrupted switch
     # to a new space resumes instead of starting over.
-    held = {e["path"] for e in previous["shards"]} if config.full and previous else set()
-    reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
+    held = previous.referenced() if config.full and previous else set()
+    reused, todo = reuse_completed(plan.tasks, output, exclude=held)
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -200,27 +110,20 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         len(todo),
     )
 
-    if executor is None:
-        if config.executor == "local":
-            executor = run_local
-        elif config.executor == "ray":
-            from e5ray.pipeline import run_on_ray
-
-            executor = run_on_ray
-        else:
-            raise ValueError(f"unknown executor {config.executor!r}; valid: ray, local")
+    run = executor or get_executor(config.compute.executor)
     t_embed = time.perf_counter()
-    embedded, failed = [], []
-    for entry in executor(todo, config, space.fingerprint):
-        if "error" in entry:
-            failed.append(entry)
+    embedded: list[ShardEntry] = []
+    failed: list[ShardFailure] = []
+    for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
+        if isinstance(result, ShardFailure):
+            failed.append(result)
             continue
-        embedded.append(entry)
+        embedded.append(result)
         log.info(
             "shard %s: %d rows, %d rejected (%d/%d shards)",
-            entry["source"]["relpath"],
-            entry["rows"],
-            entry["rejected"],
+            result.source.relpath,
+            result.rows,
+            result.rejected,
             len(embedded),
             len(todo),
         )
@@ -229,45 +132,39 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         raise ShardFailures(
             f"{len(failed)} of {len(todo)} shards could not be embedded; nothing was committed "
             "(finished shards are kept and reused by the next run):\n"
-            + "\n".join(f"  {f['source']['uri']}: {f['error']}" for f in failed)
+            + "\n".join(f"  {f.source.uri}: {f.error}" for f in failed)
         )
     if len(embedded) != len(todo):
         raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
 
-    shards = sorted(plan.carried + reused + embedded, key=lambda e: e["source"]["uri"])
-    tokens = sum(e["tokens"] for e in embedded)
-    number = (versions[-1] if versions else (previous or {}).get("version", 0)) + 1
-    manifest = {
-        "format": FORMAT,
-        "version": number,
-        "previous": version_name(previous["version"]) if previous else None,
-        "space": space.to_dict(),
-        "input": {
-            "uri": config.input,
-            "format": config.format,
-            "id_column": config.id_column,
-            "text_column": config.text_column,
-        },
-        "shards": shards,
-        "totals": totals(shards),
-        "changes": plan.changes(),
-        "run": {
-            "id": run_id,
-            "started": started,
-            "finished": _now(),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "e5ray_version": __version__,
-            "full": config.full,
-            "device": config.device,
-            "executor": config.executor,
-            "embedded_shards": len(embedded),
-            "reused_shards": len(reused),
-            "carried_shards": len(plan.carried),
-            "tokens": tokens,
-            "padded_tokens": sum(e["padded_tokens"] for e in embedded),
-            "tokens_per_s": round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
-        },
-    }
-    name = commit(config.output, manifest, options)
-    log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
+    tokens = sum(e.tokens for e in embedded)
+    run_info = RunInfo(
+        id=run_id,
+        started=started,
+        finished=_now(),
+        seconds=round(time.perf_counter() - t0, 3),
+        e5ray_version=__version__,
+        full=config.full,
+        device=config.compute.device,
+        executor=config.compute.executor,
+        embedded_shards=len(embedded),
+        reused_shards=len(reused),
+        carried_shards=len(plan.carried),
+        tokens=tokens,
+        padded_tokens=sum(e.padded_tokens for e in embedded),
+        tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+    )
+    inp = config.input
+    manifest = next_manifest(
+        previous,
+        versions,
+        space,
+        {"uri": inp.uri, "format": inp.format, "id_column": inp.id_column, "text_column": inp.text_column},
+        plan.carried + reused + embedded,
+        plan.changes(),
+        config.output.format,
+        run_info,
+    )
+    name = commit(output, manifest)
+    log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
     return manifest

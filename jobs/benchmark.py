@@ -4,35 +4,30 @@
     python jobs/benchmark.py --shape e5-small --sweep --skip-fastembed --skip-job
     python jobs/benchmark.py --shape e5-small --precision int8
     python jobs/benchmark.py --device gpu --shape e5-large --docs 20000  # one H100: fp16 vs fp32, tokens/s
-    python jobs/benchmark.py --graph nodes ...            # the node-by-node graph of the first tables
-    python jobs/benchmark.py --model-path DIR --skip-fastembed   # your own export, on your hardware
+    python jobs/benchmark.py --model-path ~/models/multilingual-e5-small  # your own ONNX export
+    python jobs/benchmark.py --graph nodes ...     # the node-by-node graph of the first tables
 
-The model is random-weight, laid out as torch.onnx exports BERT/XLM-R (`--graph export`, the
-default: attention fuses as in real exports) or node by node (`--graph nodes`), or a real
-export directory (`--model-path`; shape and architecture read from its config.json).
+The random-weight model is laid out as torch.onnx exports BERT/XLM-R (`--graph export`, the
+default, where attention fuses as in real exports) or node by node (`--graph nodes`).
 
-Contestants (random-weight encoder of a real E5 shape, synthetic lognormal-length corpus):
+Contestants (random-weight encoder of a real E5 shape, or your export with --model-path;
+synthetic lognormal-length corpus, sized with the model's own tokenizer):
 1. plain fastembed as a user calls it (`TextEmbedding(...).embed(texts)`, defaults);
 2. e5ray's embedder in-process (`E5Embedder(...).embed_passages(texts)`);
 3. the whole e5ray job (Parquet shards -> run_job(executor="ray") on a local Ray -> shards + manifest);
 4. the ceiling: tokens/s that onnxruntime's measured MatMul FLOP/s on these cores allows.
-The machinery lives in e5ray/benchmarking.py.
+The machinery lives in e5ray/bench/ (install with `pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-from dataclasses import asdict
-from pathlib import Path
 
-from e5ray.bench_models import place_model
-from e5ray.benchmarking import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig, run_benchmark
-from e5ray.fusion import read_report
-from e5ray.testing_export import GRAPHS
-from e5ray.testmodels import SHAPES
+from e5ray.bench.config import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig
+from e5ray.bench.run import run_benchmark
+from e5ray.testing.export import GRAPHS
+from e5ray.testing.shapes import SHAPES
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -59,12 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--graph",
         choices=GRAPHS,
         default="export",
-        help="random-weight model laid out as a torch export (attention fuses) or node by node (default: export)",
+        help="layout of the random-weight model: as torch exports it (attention fuses) or node by node",
     )
     parser.add_argument(
         "--model-path",
         default=None,
-        help="a real exported model directory (config.json, tokenizer files, .onnx) instead of a random one",
+        help="a real exported model directory (model.onnx or onnx/model.onnx beside tokenizer.json and "
+        "config.json) instead of a random-weight one; not with --shape or --arch",
     )
     parser.add_argument(
         "--docs", type=int, default=None, help="documents for the comparison (default: 600 on CPU, 20000 on GPU)"
@@ -122,35 +118,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model, corpus and outputs (default: a new temporary dir); reused models are not rewritten",
     )
     parser.add_argument("--out", default=None, help="write the result JSON here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model_path and (args.shape or args.arch):
+        parser.error("--model-path takes the shape and arch from the model's config.json: drop --shape/--arch")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
     gpu = args.device == "gpu"
-    if gpu:  # before anything is written: e5-large is 2 GB
-        from e5ray.embedder import require_cuda
-
-        try:
-            require_cuda()
-        except RuntimeError as exc:
-            print(f"benchmark: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="e5ray-bench-"))
-    try:
-        shape, arch = place_model(
-            workdir,
-            shape=args.shape or (None if args.model_path else "e5-large" if gpu else "e5-small"),
-            arch=args.arch,
-            graph=args.graph,
-            model_path=args.model_path,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        print(f"benchmark: error: {exc}", file=sys.stderr)
-        return 2
     config = BenchConfig(
-        shape=shape,
-        arch=arch,
+        shape=args.shape or ("e5-large" if gpu else "e5-small"),
+        arch=args.arch,
+        model_path=args.model_path,
+        graph=args.graph,
         docs=args.docs or (20_000 if gpu else 600),
         fastembed_docs=args.fastembed_docs,
         threads=args.threads,
@@ -167,27 +147,15 @@ def main(args: argparse.Namespace) -> int:
         skip_job=args.skip_job,
         skip_embedder=args.skip_embedder,
         seed=args.seed,
-        workdir=str(workdir),
+        workdir=args.workdir,
         gpu_sample=args.gpu_sample,
         gpu_fastembed_docs=args.gpu_fastembed_docs,
     )
-    log = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        result = run_benchmark(config, log=log)
+        run_benchmark(config, out=args.out, log=lambda line: print(line, flush=True))
     except (ValueError, RuntimeError) as exc:
         print(f"benchmark: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    model_dir = workdir / f"model-{arch}-{shape}"
-    report = read_report(model_dir / "model.fused.onnx")
-    result["model"].update(graph=args.graph if not args.model_path else "model-path", model_path=args.model_path)
-    result["fusion"] = asdict(report) if report else None
-    log(
-        f"model graph: {result['model']['graph']}; attention fusion (fp32 CPU copy): {report.summary() if report else 'none'}"
-    )
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1, default=float))
-        log(f"wrote {args.out}")
     return 0
 
 

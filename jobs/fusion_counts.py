@@ -3,7 +3,7 @@
     python jobs/fusion_counts.py --shape e5-large        # export and node graphs, use_gpu off and on
 
 Shows whether attention fuses (Attention nodes appear, Softmax goes to 0). The machinery
-is e5ray.bench_models.fusion_counts.
+is e5ray.bench.fusion_counts.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import argparse
 import json
 import sys
 
-from e5ray.bench_models import fusion_counts
-from e5ray.testing_export import GRAPHS
-from e5ray.testmodels import SHAPES
+from e5ray.bench.fusion_counts import fusion_counts
+from e5ray.testing.export import GRAPHS
+from e5ray.testing.shapes import SHAPES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,7 +5,7 @@
     python jobs/gpu_bench.py --device cpu --shape tiny --docs 500   # the script's own test, no GPU
 
 Writes gpu_bench.json and gpu_bench.log to --out (default: $OUT when set). Needs
-onnxruntime-gpu (CUDA) for --device gpu. The machinery lives in e5ray/bench_gpu.py.
+onnxruntime-gpu (CUDA) for --device gpu. The machinery lives in e5ray/bench/gpu_throughput.py and e5ray/bench/feed.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import argparse
 import os
 import sys
 
-from e5ray.bench_gpu import GpuBenchConfig, run_gpu_bench
-from e5ray.testing_export import GRAPHS
-from e5ray.testmodels import SHAPES
+from e5ray.bench.gpu_throughput import GpuBenchConfig, run_gpu_bench
+from e5ray.testing.export import GRAPHS
+from e5ray.testing.shapes import SHAPES
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Export-shaped encoders (e5ray.testing_export) and attention fusion (e5ray.fusion)."""
+"""Export-shaped encoders (e5ray.testing.export) and attention fusion (e5ray.fusion)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import pytest
 from e5ray import E5Embedder
 from e5ray.fusion import optimize_encoder, read_report
 from e5ray.precision import convert_fp16, prepare_model_file
-from e5ray.testing_export import export_graph, write_export_model, write_model
-from e5ray.testmodels import SHAPES, EncoderShape, load_reference, sample_words, write_test_model
+from e5ray.testing.export import export_graph, write_export_model, write_model
+from e5ray.testing.models import write_test_model
+from e5ray.testing.reference import load_reference
+from e5ray.testing.shapes import SHAPES, EncoderShape
+from e5ray.testing.words import sample_words
 
 TEXTS = [
     "short",
@@ -146,7 +149,7 @@ def test_write_model_chooses_the_graph_and_names_the_valid_ones(tmp_path):
     write_model(tmp_path / "e", graph="export", arch="bert")
     write_model(tmp_path / "n", graph="nodes", arch="bert")
     assert onnx.load(str(tmp_path / "e" / "model.onnx")).producer_name == "pytorch"
-    assert onnx.load(str(tmp_path / "n" / "model.onnx")).producer_name == "e5ray.testmodels"
+    assert onnx.load(str(tmp_path / "n" / "model.onnx")).producer_name == "e5ray.testing"
     with pytest.raises(ValueError, match="valid: export, nodes"):
         write_model(tmp_path / "x", graph="torch")
 

@@ -1,7 +1,7 @@
 """Random-weight encoders with the graph of a real Hugging Face / Optimum ONNX export.
 
 `write_export_model` writes the same network, weights and tokenizer as
-`e5ray.testmodels.write_test_model` (same seed, same numbers), but laid out node for node
+`e5ray.testing.models.write_test_model` (same seed, same numbers), but laid out node for node
 the way `torch.onnx.export` (TorchScript exporter, opset 14, dynamic batch and sequence
 axes) writes `BertModel` and `XLMRobertaModel` from transformers 4.x with eager
 attention: the exporter that made the published E5 exports (Xenova/multilingual-e5-*,
@@ -17,11 +17,11 @@ Qdrant/multilingual-e5-large-onnx, intfloat's e5-*-v2 via Optimum). That means
   ``cumsum(ids != pad) * (ids != pad) + pad`` and token types expanded from a buffer.
 
 Why it matters: onnxruntime's transformer optimiser fuses attention by matching exactly
-this pattern. On the node-by-node graph of `e5ray.testmodels` attention did not fuse, so
+this pattern. On the node-by-node graph of `e5ray.testing.models` attention did not fuse, so
 benchmarks on it misstate what users of the real exports get. `tests/test_export_shaped.py`
 holds the op sequence to a live torch export when torch and transformers are installed.
 
-Needs the optional ``onnx`` package (the ``test``/``quant`` extras); no torch at run time.
+Needs the optional ``onnx`` package (the ``test``/``bench`` extras); no torch at run time.
 """
 
 from __future__ import annotations
@@ -33,27 +33,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from e5ray.testmodels import (
-    _ARCHS,
+from e5ray.testing.extras import missing_extra
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError as exc:  # an optional extra: say which one to install
+    raise missing_extra("onnx", "e5ray.testing.export (writing export-shaped models)") from exc
+
+from e5ray.testing.archs import ARCHS, Arch
+from e5ray.testing.models import (
     _EXTERNAL_ALIGNMENT,
     EXTERNAL_DATA_THRESHOLD,
-    Arch,
-    EncoderShape,
     _add_weight,
-    _build_tokenizer,
-    _full_vocab,
-    _generate,
     _model_config,
-    _resolve_shape,
     _set_external,
-    _tokenizer_configs,
-    _weight_bytes,
-    _weight_specs,
-    sample_words,
 )
+from e5ray.testing.shapes import EncoderShape, resolve_shape
+from e5ray.testing.tokenizer import build_tokenizer, full_vocab, tokenizer_configs
+from e5ray.testing.weights import generate_weight, weight_bytes, weight_specs
+from e5ray.testing.words import sample_words
 
 __all__ = ["EXPORT_OPSET", "GRAPHS", "export_graph", "write_export_model", "write_model"]
 
@@ -126,7 +126,7 @@ def _split_heads(g: _Torchish, scope: str, x: str, heads: int, head_dim: int) ->
 
 
 def _embeddings(g: _Torchish, arch: Arch, shape: EncoderShape) -> str:
-    spec = _ARCHS[arch]
+    spec = ARCHS[arch]
     positions_rows = shape.max_positions + spec.position_offset
     s = "/embeddings"
     if arch == "bert":
@@ -137,7 +137,9 @@ def _embeddings(g: _Torchish, arch: Arch, shape: EncoderShape) -> str:
         end = g.op(s, "Unsqueeze", seq, g.const(s, [0], np.int64))
         positions = g.op(s, "Slice", buffer, starts, end, axes, g.const(s, [1], np.int64))
         words = g.op(f"{s}/word_embeddings", "Gather", "embeddings.word_embeddings.weight", "input_ids")
-        types = g.op(f"{s}/token_type_embeddings", "Gather", "embeddings.token_type_embeddings.weight", "token_type_ids")
+        types = g.op(
+            f"{s}/token_type_embeddings", "Gather", "embeddings.token_type_embeddings.weight", "token_type_ids"
+        )
         x = g.op(s, "Add", words, types)
         pos = g.op(f"{s}/position_embeddings", "Gather", "embeddings.position_embeddings.weight", positions)
         x = g.op(s, "Add", x, pos)
@@ -210,7 +212,12 @@ def _layer(g: _Torchish, layer: int, x: str, mask: str, shape: EncoderShape, eps
     inner = _linear(g, f"{inter}/dense", x, p + "intermediate.dense")
     act = f"{inter}/intermediate_act_fn"
     erf = g.op(act, "Erf", g.op(act, "Div", inner, g.const(act, math.sqrt(2.0), np.float32)))
-    gelu = g.op(act, "Mul", g.op(act, "Mul", inner, g.op(act, "Add", erf, g.const(act, 1.0, np.float32))), g.const(act, 0.5, np.float32))
+    gelu = g.op(
+        act,
+        "Mul",
+        g.op(act, "Mul", inner, g.op(act, "Add", erf, g.const(act, 1.0, np.float32))),
+        g.const(act, 0.5, np.float32),
+    )
     ffn = _linear(g, f"{s}/output/dense", gelu, p + "output.dense")
     y = _layer_norm(g, f"{s}/output", g.op(f"{s}/output", "Add", ffn, x), p + "output.LayerNorm", eps)
     if last:  # the exporter names the graph output after the last node's output
@@ -220,11 +227,11 @@ def _layer(g: _Torchish, layer: int, x: str, mask: str, shape: EncoderShape, eps
 
 
 def export_graph(arch: Arch, shape: str | EncoderShape) -> onnx.GraphProto:
-    """The export-shaped network without its weight initializers (names as in `_weight_specs`)."""
-    if arch not in _ARCHS:
-        raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {arch!r}")
-    encoder = _resolve_shape(shape)
-    eps = _ARCHS[arch].layer_norm_eps
+    """The export-shaped network without its weight initializers (names as in `weight_specs`)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
+    encoder = resolve_shape(shape)
+    eps = ARCHS[arch].layer_norm_eps
     g = _Torchish()
     x = _embeddings(g, arch, encoder)
     mask = _extended_mask(g)
@@ -256,18 +263,18 @@ def write_export_model(
     graph differs. `external_data=None` splits the weights into `<onnx_name>_data` above
     ~1.5 GiB (e5-large), as the real e5-large export is split. Returns the directory.
     """
-    if arch not in _ARCHS:
-        raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {arch!r}")
-    encoder = _resolve_shape(shape)
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
+    encoder = resolve_shape(shape)
     word_list = sample_words() if words is None else list(words)
-    vocab = _full_vocab(arch, word_list, encoder.vocab_size)  # validates before any heavy work
+    vocab = full_vocab(arch, word_list, encoder.vocab_size)  # validates before any heavy work
     root = Path(directory)
     onnx_path = root / onnx_name
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     data_name = onnx_path.name + "_data"
     data_path = onnx_path.parent / data_name
     if external_data is None:
-        external_data = _weight_bytes(arch, encoder) > EXTERNAL_DATA_THRESHOLD
+        external_data = weight_bytes(arch, encoder) > EXTERNAL_DATA_THRESHOLD
 
     model = helper.make_model(
         export_graph(arch, encoder),
@@ -280,8 +287,8 @@ def write_export_model(
     if external_data:
         # Streamed tensor by tensor: peak memory is one tensor, not the whole model.
         with open(data_path, "wb") as data_file:
-            for weight in _weight_specs(arch, encoder):
-                array = _generate(rng, weight).astype("<f4", copy=False)
+            for weight in weight_specs(arch, encoder):
+                array = generate_weight(rng, weight).astype("<f4", copy=False)
                 offset = data_file.tell()
                 offset += -offset % _EXTERNAL_ALIGNMENT
                 data_file.seek(offset)
@@ -290,15 +297,15 @@ def write_export_model(
                 del array
     else:
         data_path.unlink(missing_ok=True)
-        for weight in _weight_specs(arch, encoder):
-            _add_weight(model.graph, weight).raw_data = _generate(rng, weight).astype("<f4", copy=False).tobytes()
+        for weight in weight_specs(arch, encoder):
+            _add_weight(model.graph, weight).raw_data = generate_weight(rng, weight).astype("<f4", copy=False).tobytes()
     onnx_path.write_bytes(model.SerializeToString())
     del model
     onnx.checker.check_model(str(onnx_path))
 
-    tokenizer = _build_tokenizer(arch, vocab)
+    tokenizer = build_tokenizer(arch, vocab)
     tokenizer.save(str(root / "tokenizer.json"))
-    tokenizer_config, tokens_map = _tokenizer_configs(arch, encoder.vocab_size)
+    tokenizer_config, tokens_map = tokenizer_configs(arch, encoder.vocab_size)
     config = _model_config(arch, encoder, seed)
     config["e5ray_testmodel"]["graph"] = "export"
     for filename, content in (
@@ -315,7 +322,7 @@ def write_model(directory: str | Path, *, graph: str = "export", **kwargs: Any) 
     if graph == "export":
         return write_export_model(directory, **kwargs)
     if graph == "nodes":
-        from e5ray.testmodels import write_test_model
+        from e5ray.testing.models import write_test_model
 
         return write_test_model(directory, **kwargs)
     raise ValueError(f"unknown graph {graph!r}; valid: {', '.join(GRAPHS)}")

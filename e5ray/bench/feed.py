@@ -1,7 +1,7 @@
 """Feeding an accelerator: tokenise ahead in one thread, run ONNX sessions in others.
 
 The shape of e5ray's GPU worker (read and tokenise the next chunk while the device runs
-this one), made measurable piece by piece for `e5ray.bench_gpu`:
+this one), made measurable piece by piece for `e5ray.bench.gpu_throughput`:
 
 * `make_batches` turns texts into padded, length-sorted token-budget batches chunk by
   chunk, timing tokenisation and array building separately;

@@ -1,8 +1,8 @@
 """The GPU throughput benchmark behind `jobs/gpu_bench.py`: one prepared run, every variant side by side.
 
-On one GPU it builds an export-shaped random-weight encoder (`e5ray.testing_export`,
+On one GPU it builds an export-shaped random-weight encoder (`e5ray.testing.export`,
 e5-large by default, weights in external data), lets E5Embedder make its fused fp16 copy,
-and embeds the synthetic lognormal corpus of `e5ray.benchmarking` with tokenisation
+and embeds the synthetic lognormal corpus of `e5ray.bench.corpus` with tokenisation
 included, in stages whose results are written to JSON as soon as each ends (a run cut
 short still leaves what it measured):
 
@@ -33,15 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from e5ray.bench_pipeline import GpuSampler, Runner, make_batches, run_pipeline
-from e5ray.benchmarking import (
-    DEFAULT_ARCH,
-    H100_DENSE_FP16_FLOPS,
-    flops_per_token,
-    length_stats,
-    make_corpus,
-)
-from e5ray.testmodels import SHAPES
+from e5ray.bench.ceiling import H100_DENSE_FP16_FLOPS, flops_per_token
+from e5ray.bench.config import DEFAULT_ARCH
+from e5ray.bench.corpus import length_stats, make_corpus
+from e5ray.bench.feed import GpuSampler, Runner, make_batches, run_pipeline
+from e5ray.testing.shapes import SHAPES
 
 Log = Callable[[str], None]
 
@@ -161,7 +157,7 @@ def _runner(cfg: GpuBenchConfig, embedder: Any, io_binding: bool = False) -> Run
 def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = print) -> dict[str, Any]:
     """Run every stage; returns (and writes to `out_dir`/gpu_bench.json) the results."""
     from e5ray.fusion import read_report
-    from e5ray.testing_export import write_model
+    from e5ray.testing.export import write_model
 
     if cfg.device not in ("gpu", "cpu"):
         raise ValueError(f"unknown device {cfg.device!r}; valid: gpu, cpu")
@@ -365,7 +361,7 @@ def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = pr
     # 4. Device-only sweep over batch shapes: pre-built batches, no tokeniser in the loop.
     sweep: dict[str, Any] = {}
     if report.elapsed() <= cfg.time_budget_s:
-        from e5ray.bench_pipeline import FeedStats
+        from e5ray.bench.feed import FeedStats
 
         sweep_texts = texts[: cfg.sweep_docs]
         for budget in cfg.sweep_budgets:
