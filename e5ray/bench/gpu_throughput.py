@@ -175,6 +175,8 @@ def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = pr
         require_cuda()
     report.put("machine", _machine(cfg))
     report.log(f"machine: {report.data['machine']}")
+    report.put("smoke", _smoke(cfg))
+    report.log(f"smoke (tiny model, device vs CPU fp32): {report.data['smoke']}")
 
     # Model: export-shaped, fp32 with external data when large; E5Embedder makes the fp16 copy.
     arch = cfg.arch or DEFAULT_ARCH[cfg.shape]
@@ -402,6 +404,29 @@ def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = pr
     report.put("total_s", round(report.elapsed(), 1))
     report.log(f"done in {report.elapsed():.0f}s")
     return report.data
+
+
+def _smoke(cfg: GpuBenchConfig) -> dict[str, Any]:
+    """Seconds-long check on a tiny export-shaped model before the large one is written:
+    the device's kernels run and agree with the CPU (raises RuntimeError otherwise)."""
+    from e5ray.testing.export import write_model
+    from e5ray.testing.words import sample_words
+
+    model_dir = Path(cfg.workdir) / "smoke-xlmr-tiny"
+    if not (model_dir / "config.json").is_file():
+        write_model(model_dir, graph="export", arch="xlmr", shape="tiny", seed=1)
+    words = sample_words()
+    texts = [" ".join(words[i : i + 1 + (i * 7) % 90]) for i in range(64)]
+    t0 = time.perf_counter()
+    try:
+        device = _embedder(cfg, model_dir).embed_passages(texts)
+    except Exception as exc:
+        raise RuntimeError(f"the tiny model failed on {cfg.device}: {type(exc).__name__}: {exc}") from exc
+    cpu = _embedder(cfg, model_dir, device="cpu", precision="fp32", token_budget=None, max_batch_rows=None)
+    cos = _cosines(device, cpu.embed_passages(texts))
+    if cos["min"] < 0.999:
+        raise RuntimeError(f"the tiny model's vectors on {cfg.device} disagree with the CPU's: cosine {cos}")
+    return {"cosine_vs_cpu_fp32": cos, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _rate(entry: Any) -> float:
