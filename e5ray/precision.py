@@ -50,16 +50,22 @@ def _cache_path(source: Path, tag: str, cache_dir: str | os.PathLike[str] | None
 
 
 def prepare_model_file(
-    source: Path, precision: str, cache_dir: str | os.PathLike[str] | None = None, fuse: bool = True
+    source: Path,
+    precision: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    pooling: str = "mean",
+    fuse: bool = True,
 ) -> Path:
     """The model file to load for `precision`, converting (once, under a lock) if needed.
 
-    fp32 with `fuse`: a copy with attention fused by onnxruntime's transformer optimiser
-    (e5ray.fusion), used only when attention did fuse; otherwise `source` itself.
-    """
+    The fp16 copy carries its pooling head, so each pooling method has its own file
+    (`model.fp16.onnx` for mean, as before; `model.fp16-cls.onnx` for cls). fp32 with `fuse`:
+    a copy with attention fused by onnxruntime's transformer optimiser (e5ray.fusion), used
+    only when attention did fuse; otherwise `source` itself."""
     if precision == "fp32":
         return _fused_fp32(source, cache_dir) if fuse else source
-    target = _cache_path(source, precision, cache_dir)
+    tag = precision if precision != "fp16" or pooling == "mean" else f"fp16-{pooling}"
+    target = _cache_path(source, tag, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
@@ -71,7 +77,7 @@ def prepare_model_file(
         elif precision == "fp16":
             from e5ray.fusion import write_report
 
-            report = convert_fp16(source, tmp)
+            report = convert_fp16(source, tmp, pooling)
             os.replace(tmp, target)
             write_report(report, target)  # what fused, for whoever reads the GPU figures
         else:
@@ -122,10 +128,11 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def convert_fp16(source: Path, target: Path) -> FusionReport:
+def convert_fp16(source: Path, target: Path, pooling: str = "mean") -> FusionReport:
     """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, convert
-    weights to fp16 keeping fp32 inputs and outputs, and append the E5 pooling head so the
-    device returns pooled, normalised vectors (pooling arithmetic in fp32). Returns what fused."""
+    weights to fp16 keeping fp32 inputs and outputs, and append the pooling head (`pooling`)
+    so the device returns pooled, normalised vectors (pooling arithmetic in fp32). Returns
+    what fused."""
     try:
         import onnx  # noqa: F401  (the optimiser and the graph edit need it)
 
@@ -135,7 +142,7 @@ def convert_fp16(source: Path, target: Path) -> FusionReport:
         raise UsageError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
     optimized, report = optimize_encoder(source, use_gpu=True)
     optimized.convert_float_to_float16(keep_io_types=True)
-    add_e5_pooling(optimized.model)
+    add_e5_pooling(optimized.model, pooling=pooling)
     save_optimized(optimized, target)
     return report
 
