@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,14 @@ def prepare_model_file(
 def _fused_fp32(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
     from e5ray.fusion import fuse_attention, read_report, report_path
 
+    try:  # the optimiser needs the onnx package, which a core install does not have
+        import onnx  # noqa: F401
+    except ImportError:
+        logging.getLogger("e5ray").warning(
+            "attention is not fused: the onnx package is missing (pip install 'e5ray[quant]'); "
+            "vectors are the same, only slower"
+        )
+        return source
     target = _cache_path(source, "fused", cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
