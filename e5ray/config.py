@@ -23,13 +23,16 @@ from e5ray.catalog import DEFAULT_MODEL
 from e5ray.corpus import FORMATS
 from e5ray.errors import ConfigError
 from e5ray.executors.base import EXECUTORS
+from e5ray.pooling import E5_POOLING, POOLINGS
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
 from e5ray.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
+from e5ray.windows import LONG_TEXT_MODES
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
+REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
@@ -79,9 +82,16 @@ class ModelConfig:
     int8_min_cosine: float = 0.99
     token_budget: int | None = None  # None: the embedder's per-device default
     cache_dir: str | None = None
+    # Space parameters beyond the model (e5ray.pooling, e5ray.windows).
+    pooling: str = E5_POOLING
+    long_text: str = "truncate"
+    stride: int | None = None  # tokens of overlap between windows; None: max_length // 8
 
     def __post_init__(self) -> None:
         _choice("model.prefix (--prefix)", self.prefix, list(PREFIXES))
+        _choice("model.pooling (--pooling)", self.pooling, list(POOLINGS))
+        _choice("model.long_text (--long-text)", self.long_text, LONG_TEXT_MODES)
+        _at_least("model.stride (--stride)", self.stride, 0, optional=True)
         _choice("model.precision (--precision)", self.precision, PRECISIONS, optional=True)
         _at_least("model.max_length (--max-length)", self.max_length, 2)
         _at_least("model.token_budget (--token-budget)", self.token_budget, 1, optional=True)
@@ -130,8 +140,10 @@ class JobConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     s3_endpoint: str | None = None  # None: $AWS_ENDPOINT_URL; credentials come from the AWS chain
     full: bool = False  # re-embed every shard (allowed across embedding spaces)
+    reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.reuse_plan)
 
     def __post_init__(self) -> None:
+        _choice("reuse (--reuse)", self.reuse, REUSE_MODES)
         if self.precision == "fp16" and self.compute.device != "gpu":
             raise ConfigError("model.precision (--precision) 'fp16' needs compute.device (--device) 'gpu'")
 
@@ -178,5 +190,6 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     **{f.name: ("compute", f.name) for f in dataclasses.fields(ComputeConfig)},
     "s3_endpoint": ("", "s3_endpoint"),
     "full": ("", "full"),
+    "reuse": ("", "reuse"),
 }
 OPTIONS = tuple(_OPTION_FIELDS)

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from e5ray import __version__
@@ -25,6 +26,7 @@ from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
 from e5ray.model_space import describe_space
 from e5ray.plan import plan_refresh, split_tasks
 from e5ray.resume import parallel_map, reuse_completed
+from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
 from e5ray.shards import ShardTask
 from e5ray.storage import OutputDir
 from e5ray.units import RowGroupStats, UnitTarget, needs_footer
@@ -67,7 +69,16 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     previous = load_latest(output, versions)
     model = config.model
     space = describe_space(
-        model.name, model.path, model.max_length, config.precision, model.prefix, model.cache_dir, options
+        model.name,
+        model.path,
+        model.max_length,
+        config.precision,
+        model.prefix,
+        model.cache_dir,
+        options,
+        pooling=model.pooling,
+        long_text=model.long_text,
+        stride=model.stride,
     )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:
@@ -80,14 +91,28 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         inp = config.input
         return ShardTask(source, space.fingerprint, inp.id_column, inp.text_column, model.prefix, config.output.format)
 
-    plan = plan_refresh(sources, previous, make_task, config.full)
-    # --full embeds again what the previous version holds, but still reuses what a killed
-    # --full run finished since (files no version references yet): an interrupted switch
-    # to a new space resumes instead of starting over.
-    held = previous.referenced() if config.full and previous else set()
+    reembed_all = config.full or config.reuse == "none"
+    plan = plan_refresh(sources, previous, make_task, reembed_all)
+    # --full (and --reuse none) embeds again what the previous version holds, but still
+    # reuses what a killed such run finished since (files no version references yet): an
+    # interrupted switch to a new space resumes instead of starting over.
+    held = previous.referenced() if reembed_all and previous else set()
     target = config.compute.unit_target
     units = split_tasks(plan.tasks, target, read_footers(plan.tasks, target, options))
     reused, todo = reuse_completed(units, output, exclude=held)
+    # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
+    reuse = prepare_reuse(
+        config.reuse,
+        config.full,
+        previous,
+        config.output.format,
+        config.model.long_text,
+        output.uri,
+        options,
+        needs_index=bool(todo),
+    )
+    index = reuse.index.path if reuse.index else None
+    todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]
     log.info(
         "run %s: %d shards in the corpus; %d units carried forward, %d reused from an interrupted run, "
         "%d to embed (%d sources split into %d units)",
@@ -144,6 +169,7 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         tokens=tokens,
         padded_tokens=sum(e.padded_tokens for e in embedded),
         tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+        reuse=summarize(reuse, reused + embedded, len(plan.carried)),
     )
     inp = config.input
     manifest = next_manifest(
@@ -158,4 +184,5 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     )
     name = commit(output, manifest)
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
+    log_reuse(run_info.reuse)
     return manifest

@@ -71,6 +71,19 @@ class ShardEntry:
     space_fingerprint: str
     rejects: FileRef | None = None
     unit: UnitRange | None = None  # the range of the source this entry holds; None: all of it
+    # Row-level refresh (e5ray.reuse_plan): the scheme of the files' content_hash column
+    # (None: written before it existed), and rows_reused/rows_embedded/duplicates_folded.
+    hash_scheme: str | None = None
+    reuse: dict[str, Any] | None = None
+    # Long texts cut into windows (chunk, average): documents embedded and windows run.
+    # `rows` counts output rows: windows in chunk mode, documents otherwise.
+    documents: int | None = None
+    windows: int | None = None
+
+    @property
+    def embedded_documents(self) -> int:
+        """Documents this shard embedded (input rows that were not rejected)."""
+        return self.rows if self.documents is None else self.documents
 
     @property
     def bytes(self) -> int:
@@ -86,6 +99,9 @@ class ShardEntry:
         out["source"] = self.source.to_dict()
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
         out["unit"] = self.unit.to_dict() if self.unit else None
+        for name in ("documents", "windows"):  # absent when texts were truncated, as before
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
@@ -119,6 +135,7 @@ class RunInfo:
     tokens: int
     padded_tokens: int
     tokens_per_s: float
+    reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.reuse_plan.summarize)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,10 +146,12 @@ class RunInfo:
 
 
 def totals(shards: list[ShardEntry] | tuple[ShardEntry, ...]) -> dict[str, int]:
+    windowed = [s.windows for s in shards if s.windows is not None]
     return {
         "shards": len(shards),
         "input_rows": sum(s.input_rows for s in shards),
-        "embedded": sum(s.rows for s in shards),
+        "embedded": sum(s.embedded_documents for s in shards),
+        **({"windows": sum(windowed)} if windowed else {}),
         "rejected": sum(s.rejected for s in shards),
         "truncated": sum(s.truncated for s in shards),
         "tokens": sum(s.tokens for s in shards),

@@ -5,9 +5,10 @@ the worker streams chunks, rejects rows that cannot be embedded
 (recorded with the reason, never dropped silently), embeds the rest, and writes through
 the output's sink (`e5ray.sinks`):
 - `shards/<name>[-<range>]-<key>-<sha12><suffix>`: the sink's files (`<range>`, e.g.
-  `rg0-8` or `b0-4194304`, only for a unit that is part of a file) (Parquet: `.parquet` with
-  columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
-  name always denotes one content;
+  `rg0-8` or `b0-4194304`, only for a unit that is part of a file) (Parquet: `.parquet`
+  with columns `id` and `embedding`, and in long-text chunk mode the window columns after
+  them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
+  of its own sha256, so a name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
@@ -36,6 +37,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
+from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
 from e5ray.sinks.base import ShardSink, SinkFile
@@ -58,6 +60,9 @@ class ShardTask:
     output_format: str = DEFAULT_OUTPUT_FORMAT
     unit: UnitRange | None = None  # None: the whole source shard
     weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
+    # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
+    reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
+    reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
 
     @property
     def key(self) -> str:
@@ -84,6 +89,8 @@ class ShardTask:
             "output_format": self.output_format,
             "unit": self.unit.to_dict() if self.unit else None,
             "weight": self.weight,
+            "reuse_rows": self.reuse_rows,
+            "reuse_index": self.reuse_index,
         }
 
     @classmethod
@@ -148,7 +155,9 @@ class ChunkValidator:
 @dataclass
 class ShardStats:
     input_rows: int = 0
-    embedded: int = 0
+    embedded: int = 0  # documents
+    rows: int = 0  # output rows: one per window in chunk mode, else one per document
+    windows: int = 0
     rejected: int = 0
     truncated: int = 0
     tokens: int = 0
@@ -221,6 +230,7 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     validator: ChunkValidator | None = None
     opened = False
+    mode = getattr(embedder, "long_text", "truncate")
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
@@ -246,8 +256,16 @@ def embed_shard(
             if not opened:
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
                 opened = True
-            sink.write([chunk.ids[p] for p in good], result.vectors)
+            ids = [chunk.ids[p] for p in good]
+            # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
+            extra = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
+                ids = [ids[d] for d in result.windows.doc]
+                extra = dict(result.windows.columns())
+            sink.write(ids, result.vectors, extra)
             stats.embedded += len(good)
+            stats.rows += len(ids)
+            stats.windows += len(result.windows) if result.windows is not None else len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
@@ -256,10 +274,27 @@ def embed_shard(
             sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
         files = sink.close()
         stats.rejected = len(rejects)
-        return _commit(task, output, files, rejects, stats, time.perf_counter() - started)
+        reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
+        seconds = time.perf_counter() - started
+        scheme = hash_scheme_of(sink) if mode == "truncate" else None
+        return _commit(task, output, files, rejects, stats, seconds, mode, reuse=reuse, hash_scheme=scheme)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
+
+
+def hash_columns(
+    sink: ShardSink, token_ids: list[list[int]] | None = None, hashes: list[bytes] | None = None
+) -> dict[str, Any] | None:
+    """The content_hash column for `sink` (of `hashes`, or of the rows' `token_ids`), or
+    None for a sink whose files do not carry hashes (row-level refresh reads Parquet only)."""
+    if sink.format != "parquet":
+        return None
+    return {HASH_COLUMN: hash_array(hashes if hashes is not None else hash_token_ids(token_ids or []))}
+
+
+def hash_scheme_of(sink: ShardSink) -> str | None:
+    return SCHEME if sink.format == "parquet" else None
 
 
 def _commit(
@@ -269,6 +304,9 @@ def _commit(
     rejects: list[dict[str, Any]],
     stats: ShardStats,
     seconds: float,
+    mode: str = "truncate",
+    reuse: dict[str, Any] | None = None,
+    hash_scheme: str | None = None,
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
@@ -287,7 +325,7 @@ def _commit(
         rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
     entry = ShardEntry(
         files=tuple(refs),
-        rows=stats.embedded,
+        rows=stats.rows,
         input_rows=stats.input_rows,
         rejected=stats.rejected,
         truncated=stats.truncated,
@@ -300,6 +338,11 @@ def _commit(
         space_fingerprint=task.space_fingerprint,
         rejects=rejects_ref,
         unit=task.unit,
+        # rows are windows (chunk), or documents made of several windows (average)
+        documents=stats.embedded if mode != "truncate" else None,
+        windows=stats.windows if mode != "truncate" else None,
+        hash_scheme=hash_scheme,
+        reuse=reuse,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

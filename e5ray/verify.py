@@ -12,6 +12,9 @@ with the same size.
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
+
+from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.manifest import FileRef, Manifest, ShardEntry
 from e5ray.resume import Listed, list_files, parallel_map
 from e5ray.sinks.base import get_sink
@@ -43,14 +46,17 @@ def _shard_problems(
         found = _file_problems(output, ref, listing, quick)
         if not found and not quick:
             file_rows, found = sink.check(output.fs, output.path(ref.path), manifest.space.dim)
+            if not found and shard.hash_scheme is not None and file_rows:
+                found = hash_column_problems(output, ref.path, shard.hash_scheme)
             found = [f"{ref.path}: {p}" for p in found]
             rows += file_rows
         readable = readable and not found
         problems += found
     if readable and not quick and rows != shard.rows:
         problems.append(f"{label}: {rows} rows, manifest says {shard.rows}")
-    if shard.rows + shard.rejected != shard.input_rows:
-        problems.append(f"{label}: rows {shard.rows} + rejected {shard.rejected} != input rows {shard.input_rows}")
+    documents = shard.embedded_documents  # rows, unless long texts were cut into windows
+    if documents + shard.rejected != shard.input_rows:
+        problems.append(f"{label}: embedded {documents} + rejected {shard.rejected} != input rows {shard.input_rows}")
     if shard.rejected and not shard.rejects:
         problems.append(f"{label}: {shard.rejected} rejected rows but no rejects file")
     if shard.rejects:
@@ -79,7 +85,7 @@ def _file_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed], 
 
 def _totals_problems(manifest: Manifest) -> list[str]:
     sums = {
-        "embedded": sum(s.rows for s in manifest.shards),
+        "embedded": sum(s.embedded_documents for s in manifest.shards),
         "rejected": sum(s.rejected for s in manifest.shards),
         "input_rows": sum(s.input_rows for s in manifest.shards),
     }
@@ -88,3 +94,14 @@ def _totals_problems(manifest: Manifest) -> list[str]:
         for key, value in sums.items()
         if manifest.totals.get(key) != value
     ]
+
+
+def hash_column_problems(output: OutputDir, rel: str, scheme: str) -> list[str]:
+    """A file whose entry names a hash scheme must have the content_hash column, of its type."""
+    if scheme != SCHEME:
+        return [f"hash scheme {scheme!r} is not one this e5ray knows ({SCHEME})"]
+    with output.fs.open(output.path(rel), "rb") as fh:
+        schema = pq.ParquetFile(fh).schema_arrow
+    if HASH_COLUMN not in schema.names or schema.field(HASH_COLUMN).type != HASH_TYPE:
+        return [f"no {HASH_COLUMN} column of type {HASH_TYPE}, though the manifest names a hash scheme"]
+    return []

@@ -27,6 +27,7 @@ from e5ray.config import JobConfig, ModelConfig
 from e5ray.corpus import SourceShard
 from e5ray.errors import DataError, UsageError
 from e5ray.manifest import ShardEntry
+from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
@@ -91,6 +92,9 @@ class WorkerSpec:
             "cache_dir": self.model.cache_dir,
             "storage_options": self.storage_options(),
             "int8_min_cosine": self.model.int8_min_cosine,
+            "pooling": self.model.pooling,
+            "long_text": self.model.long_text,
+            "stride": self.model.stride,
         }
 
 
@@ -140,10 +144,12 @@ class EmbeddingWorker:
 
     def embed(self, task: ShardTask) -> ShardResult:
         """The unit's entry, or a ShardFailure when its data cannot be embedded."""
+        # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
+        embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
         where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
         for attempt in range(self.spec.retries + 1):
             try:
-                return embed_shard(
+                return embed(
                     task,
                     self.embedder,
                     self.output,
