@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -131,6 +131,8 @@ class Chunk:
     texts: list[Any]
     errors: dict[int, str]
     id_type: pa.DataType | None = None  # the column's declared type (Parquet only)
+    # Kept columns (--keep-columns) by name: Arrow arrays from Parquet (types kept), lists from JSONL.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_chunks(
@@ -139,16 +141,19 @@ def read_chunks(
     text_column: str = "text",
     chunk_rows: int = 2048,
     storage_options: dict[str, Any] | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Iterator[Chunk]:
-    """Stream a shard in chunks of at most `chunk_rows` rows."""
+    """Stream a shard in chunks of at most `chunk_rows` rows, with the `keep` columns' values."""
     reader = READERS.get(shard.format)
     if reader is None:
         raise CorpusError(f"unknown format {shard.format!r}; valid: {', '.join(FORMATS)}")
     fs, path = filesystem_for(shard.uri, storage_options)
-    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows)
+    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows, keep)
 
 
-def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+def _parquet_chunks(
+    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, keep: tuple[str, ...] = ()
+) -> Iterator[Chunk]:
     with fs.open(path, "rb") as fh:
         try:
             reader = pq.ParquetFile(fh)
@@ -158,21 +163,28 @@ def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: s
         missing = [c for c in (id_column, text_column) if c not in names]
         if missing:
             raise CorpusError(f"{uri}: no column {missing} (columns: {names}); set --id-column/--text-column")
+        missing = [c for c in keep if c not in names]
+        if missing:
+            raise CorpusError(f"{uri}: no column {missing} to keep (columns: {names}); see --keep-columns")
         id_type = reader.schema_arrow.field(id_column).type
         start = 0
-        for batch in reader.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column]):
-            ids = batch.column(0).to_pylist()
-            texts = batch.column(1).to_pylist()
-            yield Chunk(start, ids, texts, {}, id_type)
+        columns = list(dict.fromkeys([id_column, text_column, *keep]))  # a kept text column is read once
+        for batch in reader.iter_batches(batch_size=chunk_rows, columns=columns):
+            ids = batch.column(id_column).to_pylist()
+            texts = batch.column(text_column).to_pylist()
+            extra = {name: batch.column(name) for name in keep}
+            yield Chunk(start, ids, texts, {}, id_type, extra)
             start += len(ids)
 
 
-def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+def _jsonl_chunks(
+    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, keep: tuple[str, ...] = ()
+) -> Iterator[Chunk]:
     # Parsed line by line so that one malformed line becomes one recorded rejection
     # instead of failing the whole shard.
     with fs.open(path, "rb", compression="infer") as raw:
         stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-        chunk = Chunk(0, [], [], {})
+        chunk = Chunk(0, [], [], {}, extra={name: [] for name in keep})
         row = 0
         seen_columns: set[str] = set()
         for line in stream:
@@ -186,6 +198,8 @@ def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str
                 seen_columns.update(record)
                 chunk.ids.append(record.get(id_column))
                 chunk.texts.append(record.get(text_column))
+                for name in keep:
+                    chunk.extra[name].append(record.get(name))
                 if id_column not in record:
                     chunk.errors[pos] = f"no {id_column!r} field"
                 elif text_column not in record:
@@ -193,12 +207,14 @@ def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str
             except ValueError as exc:
                 chunk.ids.append(None)
                 chunk.texts.append(None)
+                for name in keep:
+                    chunk.extra[name].append(None)
                 chunk.errors[pos] = f"malformed JSON line: {str(exc)[:120]}"
             row += 1
             if len(chunk.ids) >= chunk_rows:
                 _check_columns(path, seen_columns, id_column, text_column)
                 yield chunk
-                chunk = Chunk(row, [], [], {})
+                chunk = Chunk(row, [], [], {}, extra={name: [] for name in keep})
         if chunk.ids or row == 0:
             _check_columns(path, seen_columns, id_column, text_column)
             yield chunk
@@ -215,7 +231,7 @@ def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) 
         )
 
 
-Reader = Callable[[Any, str, str, str, str, int], Iterator[Chunk]]
+Reader = Callable[[Any, str, str, str, str, int, tuple[str, ...]], Iterator[Chunk]]
 READERS: dict[str, Reader] = {
     "parquet": _parquet_chunks,
     "jsonl": _jsonl_chunks,

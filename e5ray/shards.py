@@ -6,11 +6,16 @@ the output's sink (`e5ray.sinks`):
 - `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
   columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
   name always denotes one content;
-- `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
-- `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
+- `rejects/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
+- `markers/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
-  same work.
+  same work. `shards/` holds only data files, so a reader pointed at it finds nothing
+else (outputs written before this layout kept markers and rejects in `shards/`; those
+are still read: see `ShardTask.legacy_marker_path`). Kept input columns
+(`--keep-columns`) are written beside `id` and `embedding`, and every file carries the
+embedding space in its key-value metadata (`e5ray.space`), so a file alone says what
+its vectors are.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -38,7 +43,9 @@ from e5ray.sinks.base import ShardSink, SinkFile
 from e5ray.space import Prefix
 from e5ray.storage import OutputDir, sha256_of
 
-SHARDS_DIR = "shards"
+SHARDS_DIR = "shards"  # data files only
+MARKERS_DIR = "markers"
+REJECTS_DIR = "rejects"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class ShardTask:
     text_column: str = "text"
     prefix: Prefix = "passage"
     output_format: str = DEFAULT_OUTPUT_FORMAT
+    keep_columns: tuple[str, ...] = ()  # input columns copied into the output
 
     @property
     def key(self) -> str:
@@ -65,6 +73,8 @@ class ShardTask:
         # Parquet keys stay what they were before sinks had names, so older outputs are reused.
         if self.output_format != DEFAULT_OUTPUT_FORMAT:
             parts.append(self.output_format)
+        if self.keep_columns:  # other columns, other files (and keys of runs without them unchanged)
+            parts.append("keep:" + ",".join(self.keep_columns))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,11 +85,13 @@ class ShardTask:
             "text_column": self.text_column,
             "prefix": self.prefix,
             "output_format": self.output_format,
+            "keep_columns": list(self.keep_columns),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardTask:
-        return cls(**{**data, "source": SourceShard.from_dict(data["source"])})
+        keep = tuple(data.get("keep_columns", ()))
+        return cls(**{**data, "source": SourceShard.from_dict(data["source"]), "keep_columns": keep})
 
     @property
     def stem(self) -> str:
@@ -88,6 +100,11 @@ class ShardTask:
 
     @property
     def marker_path(self) -> str:
+        return f"{MARKERS_DIR}/{self.stem}.done.json"
+
+    @property
+    def legacy_marker_path(self) -> str:
+        """Where outputs written before the markers/ folder keep this task's marker."""
         return f"{SHARDS_DIR}/{self.stem}.done.json"
 
 
@@ -178,6 +195,29 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None
                 pass
 
 
+def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
+    """Key-value metadata for every output file: the embedding space and the source."""
+    from e5ray import __version__
+
+    space = embedder.space.with_prefix(task.prefix).to_dict()
+    return {
+        "e5ray.space": json.dumps(space, sort_keys=True),
+        "e5ray.source": json.dumps({"uri": task.source.uri, "fingerprint": task.source.fingerprint}),
+        "e5ray.version": __version__,
+    }
+
+
+def _kept(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
+    """The kept columns' values of the rows that were embedded."""
+    if not chunk.extra:
+        return None
+    index = pa.array(good, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[p] for p in good]
+        for name, values in chunk.extra.items()
+    }
+
+
 def _json_safe(value: Any) -> Any:
     try:
         json.dumps(value)
@@ -205,10 +245,14 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     validator: ChunkValidator | None = None
     opened = False
+    metadata = file_metadata(task, embedder)
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+        chunks = read_chunks(
+            task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.keep_columns
+        )
+        for chunk in chunks:
             if validator is None:
                 validator = ChunkValidator(chunk.id_type)
             good: list[int] = []
@@ -228,16 +272,16 @@ def embed_shard(
             result = embedder.run(tokens)
             assert validator is not None
             if not opened:
-                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
-            sink.write([chunk.ids[p] for p in good], result.vectors)
+            sink.write([chunk.ids[p] for p in good], result.vectors, _kept(chunk, good))
             stats.embedded += len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
             stats.embed_seconds += result.seconds
         if not opened:  # a shard with no rows still gets its (empty) output
-            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
         return _commit(task, output, files, rejects, stats, time.perf_counter() - started)
@@ -265,7 +309,7 @@ def _commit(
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
+        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
         output.write_atomic(rejects_name, blob)
         rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
     entry = ShardEntry(
