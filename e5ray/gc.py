@@ -3,7 +3,8 @@
 Kept: the newest `keep` versions and whatever `manifest.json` names. Deleted: older
 version files, shard, rejects and marker files that no kept version references,
 and temporary files. Files younger than `min_age_s` are spared, since a run in
-progress may be about to commit them.
+progress may be about to commit them; temporary files whose writer ran on this host
+and is dead are removed at any age (see `e5ray.tempfiles`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import time
 from typing import Any
 
 from e5ray.manifest import MANIFEST, VERSIONS_DIR, list_versions, read_json, version_name
+from e5ray.progress import PROGRESS_FILE
 from e5ray.shards import SHARDS_DIR
-from e5ray.storage import filesystem_for, join
+from e5ray.storage import filesystem_for, is_local_fs, join
+from e5ray.tempfiles import writer_is_dead
 
 
 def _mtime(info: dict[str, Any]) -> float:
@@ -48,20 +51,25 @@ def collect_garbage(
                 referenced.add(shard["rejects"]["path"])
     # Markers of referenced shards stay too: they let a resumed run reuse those files.
     now = time.time()
+    local = is_local_fs(fs)
     deleted = []
     candidates: dict[str, dict[str, Any]] = {}
     for directory in (SHARDS_DIR, VERSIONS_DIR):
         base = join(root, directory)
         if fs.exists(base):
             candidates.update(fs.find(base, detail=True))
-    # A run killed while replacing manifest.json leaves its temporary file at the root.
+    # A run killed while replacing manifest.json (or progress.json) leaves its temporary file at the root.
     if fs.exists(root):
         for info in fs.ls(root, detail=True):
-            if info.get("type") == "file" and info["name"].rsplit("/", 1)[-1].startswith(f"{MANIFEST}.tmp-"):
+            base = info["name"].rsplit("/", 1)[-1]
+            if info.get("type") == "file" and base.startswith((f"{MANIFEST}.tmp-", f"{PROGRESS_FILE}.tmp-")):
                 candidates[info["name"]] = info
     for path, info in sorted(candidates.items()):
         rel = path[len(root.rstrip("/")) + 1 :]
-        if rel in referenced or now - _mtime(info) < min_age_s:
+        if rel in referenced:
+            continue
+        # A temporary file whose writer on this host is dead can never be finished.
+        if now - _mtime(info) < min_age_s and not (local and writer_is_dead(rel)):
             continue
         if rel.endswith(".done.json"):
             try:

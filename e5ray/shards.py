@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
+from e5ray.tempfiles import owner_tag
 
 SHARDS_DIR = "shards"
 
@@ -185,7 +186,8 @@ def embed_shard(
     if is_local_fs(out_fs):
         tmp_dir = join(out_root, SHARDS_DIR)
         os.makedirs(tmp_dir, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{task.stem}.", suffix=".parquet.tmp", dir=tmp_dir)
+    # The writer's host and pid in the name let an interrupted run and `gc` remove it once it is dead.
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{task.stem}.{owner_tag()}.", suffix=".parquet.tmp", dir=tmp_dir)
     os.close(fd)
     os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
     rejects: list[dict[str, Any]] = []
