@@ -22,7 +22,9 @@ from e5ray.corpus import discover
 from e5ray.embedder import describe_space
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
 from e5ray.plan import plan_refresh
-from e5ray.shards import ShardTask, embed_shard
+from e5ray.preflight import preflight
+from e5ray.progress import Progress
+from e5ray.shards import SHARDS_DIR, ShardTask, embed_shard
 from e5ray.storage import filesystem_for, join, s3_options, sha256_of
 
 log = logging.getLogger("e5ray")
@@ -80,6 +82,18 @@ Executor = Callable[[list[ShardTask], JobConfig, str], Iterable[dict[str, Any]]]
 
 class ShardFailures(RuntimeError):
     """Some shards could not be embedded; nothing was committed."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: `finished` shards have markers and the next run reuses them."""
+
+    def __init__(self, finished: int, removed_temp_files: int = 0) -> None:
+        super().__init__(finished)
+        self.finished = finished
+        self.removed_temp_files = removed_temp_files
+
+    def __str__(self) -> str:
+        return f"interrupted; {self.finished} shards finished and will be reused: rerun the same command"
 
 
 def embed_or_report(task: ShardTask, embedder: Any, config: JobConfig) -> dict[str, Any]:
@@ -159,16 +173,38 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
     return entry
 
 
+def _remove_own_temp_files(output: str) -> list[str]:
+    """After an interrupt: the temporary files of this run's stopped writers (local outputs;
+    on object stores a worker's temporary file lives on its node and goes with it)."""
+    from e5ray.storage import is_remote
+    from e5ray.tempfiles import remove_dead_temp_files
+
+    if is_remote(output):
+        return []
+    _, root = filesystem_for(output)
+    return remove_dead_temp_files(root, ("", SHARDS_DIR, "manifests"))
+
+
+def input_columns(config: JobConfig) -> dict[str, str]:
+    """Flag -> column, for every input column the run reads."""
+    return {"--id-column": config.id_column, "--text-column": config.text_column}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, Any]:
-    """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
+def run_job(config: JobConfig, executor: Executor | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Plan, embed what is needed, commit a new manifest version; returns the manifest.
+
+    `progress` (optional) is told the plan and every finished shard. Ctrl-C raises
+    RunInterrupted after this run's temporary files are removed.
+    """
     started, t0 = _now(), time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     options = config.storage_options() or None
     sources = discover(config.input, config.format, options)
+    preflight(config.input, config.output, sources, input_columns(config), options)
     versions = list_versions(config.output, options)
     previous = load_latest(config.output, options, versions)
     space = describe_space(
@@ -209,21 +245,36 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             executor = run_on_ray
         else:
             raise ValueError(f"unknown executor {config.executor!r}; valid: ray, local")
+    reporter = progress or Progress(mode="off")
+    reporter.run_id = run_id
+    reporter.start([t.source.size for t in todo], carried=len(plan.carried), reused=len(reused))
     t_embed = time.perf_counter()
     embedded, failed = [], []
-    for entry in executor(todo, config, space.fingerprint):
-        if "error" in entry:
-            failed.append(entry)
-            continue
-        embedded.append(entry)
-        log.info(
-            "shard %s: %d rows, %d rejected (%d/%d shards)",
-            entry["source"]["relpath"],
-            entry["rows"],
-            entry["rejected"],
-            len(embedded),
-            len(todo),
-        )
+    try:
+        for entry in executor(todo, config, space.fingerprint):
+            if "error" in entry:
+                failed.append(entry)
+                continue
+            embedded.append(entry)
+            reporter.shard_done(
+                entry["rows"], entry["rejected"], entry["tokens"], entry["source"]["size"], entry["seconds"]
+            )
+            log.info(
+                "shard %s: %d rows, %d rejected (%d/%d shards)",
+                entry["source"]["relpath"],
+                entry["rows"],
+                entry["rejected"],
+                len(embedded),
+                len(todo),
+            )
+    except KeyboardInterrupt:
+        reporter.finish("interrupted")
+        removed = _remove_own_temp_files(config.output)
+        raise RunInterrupted(len(embedded) + len(reused), len(removed)) from None
+    except BaseException:
+        reporter.finish("failed")
+        raise
+    reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
