@@ -173,6 +173,16 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
     return entry
 
 
+def _count_markers(tasks: list[ShardTask], output: str, storage_options: dict[str, Any] | None) -> int:
+    """How many of `tasks` have a completion marker (one listing, not one request per task)."""
+    fs, root = filesystem_for(output, storage_options)
+    try:
+        present = {p.rsplit("/", 1)[-1] for p in fs.find(join(root, SHARDS_DIR))}
+    except OSError:
+        return 0
+    return sum(1 for t in tasks if t.marker_path.rsplit("/", 1)[-1] in present)
+
+
 def _remove_own_temp_files(output: str) -> list[str]:
     """After an interrupt: the temporary files of this run's stopped writers (local outputs;
     on object stores a worker's temporary file lives on its node and goes with it)."""
@@ -270,7 +280,9 @@ def run_job(config: JobConfig, executor: Executor | None = None, progress: Progr
     except KeyboardInterrupt:
         reporter.finish("interrupted")
         removed = _remove_own_temp_files(config.output)
-        raise RunInterrupted(len(embedded) + len(reused), len(removed)) from None
+        # Markers on disk, not results received: a shard may have finished after the last one arrived.
+        finished = max(len(embedded), _count_markers(todo, config.output, options))
+        raise RunInterrupted(finished + len(reused), len(removed)) from None
     except BaseException:
         reporter.finish("failed")
         raise
