@@ -145,7 +145,7 @@ class Progress:
             self._thread.join(timeout=5)
         if self.mode == "bar" and self._drawn:
             self._draw(final=True)
-        elif self.mode == "lines" and self.counts.shards_total:
+        elif self.mode == "lines" and self.counts.shards_total and (state == "done" or self.counts.shards_done):
             self.stream.write(self.line() + "\n")
             self.stream.flush()
         self._save(state, force=True)

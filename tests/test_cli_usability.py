@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
 from corpus_utils import make_texts, write_corpus, write_shard
 
 from e5ray import __version__
