@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -60,27 +61,47 @@ def ray_head(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_job_submit_runs_the_entrypoint(ray_head, bert_model_dir, tmp_path):
+def test_job_submit_from_a_clean_clone_with_a_staged_model(ray_head, bert_model_dir, tmp_path):
+    """What a new user does: clone, stage the model outside the working dir (git-ignored
+    files are not uploaded), submit with a runtime env."""
     address, env = ray_head
+    clone = tmp_path / "clone"
+    cloned = subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], capture_output=True, text=True, timeout=120)
+    assert cloned.returncode == 0, cloned.stderr
+    staged = tmp_path / "models" / "tiny"
+    stage = subprocess.run(
+        [sys.executable, "-m", "e5ray.cli", "stage-model", "tiny", str(staged), f"--model-path={bert_model_dir}"],
+        env={**env, "PYTHONPATH": str(clone)},
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stage.returncode == 0, stage.stderr
+    assert (staged / "SHA256SUMS").is_file() and "SHA256SUMS checked" in stage.stdout
+
     texts = write_corpus(tmp_path / "in", shards=2, rows=20)
     out = tmp_path / "out"
+    runtime_env = json.dumps({"env_vars": {"E5RAY_CACHE": str(tmp_path / "cache")}})
     submit = [
         RAY,
         "job",
         "submit",
         f"--address={address}",
-        f"--working-dir={REPO}",
+        f"--working-dir={clone}",
+        f"--runtime-env-json={runtime_env}",
         "--",
         "python",
         "jobs/embed_corpus.py",
         f"--input={tmp_path / 'in'}",
         f"--output={out}",
         "--model=tiny",
-        f"--model-path={bert_model_dir}",
+        f"--model-path={staged}",
     ]
     done = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
+    assert "e5ray: done in" in done.stdout  # the job's summary reaches the submitting shell
     assert set(read_output(str(out))) == set(texts)
     assert verify_output(str(out)) == []
 
@@ -94,3 +115,14 @@ def test_job_submit_runs_the_entrypoint(ray_head, bert_model_dir, tmp_path):
         timeout=120,
     )
     assert refused.returncode != 0
+
+
+def test_the_runtime_env_example_pins_the_versions_the_suite_runs_with():
+    from importlib.metadata import version
+
+    import yaml
+
+    spec = yaml.safe_load((REPO / "examples" / "runtime_env.yaml").read_text())
+    for requirement in spec["pip"]["packages"]:
+        name, pinned = requirement.split("==")
+        assert version(name.split("[")[0]) == pinned, f"examples/runtime_env.yaml pins {requirement}"
