@@ -11,6 +11,7 @@ metadata. Needs the optional extra `lance` (`pip install "e5ray[lance]"`).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from e5ray.read import current_manifest, read_embeddings
@@ -22,6 +23,8 @@ def export_lance(
     output: str, directory: str, table: str = "embeddings", storage_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Write the current version of `output` as LanceDB table `table` in `directory`."""
+    # Lance logs from Rust; its "dataset will be created" warning on every new table is not news.
+    os.environ.setdefault("LANCE_LOG", "error")
     try:
         import lancedb
     except ImportError:
