@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_job_agent(address: str, env: dict[str, str], timeout: float = 120.0) -> None:
+    """The head answers before its job agent does ("No available agent to submit job"):
+    wait until the Jobs API lists jobs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = subprocess.run([RAY, "job", "list", f"--address={address}"], env=env, capture_output=True, timeout=60)
+        if listed.returncode == 0 or time.monotonic() > deadline:
+            return
+        time.sleep(2)
 
 
 @pytest.fixture
@@ -55,7 +67,9 @@ def ray_head(tmp_path):
     started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stderr[-3000:]
     try:
-        yield f"http://127.0.0.1:{dash_port}", env
+        address = f"http://127.0.0.1:{dash_port}"
+        wait_for_job_agent(address, env)
+        yield address, env
     finally:
         end_run(tag)  # this head's processes only (not `ray stop`, which ends every Ray here)
         shutil.rmtree(temp_dir, ignore_errors=True)
