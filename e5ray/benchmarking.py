@@ -86,6 +86,7 @@ class BenchConfig:
     gpu_sample: int = 1000
     gpu_fastembed_docs: int = 2000
     int8_min_cosine: float = -1.0  # the benchmark reports agreement; it does not gate on it
+    model_path: str | None = None  # a real model directory (local or s3://) instead of a random-weight one
 
     def resolved_arch(self) -> str:
         arch = self.arch or DEFAULT_ARCH.get(self.shape, "xlmr")
@@ -796,15 +797,36 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def prepare_model(cfg: BenchConfig, workdir: Path) -> tuple[Path, dict[str, Any]]:
-    """Write (or reuse, from an earlier run in the same workdir) the random-weight model."""
+    """Write (or reuse, from an earlier run in the same workdir) the random-weight model;
+    with `cfg.model_path`, stage that real model into the workdir instead (laid out flat,
+    once: a staged copy with its SHA256SUMS is reused)."""
     from e5ray.testmodels import write_test_model
 
+    t0 = time.perf_counter()
+    if cfg.model_path:
+        from e5ray.stage_model import CHECKSUMS, stage_model
+
+        model_dir = workdir / "model-staged"
+        reused = (model_dir / CHECKSUMS).exists()
+        if not reused:
+            stage_model(f"e5ray-bench/{cfg.shape}", str(model_dir), model_path=cfg.model_path)
+        shape = bench_shape(cfg, model_dir)
+        info = {
+            "shape": "from config.json",
+            "model_path": cfg.model_path,
+            "arch": json.loads((model_dir / "config.json").read_text()).get("model_type"),
+            **asdict(shape),
+            "non_embedding_params": non_embedding_params(shape),
+            "dir": str(model_dir),
+            "write_seconds": round(time.perf_counter() - t0, 2),
+            "reused": reused,
+        }
+        return model_dir, info
     arch = cfg.resolved_arch()
     if cfg.shape not in SHAPES:
         raise ValueError(f"unknown shape {cfg.shape!r}; valid: {', '.join(SHAPES)}")
     shape = SHAPES[cfg.shape]
     model_dir = workdir / f"model-{arch}-{cfg.shape}"
-    t0 = time.perf_counter()
     reused = (model_dir / "config.json").exists()
     if not reused:
         write_test_model(model_dir, arch=arch, shape=cfg.shape, seed=cfg.seed)
@@ -818,6 +840,21 @@ def prepare_model(cfg: BenchConfig, workdir: Path) -> tuple[Path, dict[str, Any]
         "reused": reused,
     }
     return model_dir, info
+
+
+def bench_shape(cfg: BenchConfig, model_dir: Path) -> EncoderShape:
+    """The encoder's shape: the named synthetic one, or a real model's from its config.json."""
+    if not cfg.model_path:
+        return SHAPES[cfg.shape]
+    config = json.loads((model_dir / "config.json").read_text())
+    return EncoderShape(
+        layers=int(config["num_hidden_layers"]),
+        hidden=int(config["hidden_size"]),
+        heads=int(config["num_attention_heads"]),
+        intermediate=int(config["intermediate_size"]),
+        vocab_size=int(config["vocab_size"]),
+        max_positions=min(512, int(config.get("max_position_embeddings", 512))),
+    )
 
 
 def machine_info() -> dict[str, Any]:
@@ -859,7 +896,7 @@ def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
 
     log(f"[setup] model {cfg.shape} ({cfg.resolved_arch()}) in {workdir}")
     model_dir, result["model"] = prepare_model(cfg, workdir)
-    shape = SHAPES[cfg.shape]
+    shape = bench_shape(cfg, model_dir)
     tokenizer_path = model_dir / "tokenizer.json"
 
     largest = cfg.docs * max(cfg.rss_scale, 1) if not cfg.skip_job else cfg.docs
@@ -1094,7 +1131,7 @@ def run_gpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> d
     result["machine"]["gpu"] = _gpu_name()
     log(f"[setup] model {cfg.shape} ({cfg.resolved_arch()}) in {workdir}")
     model_dir, result["model"] = prepare_model(cfg, workdir)
-    shape = SHAPES[cfg.shape]
+    shape = bench_shape(cfg, model_dir)
     tokenizer_path = model_dir / "tokenizer.json"
     t0 = time.perf_counter()
     texts = make_corpus(cfg.docs, tokenizer_path, seed=cfg.seed)

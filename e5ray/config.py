@@ -50,11 +50,22 @@ class InputConfig:
     format: str | None = None  # None: from each file's extension
     id_column: str = "id"
     text_column: str = "text"
+    keep_columns: tuple[str, ...] = ()  # input columns copied beside the vectors
 
     def __post_init__(self) -> None:
         if not self.uri:
             raise ConfigError("input.uri (--input) is empty")
         _choice("input.format (--format)", self.format, FORMATS, optional=True)
+        object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list from a config file
+        taken = {"id", "embedding", self.id_column}
+        clash = [c for c in self.keep_columns if c in taken]
+        if clash:
+            raise ConfigError(
+                f"input.keep_columns (--keep-columns) {clash}: the output already has id (from "
+                f"{self.id_column!r}) and embedding; keep other columns"
+            )
+        if len(set(self.keep_columns)) != len(self.keep_columns):
+            raise ConfigError(f"input.keep_columns (--keep-columns) names a column twice: {list(self.keep_columns)}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,7 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "format": ("input", "format"),
     "id_column": ("input", "id_column"),
     "text_column": ("input", "text_column"),
+    "keep_columns": ("input", "keep_columns"),
     "output": ("output", "uri"),
     "output_format": ("output", "format"),
     "model": ("model", "name"),

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 from e5ray import __version__
 from e5ray.config import JobConfig
@@ -22,13 +23,17 @@ from e5ray.errors import ShardFailures, UsageError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
 from e5ray.model_space import describe_space
-from e5ray.plan import plan_refresh
-from e5ray.shards import ShardTask
+from e5ray.plan import RefreshPlan, plan_refresh
+from e5ray.preflight import preflight
+from e5ray.progress import Progress
+from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR, ShardTask
+from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
-from e5ray.versions import commit, list_versions, load_latest, next_manifest
+from e5ray.tempfiles import remove_dead_temp_files
+from e5ray.versions import VERSIONS_DIR, commit, list_versions, load_latest, next_manifest
 from e5ray.worker import ShardFailure, WorkerSpec
 
-__all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
+__all__ = ["JobConfig", "PlannedRun", "RunInterrupted", "ShardFailures", "plan_run", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
@@ -50,10 +55,19 @@ def reuse_completed(
     return reused, todo
 
 
+def _read_marker(output: OutputDir, task: ShardTask) -> ShardEntry | None:
+    """The task's marker: in markers/, or in shards/ where outputs of the older layout keep it."""
+    for path in (task.marker_path, task.legacy_marker_path):
+        try:
+            return ShardEntry.from_dict(json.loads(output.read_bytes(path)))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):  # absent, or not a marker we can read
+            continue
+    return None
+
+
 def _checked_marker(output: OutputDir, task: ShardTask, exclude: set[str] | frozenset[str]) -> ShardEntry | None:
-    try:
-        entry = ShardEntry.from_dict(json.loads(output.read_bytes(task.marker_path)))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):  # absent, or not a marker we can read
+    entry = _read_marker(output, task)
+    if entry is None:
         return None
     if any(f.path in exclude for f in entry.files):
         return None
@@ -67,17 +81,48 @@ def _checked_marker(output: OutputDir, task: ShardTask, exclude: set[str] | froz
     return entry
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: `finished` shards have markers and the next run reuses them."""
+
+    def __init__(self, finished: int, removed_temp_files: int = 0) -> None:
+        super().__init__(finished)
+        self.finished = finished
+        self.removed_temp_files = removed_temp_files
+
+    def __str__(self) -> str:
+        return f"interrupted; {self.finished} shards finished and will be reused: rerun the same command"
 
 
-def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
-    """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
-    started, t0 = _now(), time.perf_counter()
-    run_id = uuid.uuid4().hex[:12]
+@dataclass
+class PlannedRun:
+    """What a run will do, decided before any worker starts (also what --dry-run prints)."""
+
+    sources: list[SourceShard]
+    versions: list[int]
+    previous: Manifest | None
+    space: EmbeddingSpace
+    plan: RefreshPlan
+    reused: list[ShardEntry]
+    todo: list[ShardTask]
+
+
+def input_columns(config: JobConfig) -> list[tuple[str, str]]:
+    """(flag, column) for every input column the run reads."""
+    inp = config.input
+    return [
+        ("--id-column", inp.id_column),
+        ("--text-column", inp.text_column),
+        *(("--keep-columns", name) for name in inp.keep_columns),
+    ]
+
+
+def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -> PlannedRun:
+    """Discover, check, and decide what to carry, reuse and embed. Loads no model (the
+    model's files are hashed to know the space) and writes nothing but, with
+    `create_output`, the output directory."""
     options = config.storage_options()
-    output = OutputDir(config.output.uri, options)
     sources = discover(config.input.uri, config.input.format, options)
+    preflight(config.input.uri, config.output.uri, sources, input_columns(config), options, create_output)
     versions = list_versions(output)
     previous = load_latest(output, versions)
     model = config.model
@@ -93,7 +138,15 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
 
     def make_task(source: SourceShard) -> ShardTask:
         inp = config.input
-        return ShardTask(source, space.fingerprint, inp.id_column, inp.text_column, model.prefix, config.output.format)
+        return ShardTask(
+            source,
+            space.fingerprint,
+            inp.id_column,
+            inp.text_column,
+            model.prefix,
+            config.output.format,
+            inp.keep_columns,
+        )
 
     plan = plan_refresh(sources, previous, make_task, config.full)
     # --full embeds again what the previous version holds, but still reuses what a killed
@@ -101,6 +154,42 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     # to a new space resumes instead of starting over.
     held = previous.referenced() if config.full and previous else set()
     reused, todo = reuse_completed(plan.tasks, output, exclude=held)
+    return PlannedRun(sources, versions, previous, space, plan, reused, todo)
+
+
+def _count_markers(tasks: list[ShardTask], output: OutputDir) -> int:
+    """How many of `tasks` have a completion marker (one listing, not one request per task)."""
+    try:
+        present = {p.rsplit("/", 1)[-1] for p in output.fs.find(output.path(MARKERS_DIR))}
+    except OSError:
+        return 0
+    return sum(1 for t in tasks if t.marker_path.rsplit("/", 1)[-1] in present)
+
+
+def _remove_own_temp_files(output: OutputDir) -> list[str]:
+    """After an interrupt: the temporary files of this run's stopped writers (local outputs;
+    on object stores a worker's temporary file lives on its node and goes with it)."""
+    if not output.is_local:
+        return []
+    return remove_dead_temp_files(output.root, ("", SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(config: JobConfig, executor: Executor | None = None, progress: Progress | None = None) -> Manifest:
+    """Plan, embed what is needed, commit a new manifest version; returns the manifest.
+
+    `progress` (optional) is told the plan and every finished shard. Ctrl-C raises
+    RunInterrupted after this run's temporary files are removed.
+    """
+    started, t0 = _now(), time.perf_counter()
+    run_id = uuid.uuid4().hex[:12]
+    output = OutputDir(config.output.uri, config.storage_options())
+    planned = plan_run(config, output)
+    sources, versions, previous, space = planned.sources, planned.versions, planned.previous, planned.space
+    plan, reused, todo = planned.plan, planned.reused, planned.todo
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -111,22 +200,37 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     )
 
     run = executor or get_executor(config.compute.executor)
+    reporter = progress or Progress(mode="off")
+    reporter.run_id = run_id
+    reporter.start([t.source.size for t in todo], carried=len(plan.carried), reused=len(reused))
     t_embed = time.perf_counter()
     embedded: list[ShardEntry] = []
     failed: list[ShardFailure] = []
-    for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
-        if isinstance(result, ShardFailure):
-            failed.append(result)
-            continue
-        embedded.append(result)
-        log.info(
-            "shard %s: %d rows, %d rejected (%d/%d shards)",
-            result.source.relpath,
-            result.rows,
-            result.rejected,
-            len(embedded),
-            len(todo),
-        )
+    try:
+        for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
+            if isinstance(result, ShardFailure):
+                failed.append(result)
+                continue
+            embedded.append(result)
+            reporter.shard_done(result.rows, result.rejected, result.tokens, result.source.size, result.seconds)
+            log.info(
+                "shard %s: %d rows, %d rejected (%d/%d shards)",
+                result.source.relpath,
+                result.rows,
+                result.rejected,
+                len(embedded),
+                len(todo),
+            )
+    except KeyboardInterrupt:
+        reporter.finish("interrupted")
+        removed = _remove_own_temp_files(output)
+        # Markers on disk, not results received: a shard may have finished after the last one arrived.
+        finished = max(len(embedded), _count_markers(todo, output))
+        raise RunInterrupted(finished + len(reused), len(removed)) from None
+    except BaseException:
+        reporter.finish("failed")
+        raise
+    reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
@@ -159,7 +263,13 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         previous,
         versions,
         space,
-        {"uri": inp.uri, "format": inp.format, "id_column": inp.id_column, "text_column": inp.text_column},
+        {
+            "uri": inp.uri,
+            "format": inp.format,
+            "id_column": inp.id_column,
+            "text_column": inp.text_column,
+            **({"keep_columns": list(inp.keep_columns)} if inp.keep_columns else {}),
+        },
         plan.carried + reused + embedded,
         plan.changes(),
         config.output.format,

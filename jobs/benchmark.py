@@ -4,6 +4,7 @@
     python jobs/benchmark.py --shape e5-small --sweep --skip-fastembed --skip-job
     python jobs/benchmark.py --shape e5-small --precision int8
     python jobs/benchmark.py --device gpu --shape e5-large --docs 20000  # one H100: fp16 vs fp32, tokens/s
+    python jobs/benchmark.py --model-path /models/multilingual-e5-small    # a real model (e5ray stage-model)
 
 Contestants (random-weight encoder of a real E5 shape, synthetic lognormal-length corpus):
 1. plain fastembed as a user calls it (`TextEmbedding(...).embed(texts)`, defaults);
@@ -35,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[s for s in SHAPES],
         default=None,
         help="encoder shape (default: e5-small on CPU, e5-large on GPU)",
+    )
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="a real model directory (local or s3://, e.g. from `e5ray stage-model`) instead of a random-weight "
+        "one; its shape comes from its config.json",
     )
     parser.add_argument(
         "--arch",
@@ -125,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         gpu_sample=args.gpu_sample,
         gpu_fastembed_docs=args.gpu_fastembed_docs,
+        model_path=args.model_path,
     )
     try:
         run_benchmark(config, out=args.out, log=lambda line: print(line, flush=True))

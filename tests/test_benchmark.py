@@ -235,3 +235,22 @@ def test_config_rejects_bad_values(tmp_path):
         BenchConfig(arch="gpt").resolved_arch()
     with pytest.raises(ValueError, match="precision"):
         run_benchmark(BenchConfig(shape="tiny", precision="fp16", workdir=str(tmp_path)))
+
+
+def test_benchmark_takes_a_real_model_directory(tmp_path, bert_model_dir):
+    import json
+
+    job = load_job_module()
+    out = tmp_path / "result.json"
+    args = job.parse_args(
+        ["--model-path", str(bert_model_dir), "--docs", "24", "--rss-scale", "1", "--skip-fastembed", "--skip-job"]
+        + ["--workdir", str(tmp_path / "work"), "--out", str(out)]
+    )
+    assert job.main(args) == 0
+    result = json.loads(out.read_text())
+    config = json.loads((bert_model_dir / "config.json").read_text())
+    assert result["model"]["model_path"] == str(bert_model_dir)
+    assert (
+        result["model"]["hidden"] == config["hidden_size"] and result["model"]["layers"] == config["num_hidden_layers"]
+    )
+    assert (tmp_path / "work" / "model-staged" / "SHA256SUMS").is_file()

@@ -33,9 +33,7 @@ class JsonlSink:
         self, directory: str | None, stem: str, id_type: pa.DataType, dim: int, metadata: dict[str, str] | None = None
     ) -> None:
         # No place for metadata in JSON lines: the manifest records the space.
-        fd, self._path = tempfile.mkstemp(
-            prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory
-        )
+        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
         os.chmod(self._path, 0o644)
         self._fh = os.fdopen(fd, "w", encoding="utf-8")
 

@@ -63,9 +63,7 @@ class ParquetSink:
         self, directory: str | None, stem: str, id_type: pa.DataType, dim: int, metadata: dict[str, str] | None = None
     ) -> None:
         # The writer's host and pid in the name: an interrupted run and `gc` remove it once it is dead.
-        fd, self._path = tempfile.mkstemp(
-            prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory
-        )
+        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
         os.close(fd)
         os.chmod(self._path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
         self._id_type, self._dim, self._metadata = id_type, dim, dict(metadata or {})
