@@ -286,7 +286,8 @@ def run_job_from_args(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_summary(manifest)))
     elif not args.quiet:
-        print(human_summary(manifest, config.output.uri, time.perf_counter() - started))
+        rate = progress.tokens_per_s() or None
+        print(human_summary(manifest, config.output.uri, time.perf_counter() - started, rate))
     return 0
 
 

@@ -91,6 +91,7 @@ class Progress:
         self.counts = Counts()
         self.started: float | None = None
         self.work_started: float | None = None  # earliest start of a finished shard's work
+        self.stopped: float | None = None  # when finish() was called: the numbers hold still after
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,6 +141,7 @@ class Progress:
 
     def finish(self, state: str = "done") -> None:
         """Stop drawing; the last state goes to progress.json (done, failed, interrupted)."""
+        self.stopped = self.clock()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -152,14 +154,17 @@ class Progress:
 
     # -- derived numbers ----------------------------------------------------------------
 
+    def _now(self) -> float:
+        return self.stopped if self.stopped is not None else self.clock()
+
     def elapsed(self) -> float:
-        return 0.0 if self.started is None else max(0.0, self.clock() - self.started)
+        return 0.0 if self.started is None else max(0.0, self._now() - self.started)
 
     def tokens_per_s(self) -> float:
         """Tokens per second of embedding work: since the first finished shard began."""
         if self.work_started is None:
             return 0.0
-        working = self.clock() - self.work_started
+        working = self._now() - self.work_started
         tokens = self.counts.tokens + self.counts.partial_tokens
         return tokens / working if working > 0 else 0.0
 

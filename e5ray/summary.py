@@ -39,8 +39,10 @@ def json_summary(manifest: Any) -> dict[str, Any]:
     }
 
 
-def human_summary(manifest: Any, output: str, wall_s: float) -> str:
-    """A few lines a person reads at the end of a run."""
+def human_summary(manifest: Any, output: str, wall_s: float, working_rate: float | None = None) -> str:
+    """A few lines a person reads at the end of a run. `working_rate`: tokens/s while shards
+    were being embedded (the progress bar's), beside the manifest's rate over the whole
+    embedding step, start-up of the cluster, actors and model included."""
     m = _as_dict(manifest)
     t, run, changes = m["totals"], m["run"], m["changes"]["counts"]
     root = output.rstrip("/")
@@ -52,7 +54,9 @@ def human_summary(manifest: Any, output: str, wall_s: float) -> str:
         f"  this run   {embedded_now} shards embedded, {run['reused_shards']} reused from an interrupted run, "
         f"{run['carried_shards']} carried unchanged; {changes['added']} added, {changes['changed']} changed, "
         f"{changes['removed']} removed",
-        f"  speed      {run['tokens']:,} tokens at {run['tokens_per_s']:,.0f} tokens/s",
+        f"  speed      {run['tokens']:,} tokens: "
+        + (f"{working_rate:,.0f} tokens/s while embedding, " if working_rate else "")
+        + f"{run['tokens_per_s']:,.0f} tokens/s over the whole step (start-up included)",
         f"  space      {m['space']['model']} dim {m['space']['dim']}, {m['space']['prefix']!s} prefix, "
         f"max length {m['space']['max_length']}",
     ]

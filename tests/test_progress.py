@@ -108,10 +108,10 @@ MANIFEST = {
 
 
 def test_human_summary_names_the_counts_speed_version_output_and_rejects():
-    text = human_summary(MANIFEST, "/data/out/", 12.34)
+    text = human_summary(MANIFEST, "/data/out/", 12.34, working_rate=400.0)
     assert "done in 12.3 s: manifest version 3 (/data/out/manifest.json)" in text
     assert "330 embedded, 3 rejected, 2 truncated (of 333 input rows in 4 shards)" in text
-    assert "100 tokens at 50 tokens/s" in text
+    assert "100 tokens: 400 tokens/s while embedding, 50 tokens/s over the whole step" in text
     assert "/data/out/rejects/a.rejects.jsonl" in text
     assert len(text.splitlines()) <= 12  # one screen
 
