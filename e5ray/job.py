@@ -171,7 +171,9 @@ def _remove_own_temp_files(output: OutputDir) -> list[str]:
     on object stores a worker's temporary file lives on its node and goes with it)."""
     if not output.is_local:
         return []
-    return remove_dead_temp_files(output.root, ("", SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR))
+    # Its own too: Ctrl-C may land inside a write of progress.json, whose writer has stopped.
+    dirs = ("", SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR)
+    return remove_dead_temp_files(output.root, dirs, include_own=True)
 
 
 def _now() -> str:

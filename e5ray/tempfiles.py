@@ -60,10 +60,13 @@ def writer_is_dead(name: str) -> bool:
     return owner is not None and owner[0] == _host() and not _alive(owner[1])
 
 
-def remove_dead_temp_files(root: str, directories: tuple[str, ...], wait_s: float = 5.0) -> list[str]:
+def remove_dead_temp_files(
+    root: str, directories: tuple[str, ...], wait_s: float = 5.0, include_own: bool = False
+) -> list[str]:
     """Delete temporary files under local `root`/`directories` whose writers on this host
-    are dead; waits up to `wait_s` for writers that are still stopping. Returns the
-    deleted paths relative to `root`."""
+    are dead (and, with `include_own`, this process's: a driver that stopped writing);
+    waits up to `wait_s` for writers that are still stopping. Returns the deleted paths
+    relative to `root`."""
     deadline = time.monotonic() + wait_s
     deleted: list[str] = []
     while True:
@@ -75,9 +78,9 @@ def remove_dead_temp_files(root: str, directories: tuple[str, ...], wait_s: floa
             for name in os.listdir(base):
                 path = os.path.join(base, name)
                 owner = owner_of(name)
-                if owner is None or owner[0] != _host() or owner[1] == os.getpid():
+                if owner is None or owner[0] != _host() or (owner[1] == os.getpid() and not include_own):
                     continue
-                if not _alive(owner[1]):
+                if owner[1] == os.getpid() or not _alive(owner[1]):
                     try:
                         os.unlink(path)
                         deleted.append(os.path.relpath(path, root))

@@ -18,6 +18,7 @@ from corpus_utils import write_corpus
 from proc_utils import TAG, end_run
 
 from e5ray.gc import collect_garbage
+from e5ray.storage import OutputDir
 from e5ray.tempfiles import owner_tag, remove_dead_temp_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_gc_removes_temp_files_of_dead_writers_at_any_age_and_spares_live_ones(t
     other_host = shards / ".part-0004.parquet-abc.elsewhere~1.x1y2.parquet.tmp"
     for path in (dead, live, untagged, other_host):
         path.write_bytes(b"partial")
-    deleted = collect_garbage(str(tmp_path / "out"), keep=1, min_age_s=3600)
+    deleted = collect_garbage(OutputDir(str(tmp_path / "out")), keep=1, min_age_s=3600)
     assert deleted == [f"shards/{dead.name}"]
     assert live.exists() and untagged.exists() and other_host.exists()
 
