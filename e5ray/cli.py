@@ -55,7 +55,7 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C); finished shards are reused by the next run"""
 
 JOB_EXAMPLES = """examples:
-  # the sample corpus with the demo model (python -m e5ray.testmodels .demo-model)
+  # the sample corpus with the demo model (python -m e5ray.testing .demo-model)
   e5ray embed --input samples/corpus --output out/sample --model demo --model-path .demo-model
 
   # what would a refresh do? (no model loaded, nothing written)

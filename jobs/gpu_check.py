@@ -15,7 +15,7 @@ import numpy as np
 
 from e5ray import E5Embedder
 from e5ray.embedder import require_cuda
-from e5ray.testmodels import sample_words, write_test_model
+from e5ray.testing import sample_words, write_test_model
 
 
 def main() -> int:
