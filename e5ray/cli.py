@@ -1,4 +1,4 @@
-"""`e5ray` command line: embed, refresh, verify, stage-model, export, gc.
+"""`e5ray` command line: embed, refresh, verify, stage-model, export, gc, search, eval, compare.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
 `add_job_arguments`, `parse_job_args` and `config_from_args`. Every flag has help text
@@ -35,11 +35,14 @@ from e5ray.configfile import ConfigFileError, check_keys, load_config_file, norm
 from e5ray.corpus import FORMATS
 from e5ray.errors import EXIT_INTERRUPTED, E5RayError, UsageError
 from e5ray.executors.base import EXECUTORS
+from e5ray.pooling import POOLINGS
 from e5ray.progress import MODES, PROGRESS_FILE, Progress
 from e5ray.quiet import filtered_stderr
+from e5ray.search import add_search_command
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES
 from e5ray.summary import human_summary, json_summary
+from e5ray.windows import LONG_TEXT_MODES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 GC_KEEP = 3
@@ -86,6 +89,29 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             text += " (default: %(default)s)"
         return text
+
+
+def add_space_arguments(group: argparse._ArgumentGroup) -> None:
+    """Pooling and long-text flags: part of the embedding space, like the model."""
+    group.add_argument(
+        "--pooling",
+        choices=list(POOLINGS),
+        default=ModelConfig.pooling,
+        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
+    )
+    group.add_argument(
+        "--long-text",
+        choices=LONG_TEXT_MODES,
+        default=ModelConfig.long_text,
+        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
+        "average (one vector per text: token-weighted mean of its windows)",
+    )
+    group.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
+    )
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,6 +177,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=ModelConfig.int8_min_cosine,
         help="int8 only: lowest cosine to fp32 on the check texts",
     )
+    add_space_arguments(model)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
     pool = parser.add_argument_group("compute")
     pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device, help="where the model runs")
@@ -411,6 +438,17 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     gc.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
     gc.set_defaults(func=_gc)
+    from e5ray.compare import add_compare_arguments, compare_from_args
+    from e5ray.eval import add_eval_arguments, eval_from_args
+
+    for name, text, add_arguments, run in (
+        ("eval", "retrieval metrics of embedding variants on labelled pairs, A/B", add_eval_arguments, eval_from_args),
+        ("compare", "how far two outputs' vectors moved: cosine, neighbours", add_compare_arguments, compare_from_args),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_arguments(command)
+        command.set_defaults(func=run)
+    add_search_command(sub)
     return parser
 
 

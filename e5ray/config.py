@@ -23,9 +23,11 @@ from e5ray.catalog import DEFAULT_MODEL
 from e5ray.corpus import FORMATS
 from e5ray.errors import ConfigError
 from e5ray.executors.base import EXECUTORS
+from e5ray.pooling import E5_POOLING, POOLINGS
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
+from e5ray.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -57,12 +59,13 @@ class InputConfig:
             raise ConfigError("input.uri (--input) is empty")
         _choice("input.format (--format)", self.format, FORMATS, optional=True)
         object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list from a config file
-        taken = {"id", "embedding", self.id_column}
+        taken = {"id", "embedding", self.id_column, *WINDOW_COLUMNS}  # window columns: long-text chunk mode
         clash = [c for c in self.keep_columns if c in taken]
         if clash:
             raise ConfigError(
                 f"input.keep_columns (--keep-columns) {clash}: the output already has id (from "
-                f"{self.id_column!r}) and embedding; keep other columns"
+                f"{self.id_column!r}), embedding and, with --long-text chunk, {', '.join(WINDOW_COLUMNS)}; "
+                "keep other columns"
             )
         if len(set(self.keep_columns)) != len(self.keep_columns):
             raise ConfigError(f"input.keep_columns (--keep-columns) names a column twice: {list(self.keep_columns)}")
@@ -89,9 +92,16 @@ class ModelConfig:
     int8_min_cosine: float = 0.99
     token_budget: int | None = None  # None: the embedder's per-device default
     cache_dir: str | None = None
+    # Space parameters beyond the model (e5ray.pooling, e5ray.windows).
+    pooling: str = E5_POOLING
+    long_text: str = "truncate"
+    stride: int | None = None  # tokens of overlap between windows; None: max_length // 8
 
     def __post_init__(self) -> None:
         _choice("model.prefix (--prefix)", self.prefix, list(PREFIXES))
+        _choice("model.pooling (--pooling)", self.pooling, list(POOLINGS))
+        _choice("model.long_text (--long-text)", self.long_text, LONG_TEXT_MODES)
+        _at_least("model.stride (--stride)", self.stride, 0, optional=True)
         _choice("model.precision (--precision)", self.precision, PRECISIONS, optional=True)
         _at_least("model.max_length (--max-length)", self.max_length, 2)
         _at_least("model.token_budget (--token-budget)", self.token_budget, 1, optional=True)

@@ -127,7 +127,16 @@ def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -
     previous = load_latest(output, versions)
     model = config.model
     space = describe_space(
-        model.name, model.path, model.max_length, config.precision, model.prefix, model.cache_dir, options
+        model.name,
+        model.path,
+        model.max_length,
+        config.precision,
+        model.prefix,
+        model.cache_dir,
+        options,
+        pooling=model.pooling,
+        long_text=model.long_text,
+        stride=model.stride,
     )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:

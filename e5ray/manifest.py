@@ -65,6 +65,15 @@ class ShardEntry:
     key: str
     space_fingerprint: str
     rejects: FileRef | None = None
+    # Long texts cut into windows (chunk, average): documents embedded and windows run.
+    # `rows` counts output rows: windows in chunk mode, documents otherwise.
+    documents: int | None = None
+    windows: int | None = None
+
+    @property
+    def embedded_documents(self) -> int:
+        """Documents this shard embedded (input rows that were not rejected)."""
+        return self.rows if self.documents is None else self.documents
 
     @property
     def bytes(self) -> int:
@@ -79,6 +88,9 @@ class ShardEntry:
         out["files"] = [f.to_dict() for f in self.files]
         out["source"] = self.source.to_dict()
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
+        for name in ("documents", "windows"):  # absent when texts were truncated, as before
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
@@ -121,10 +133,12 @@ class RunInfo:
 
 
 def totals(shards: list[ShardEntry] | tuple[ShardEntry, ...]) -> dict[str, int]:
+    windowed = [s.windows for s in shards if s.windows is not None]
     return {
         "shards": len(shards),
         "input_rows": sum(s.input_rows for s in shards),
-        "embedded": sum(s.rows for s in shards),
+        "embedded": sum(s.embedded_documents for s in shards),
+        **({"windows": sum(windowed)} if windowed else {}),
         "rejected": sum(s.rejected for s in shards),
         "truncated": sum(s.truncated for s in shards),
         "tokens": sum(s.tokens for s in shards),

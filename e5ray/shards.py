@@ -4,8 +4,9 @@ For a source shard the worker streams chunks, rejects rows that cannot be embedd
 (recorded with the reason, never dropped silently), embeds the rest, and writes through
 the output's sink (`e5ray.sinks`):
 - `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
-  columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
-  name always denotes one content;
+  columns `id` and `embedding`, and in long-text chunk mode the window columns after
+  them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
+  of its own sha256, so a name always denotes one content;
 - `rejects/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `markers/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
@@ -149,7 +150,9 @@ class ChunkValidator:
 @dataclass
 class ShardStats:
     input_rows: int = 0
-    embedded: int = 0
+    embedded: int = 0  # documents
+    rows: int = 0  # output rows: one per window in chunk mode, else one per document
+    windows: int = 0
     rejected: int = 0
     truncated: int = 0
     tokens: int = 0
@@ -218,6 +221,18 @@ def _kept(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
     }
 
 
+def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
+    """Kept columns with each document's value repeated for each of its windows (`rows`:
+    the document of every window)."""
+    if not kept:
+        return {}
+    index = pa.array(rows, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[d] for d in rows]
+        for name, values in kept.items()
+    }
+
+
 def _json_safe(value: Any) -> Any:
     try:
         json.dumps(value)
@@ -246,6 +261,7 @@ def embed_shard(
     validator: ChunkValidator | None = None
     opened = False
     metadata = file_metadata(task, embedder)
+    mode = getattr(embedder, "long_text", "truncate")
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
@@ -274,8 +290,15 @@ def embed_shard(
             if not opened:
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
-            sink.write([chunk.ids[p] for p in good], result.vectors, _kept(chunk, good))
+            ids = [chunk.ids[p] for p in good]
+            extra = _kept(chunk, good)
+            if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
+                ids = [ids[d] for d in result.windows.doc]
+                extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
+            sink.write(ids, result.vectors, extra)
             stats.embedded += len(good)
+            stats.rows += len(ids)
+            stats.windows += len(result.windows) if result.windows is not None else len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
@@ -284,7 +307,7 @@ def embed_shard(
             sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
-        return _commit(task, output, files, rejects, stats, time.perf_counter() - started)
+        return _commit(task, output, files, rejects, stats, time.perf_counter() - started, mode)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
@@ -297,6 +320,7 @@ def _commit(
     rejects: list[dict[str, Any]],
     stats: ShardStats,
     seconds: float,
+    mode: str = "truncate",
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
@@ -314,7 +338,7 @@ def _commit(
         rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
     entry = ShardEntry(
         files=tuple(refs),
-        rows=stats.embedded,
+        rows=stats.rows,
         input_rows=stats.input_rows,
         rejected=stats.rejected,
         truncated=stats.truncated,
@@ -326,6 +350,9 @@ def _commit(
         key=task.key,
         space_fingerprint=task.space_fingerprint,
         rejects=rejects_ref,
+        # rows are windows (chunk), or documents made of several windows (average)
+        documents=stats.embedded if mode != "truncate" else None,
+        windows=stats.windows if mode != "truncate" else None,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

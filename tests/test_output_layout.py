@@ -110,3 +110,18 @@ def test_export_to_lance_writes_the_current_version(bert_model_dir, tmp_path, ca
     vector = rows["embedding"][0].values.to_numpy()
     hit = table.search(vector).limit(1).to_list()[0]
     assert hit["id"] == rows["id"][0].as_py() and "lang" in hit
+
+
+def test_kept_columns_repeat_on_every_window_of_a_chunked_text(bert_model_dir, tmp_path):
+    write_rich_corpus(tmp_path / "in")
+    cfg = config(
+        tmp_path / "in", tmp_path / "out", bert_model_dir, keep_columns=("lang",), long_text="chunk", max_length=16
+    )
+    manifest = run_job(cfg)
+    shard = next(s for s in manifest.shards if s.source.relpath == "part-0000.parquet")
+    table = pq.read_table(tmp_path / "out" / shard.files[0].path)
+    assert table.num_rows > 3  # long texts became several windows
+    by_id = {}
+    for row in table.select(["id", "window", "lang"]).to_pylist():
+        by_id.setdefault(row["id"], set()).add(row["lang"])
+    assert by_id == {1: {"de"}, 2: {"fr"}, 3: {"ja"}}

@@ -40,7 +40,11 @@ class JsonlSink:
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         assert self._fh is not None, "open() first"
         rows = np.asarray(vectors, dtype=np.float32).tolist()
-        columns = {k: v.to_pylist() if isinstance(v, pa.Array) else v for k, v in (extra or {}).items()}
+        # Arrow arrays (kept Parquet columns) as Python values, nulls kept; numpy (window columns) likewise.
+        columns = {
+            name: values.to_pylist() if isinstance(values, pa.Array) else np.asarray(values).tolist()
+            for name, values in (extra or {}).items()
+        }
         for i, (id_value, vector) in enumerate(zip(ids, rows, strict=True)):
             record = {"id": id_value, "embedding": vector, **{name: values[i] for name, values in columns.items()}}
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
