@@ -25,6 +25,7 @@ from e5ray.config import (
     DEVICES,
     OPTIONS,
     PRECISIONS,
+    REUSE_MODES,
     ComputeConfig,
     InputConfig,
     JobConfig,
@@ -207,6 +208,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--full", action="store_true", help="re-embed every shard (allowed across embedding spaces)")
     run.add_argument(
+        "--reuse",
+        choices=REUSE_MODES,
+        default=JobConfig.__dataclass_fields__["reuse"].default,
+        help="rows: embed only texts the output does not hold (by content hash); "
+        "shard: re-embed changed shards whole; none: re-embed every shard",
+    )
+    run.add_argument(
         "--dry-run", action="store_true", help="print the plan and estimates; load no model, write nothing"
     )
     run.add_argument("--config", metavar="FILE", help="YAML or TOML file whose keys are these flags (flags win)")
@@ -291,6 +299,7 @@ def _progress_writer(output: str, storage_options: dict[str, Any] | None) -> Cal
 
 def run_job_from_args(args: argparse.Namespace) -> int:
     from e5ray.job import run_job
+    from e5ray.reuse_plan import reuse_summary
 
     setup_logging(args.log_level or ("INFO" if args.verbose else "WARNING"))
     if args.verbose:
@@ -311,7 +320,7 @@ def run_job_from_args(args: argparse.Namespace) -> int:
         )
         manifest = run_job(config, progress=progress)
     if args.json:
-        print(json.dumps(json_summary(manifest)))
+        print(json.dumps({**json_summary(manifest), "reuse": reuse_summary(manifest.run.reuse)}))
     elif not args.quiet:
         rate = progress.tokens_per_s() or None
         print(human_summary(manifest, config.output.uri, time.perf_counter() - started, rate))

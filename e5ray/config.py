@@ -31,6 +31,7 @@ from e5ray.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
+REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
@@ -59,12 +60,14 @@ class InputConfig:
             raise ConfigError("input.uri (--input) is empty")
         _choice("input.format (--format)", self.format, FORMATS, optional=True)
         object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list from a config file
-        taken = {"id", "embedding", self.id_column, *WINDOW_COLUMNS}  # window columns: long-text chunk mode
+        # window columns: long-text chunk mode; content_hash: row-level refresh (e5ray.content_hash)
+        taken = {"id", "embedding", self.id_column, "content_hash", *WINDOW_COLUMNS}
         clash = [c for c in self.keep_columns if c in taken]
         if clash:
             raise ConfigError(
                 f"input.keep_columns (--keep-columns) {clash}: the output already has id (from "
-                f"{self.id_column!r}), embedding and, with --long-text chunk, {', '.join(WINDOW_COLUMNS)}; "
+                f"{self.id_column!r}), embedding, content_hash and, with --long-text chunk, "
+                f"{', '.join(WINDOW_COLUMNS)}; "
                 "keep other columns"
             )
         if len(set(self.keep_columns)) != len(self.keep_columns):
@@ -140,8 +143,10 @@ class JobConfig:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     s3_endpoint: str | None = None  # None: $AWS_ENDPOINT_URL; credentials come from the AWS chain
     full: bool = False  # re-embed every shard (allowed across embedding spaces)
+    reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.reuse_plan)
 
     def __post_init__(self) -> None:
+        _choice("reuse (--reuse)", self.reuse, REUSE_MODES)
         if self.precision == "fp16" and self.compute.device != "gpu":
             raise ConfigError("model.precision (--precision) 'fp16' needs compute.device (--device) 'gpu'")
 
@@ -189,5 +194,6 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     **{f.name: ("compute", f.name) for f in dataclasses.fields(ComputeConfig)},
     "s3_endpoint": ("", "s3_endpoint"),
     "full": ("", "full"),
+    "reuse": ("", "reuse"),
 }
 OPTIONS = tuple(_OPTION_FIELDS)

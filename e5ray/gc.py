@@ -18,6 +18,7 @@ from typing import Any
 from e5ray.errors import UsageError
 from e5ray.manifest import ShardEntry
 from e5ray.progress import PROGRESS_FILE
+from e5ray.reuse import INDEX_DIR, index_path
 from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR
 from e5ray.storage import OutputDir, info_seconds
 from e5ray.tempfiles import writer_is_dead
@@ -40,7 +41,9 @@ def collect_garbage(output: OutputDir, keep: int, min_age_s: float = 3600.0, dry
     now = time.time()
     deleted = []
     candidates: dict[str, dict[str, Any]] = {}
-    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR):
+    # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
+    referenced |= kept_index_files(output, [m.version for m in manifests])
+    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR, INDEX_DIR):
         if output.exists(directory):
             candidates.update(output.fs.find(output.path(directory), detail=True))
     # A run killed while replacing manifest.json (or progress.json) leaves its temporary file at the root.
@@ -71,3 +74,12 @@ def _marks_referenced(output: OutputDir, marker: str, referenced: set[str]) -> b
     except (OSError, ValueError, KeyError, TypeError):  # unreadable: an orphan like any other
         return False
     return any(path in referenced for path in entry.paths())
+
+
+def kept_index_files(output: OutputDir, versions: list[int]) -> set[str]:
+    """Files of the reuse indexes of `versions`, relative to the output root."""
+    kept: set[str] = set()
+    for version in versions:
+        if output.exists(index_path(version)):
+            kept.update(output.rel(path) for path in output.fs.find(output.path(index_path(version))))
+    return kept

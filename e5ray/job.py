@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from e5ray import __version__
 from e5ray.config import JobConfig
@@ -26,6 +26,7 @@ from e5ray.model_space import describe_space
 from e5ray.plan import RefreshPlan, plan_refresh
 from e5ray.preflight import preflight
 from e5ray.progress import Progress
+from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
 from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR, ShardTask
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
@@ -157,11 +158,12 @@ def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -
             inp.keep_columns,
         )
 
-    plan = plan_refresh(sources, previous, make_task, config.full)
-    # --full embeds again what the previous version holds, but still reuses what a killed
-    # --full run finished since (files no version references yet): an interrupted switch
-    # to a new space resumes instead of starting over.
-    held = previous.referenced() if config.full and previous else set()
+    reembed_all = config.full or config.reuse == "none"
+    plan = plan_refresh(sources, previous, make_task, reembed_all)
+    # --full (and --reuse none) embeds again what the previous version holds, but still
+    # reuses what a killed such run finished since (files no version references yet): an
+    # interrupted switch to a new space resumes instead of starting over.
+    held = previous.referenced() if reembed_all and previous else set()
     reused, todo = reuse_completed(plan.tasks, output, exclude=held)
     return PlannedRun(sources, versions, previous, space, plan, reused, todo)
 
@@ -201,6 +203,19 @@ def run_job(config: JobConfig, executor: Executor | None = None, progress: Progr
     planned = plan_run(config, output)
     sources, versions, previous, space = planned.sources, planned.versions, planned.previous, planned.space
     plan, reused, todo = planned.plan, planned.reused, planned.todo
+    # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
+    reuse = prepare_reuse(
+        config.reuse,
+        config.full,
+        previous,
+        config.output.format,
+        config.model.long_text,
+        output.uri,
+        config.storage_options(),
+        needs_index=bool(todo),
+    )
+    index = reuse.index.path if reuse.index else None
+    todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -268,6 +283,7 @@ def run_job(config: JobConfig, executor: Executor | None = None, progress: Progr
         tokens=tokens,
         padded_tokens=sum(e.padded_tokens for e in embedded),
         tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+        reuse=summarize(reuse, reused + embedded, len(plan.carried)),
     )
     inp = config.input
     manifest = next_manifest(
@@ -288,4 +304,5 @@ def run_job(config: JobConfig, executor: Executor | None = None, progress: Progr
     )
     name = commit(output, manifest)
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
+    log_reuse(run_info.reuse)
     return manifest

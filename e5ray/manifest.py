@@ -65,6 +65,10 @@ class ShardEntry:
     key: str
     space_fingerprint: str
     rejects: FileRef | None = None
+    # Row-level refresh (e5ray.reuse_plan): the scheme of the files' content_hash column
+    # (None: written before it existed), and rows_reused/rows_embedded/duplicates_folded.
+    hash_scheme: str | None = None
+    reuse: dict[str, Any] | None = None
     # Long texts cut into windows (chunk, average): documents embedded and windows run.
     # `rows` counts output rows: windows in chunk mode, documents otherwise.
     documents: int | None = None
@@ -123,6 +127,7 @@ class RunInfo:
     tokens: int
     padded_tokens: int
     tokens_per_s: float
+    reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.reuse_plan.summarize)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

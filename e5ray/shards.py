@@ -38,6 +38,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
+from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
 from e5ray.sinks.base import ShardSink, SinkFile
@@ -60,6 +61,9 @@ class ShardTask:
     prefix: Prefix = "passage"
     output_format: str = DEFAULT_OUTPUT_FORMAT
     keep_columns: tuple[str, ...] = ()  # input columns copied into the output
+    # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
+    reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
+    reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
 
     @property
     def key(self) -> str:
@@ -87,6 +91,8 @@ class ShardTask:
             "prefix": self.prefix,
             "output_format": self.output_format,
             "keep_columns": list(self.keep_columns),
+            "reuse_rows": self.reuse_rows,
+            "reuse_index": self.reuse_index,
         }
 
     @classmethod
@@ -210,7 +216,7 @@ def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
     }
 
 
-def _kept(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
+def kept_columns(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
     """The kept columns' values of the rows that were embedded."""
     if not chunk.extra:
         return None
@@ -291,7 +297,9 @@ def embed_shard(
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
             ids = [chunk.ids[p] for p in good]
-            extra = _kept(chunk, good)
+            # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
+            hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            extra = {**(hashes or {}), **(kept_columns(chunk, good) or {})} or None
             if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
                 ids = [ids[d] for d in result.windows.doc]
                 extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
@@ -307,10 +315,27 @@ def embed_shard(
             sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
-        return _commit(task, output, files, rejects, stats, time.perf_counter() - started, mode)
+        reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
+        seconds = time.perf_counter() - started
+        scheme = hash_scheme_of(sink) if mode == "truncate" else None
+        return _commit(task, output, files, rejects, stats, seconds, mode, reuse=reuse, hash_scheme=scheme)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
+
+
+def hash_columns(
+    sink: ShardSink, token_ids: list[list[int]] | None = None, hashes: list[bytes] | None = None
+) -> dict[str, Any] | None:
+    """The content_hash column for `sink` (of `hashes`, or of the rows' `token_ids`), or
+    None for a sink whose files do not carry hashes (row-level refresh reads Parquet only)."""
+    if sink.format != "parquet":
+        return None
+    return {HASH_COLUMN: hash_array(hashes if hashes is not None else hash_token_ids(token_ids or []))}
+
+
+def hash_scheme_of(sink: ShardSink) -> str | None:
+    return SCHEME if sink.format == "parquet" else None
 
 
 def _commit(
@@ -321,6 +346,8 @@ def _commit(
     stats: ShardStats,
     seconds: float,
     mode: str = "truncate",
+    reuse: dict[str, Any] | None = None,
+    hash_scheme: str | None = None,
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
@@ -353,6 +380,8 @@ def _commit(
         # rows are windows (chunk), or documents made of several windows (average)
         documents=stats.embedded if mode != "truncate" else None,
         windows=stats.windows if mode != "truncate" else None,
+        hash_scheme=hash_scheme,
+        reuse=reuse,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

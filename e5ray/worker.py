@@ -24,6 +24,7 @@ from e5ray.config import JobConfig, ModelConfig
 from e5ray.corpus import SourceShard
 from e5ray.errors import DataError, UsageError
 from e5ray.manifest import ShardEntry
+from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
@@ -137,7 +138,9 @@ class EmbeddingWorker:
     def embed(self, task: ShardTask) -> ShardResult:
         """The shard's entry, or a ShardFailure when its data cannot be embedded."""
         try:
-            return embed_shard(
+            # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
+            embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
+            return embed(
                 task, self.embedder, self.output, self.sink_class(), self.spec.storage_options(), self.spec.chunk_rows
             )
         except DATA_ERRORS as exc:  # reported to the driver with the shard it belongs to
