@@ -125,3 +125,18 @@ def test_kept_columns_repeat_on_every_window_of_a_chunked_text(bert_model_dir, t
     for row in table.select(["id", "window", "lang"]).to_pylist():
         by_id.setdefault(row["id"], set()).add(row["lang"])
     assert by_id == {1: {"de"}, 2: {"fr"}, 3: {"ja"}}
+
+
+def test_a_row_reusing_refresh_keeps_the_kept_columns_and_the_metadata(bert_model_dir, tmp_path):
+    write_rich_corpus(tmp_path / "in")
+    cfg = config(tmp_path / "in", tmp_path / "out", bert_model_dir, keep_columns=("lang",))
+    run_job(cfg)
+    before = pq.read_table(tmp_path / "in" / "part-0000.parquet")["text"].to_pylist()
+    table = pa.table({"id": [1, 2, 4], "text": [*before[:2], "a new row"], "lang": ["de", "fr", "it"]})
+    pq.write_table(table, tmp_path / "in" / "part-0000.parquet")  # two rows as before, one new
+    manifest = run_job(cfg)
+    shard = next(s for s in manifest.shards if s.source.relpath == "part-0000.parquet")
+    written = pq.read_table(tmp_path / "out" / shard.files[0].path)
+    assert written["lang"].to_pylist() == ["de", "fr", "it"]
+    assert b"e5ray.space" in written.schema.metadata
+    assert manifest.run.reuse["rows_reused"] >= 2
