@@ -3,7 +3,10 @@
 Kept: the newest `keep` versions and whatever `manifest.json` names. Deleted: older
 version files, shard, rejects and marker files that no kept version references,
 and temporary files. Files younger than `min_age_s` are spared, since a run in
-progress may be about to commit them.
+progress may be about to commit them; temporary files whose writer ran on this host
+and is dead are removed at any age (see `e5ray.tempfiles`). Shard, marker and rejects
+files are looked for in `shards/`, `markers/` and `rejects/` (older outputs kept all
+three in `shards/`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Any
 
 from e5ray.errors import UsageError
 from e5ray.manifest import ShardEntry
+from e5ray.progress import PROGRESS_FILE
 from e5ray.reuse import INDEX_DIR, index_path
-from e5ray.shards import SHARDS_DIR
+from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR
 from e5ray.storage import OutputDir, info_seconds
+from e5ray.tempfiles import writer_is_dead
 from e5ray.versions import MANIFEST, VERSIONS_DIR, list_versions, read_manifest, version_name
 
 
@@ -38,17 +43,21 @@ def collect_garbage(output: OutputDir, keep: int, min_age_s: float = 3600.0, dry
     candidates: dict[str, dict[str, Any]] = {}
     # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
     referenced |= kept_index_files(output, [m.version for m in manifests])
-    for directory in (SHARDS_DIR, VERSIONS_DIR, INDEX_DIR):
+    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR, INDEX_DIR):
         if output.exists(directory):
             candidates.update(output.fs.find(output.path(directory), detail=True))
-    # A run killed while replacing manifest.json leaves its temporary file at the root.
+    # A run killed while replacing manifest.json (or progress.json) leaves its temporary file at the root.
     if output.exists():
         for info in output.fs.ls(output.root, detail=True):
-            if info.get("type") == "file" and info["name"].rsplit("/", 1)[-1].startswith(f"{MANIFEST}.tmp-"):
+            name = info["name"].rsplit("/", 1)[-1]
+            if info.get("type") == "file" and name.startswith((f"{MANIFEST}.tmp-", f"{PROGRESS_FILE}.tmp-")):
                 candidates[info["name"]] = info
     for path, info in sorted(candidates.items()):
         rel = output.rel(path)
-        if rel in referenced or now - info_seconds(info) < min_age_s:
+        if rel in referenced:
+            continue
+        # A temporary file whose writer on this host is dead can never be finished.
+        if now - info_seconds(info) < min_age_s and not (output.is_local and writer_is_dead(rel)):
             continue
         if rel.endswith(".done.json") and _marks_referenced(output, rel, referenced):
             continue

@@ -1,9 +1,10 @@
 """One run of the batch job, from a corpus to a committed manifest version.
 
-The steps do not know where the embedding runs: `run_job` plans, hands the shard tasks
-to an executor (`e5ray.executors`), and commits. Re-running on an existing output is a
-refresh; re-running after a crash is a resume, reusing every shard whose completion
-marker checks out. The output is opened once here (an `OutputDir`) and used by every
+The steps do not know where the embedding runs: `run_job` plans, splits the shard tasks
+into work units (`e5ray.units`), hands them to an executor (`e5ray.executors`), and
+commits. Re-running on an existing output is a refresh; re-running after a crash is a
+resume, reusing every unit whose completion marker checks out (`e5ray.resume`: one
+listing per output folder, no output downloaded). The output is opened once here (an `OutputDir`) and used by every
 driver-side step.
 """
 
@@ -14,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from e5ray import __version__
@@ -24,16 +25,20 @@ from e5ray.errors import ShardFailures, UsageError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
 from e5ray.model_space import describe_space
-from e5ray.plan import plan_refresh, split_tasks
-from e5ray.resume import parallel_map, reuse_completed
+from e5ray.plan import RefreshPlan, plan_refresh, split_tasks
+from e5ray.preflight import preflight
+from e5ray.progress import Progress
+from e5ray.resume import count_markers, parallel_map, reuse_completed
 from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
-from e5ray.shards import ShardTask
+from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR, ShardTask
+from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
-from e5ray.units import RowGroupStats, UnitTarget, needs_footer
-from e5ray.versions import commit, list_versions, load_latest, next_manifest
+from e5ray.tempfiles import remove_dead_temp_files
+from e5ray.units import RowGroupStats, UnitRange, UnitTarget, needs_footer
+from e5ray.versions import VERSIONS_DIR, commit, list_versions, load_latest, next_manifest
 from e5ray.worker import DATA_ERRORS, ShardFailure, WorkerSpec
 
-__all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
+__all__ = ["JobConfig", "PlannedRun", "RunInterrupted", "ShardFailures", "plan_run", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
@@ -54,17 +59,49 @@ def read_footers(
     return {src.uri: groups for src, groups in zip(big, stats, strict=True) if groups is not None}
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: `finished` units have markers and the next run reuses them."""
+
+    def __init__(self, finished: int, removed_temp_files: int = 0) -> None:
+        super().__init__(finished)
+        self.finished = finished
+        self.removed_temp_files = removed_temp_files
+
+    def __str__(self) -> str:
+        return f"interrupted; {self.finished} shards finished and will be reused: rerun the same command"
 
 
-def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
-    """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
-    started, t0 = _now(), time.perf_counter()
-    run_id = uuid.uuid4().hex[:12]
+@dataclass
+class PlannedRun:
+    """What a run will do, decided before any worker starts (also what --dry-run prints)."""
+
+    sources: list[SourceShard]
+    versions: list[int]
+    previous: Manifest | None
+    space: EmbeddingSpace
+    plan: RefreshPlan
+    units: list[ShardTask]  # the plan's tasks split into work units
+    reused: list[ShardEntry]
+    todo: list[ShardTask]
+
+
+def input_columns(config: JobConfig) -> list[tuple[str, str]]:
+    """(flag, column) for every input column the run reads."""
+    inp = config.input
+    return [
+        ("--id-column", inp.id_column),
+        ("--text-column", inp.text_column),
+        *(("--keep-columns", name) for name in inp.keep_columns),
+    ]
+
+
+def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -> PlannedRun:
+    """Discover, check, and decide what to carry, reuse and embed. Loads no model (the
+    model's files are hashed to know the space) and writes nothing but, with
+    `create_output`, the output directory."""
     options = config.storage_options()
-    output = OutputDir(config.output.uri, options)
     sources = discover(config.input.uri, config.input.format, options)
+    preflight(config.input.uri, config.output.uri, sources, input_columns(config), options, create_output)
     versions = list_versions(output)
     previous = load_latest(output, versions)
     model = config.model
@@ -89,7 +126,15 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
 
     def make_task(source: SourceShard) -> ShardTask:
         inp = config.input
-        return ShardTask(source, space.fingerprint, inp.id_column, inp.text_column, model.prefix, config.output.format)
+        return ShardTask(
+            source,
+            space.fingerprint,
+            inp.id_column,
+            inp.text_column,
+            model.prefix,
+            config.output.format,
+            keep_columns=inp.keep_columns,
+        )
 
     reembed_all = config.full or config.reuse == "none"
     plan = plan_refresh(sources, previous, make_task, reembed_all)
@@ -100,6 +145,58 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     target = config.compute.unit_target
     units = split_tasks(plan.tasks, target, read_footers(plan.tasks, target, options))
     reused, todo = reuse_completed(units, output, exclude=held)
+    return PlannedRun(sources, versions, previous, space, plan, units, reused, todo)
+
+
+def _count_markers(tasks: list[ShardTask], output: OutputDir) -> int:
+    """How many of `tasks` have a completion marker (one listing per marker folder, not one request per task)."""
+    return count_markers(tasks, output)
+
+
+def unit_bytes(units: list[ShardTask]) -> dict[tuple[str, UnitRange | None], int]:
+    """Each unit's share of its source's bytes, for progress and ETA: a byte range is its
+    length; row-group ranges share the file in proportion to their estimated tokens."""
+    weights: dict[str, int] = {}
+    for u in units:
+        weights[u.source.uri] = weights.get(u.source.uri, 0) + max(1, u.weight)
+    shares = {}
+    for u in units:
+        if u.unit is None:
+            share = u.source.size
+        elif u.unit.kind == "bytes":
+            share = u.unit.stop - u.unit.start
+        else:
+            share = u.source.size * max(1, u.weight) // weights[u.source.uri]
+        shares[(u.source.uri, u.unit)] = share
+    return shares
+
+
+def _remove_own_temp_files(output: OutputDir) -> list[str]:
+    """After an interrupt: the temporary files of this run's stopped writers (local outputs;
+    on object stores a worker's temporary file lives on its node and goes with it)."""
+    if not output.is_local:
+        return []
+    # Its own too: Ctrl-C may land inside a write of progress.json, whose writer has stopped.
+    dirs = ("", SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR)
+    return remove_dead_temp_files(output.root, dirs, include_own=True)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(config: JobConfig, executor: Executor | None = None, progress: Progress | None = None) -> Manifest:
+    """Plan, embed what is needed, commit a new manifest version; returns the manifest.
+
+    `progress` (optional) is told the plan and every finished shard. Ctrl-C raises
+    RunInterrupted after this run's temporary files are removed.
+    """
+    started, t0 = _now(), time.perf_counter()
+    run_id = uuid.uuid4().hex[:12]
+    output = OutputDir(config.output.uri, config.storage_options())
+    planned = plan_run(config, output)
+    sources, versions, previous, space = planned.sources, planned.versions, planned.previous, planned.space
+    plan, units, reused, todo = planned.plan, planned.units, planned.reused, planned.todo
     # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
     reuse = prepare_reuse(
         config.reuse,
@@ -108,7 +205,7 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         config.output.format,
         config.model.long_text,
         output.uri,
-        options,
+        config.storage_options(),
         needs_index=bool(todo),
     )
     index = reuse.index.path if reuse.index else None
@@ -126,23 +223,40 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
     )
 
     run = executor or get_executor(config.compute.executor)
+    reporter = progress or Progress(mode="off")
+    reporter.run_id = run_id
+    sizes = unit_bytes(units)
+    reporter.start([sizes[(t.source.uri, t.unit)] for t in todo], carried=len(plan.carried), reused=len(reused))
     t_embed = time.perf_counter()
     embedded: list[ShardEntry] = []
     failed: list[ShardFailure] = []
-    for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
-        if isinstance(result, ShardFailure):
-            failed.append(result)
-            continue
-        embedded.append(result)
-        log.info(
-            "unit %s%s: %d rows, %d rejected (%d/%d units)",
-            result.source.relpath,
-            f" [{result.unit.label}]" if result.unit else "",
-            result.rows,
-            result.rejected,
-            len(embedded),
-            len(todo),
-        )
+    try:
+        for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
+            if isinstance(result, ShardFailure):
+                failed.append(result)
+                continue
+            embedded.append(result)
+            size = sizes.get((result.source.uri, result.unit), result.source.size)
+            reporter.shard_done(result.rows, result.rejected, result.tokens, size, result.seconds)
+            log.info(
+                "unit %s%s: %d rows, %d rejected (%d/%d units)",
+                result.source.relpath,
+                f" [{result.unit.label}]" if result.unit else "",
+                result.rows,
+                result.rejected,
+                len(embedded),
+                len(todo),
+            )
+    except KeyboardInterrupt:
+        reporter.finish("interrupted")
+        removed = _remove_own_temp_files(output)
+        # Markers on disk, not results received: a unit may have finished after the last one arrived.
+        finished = max(len(embedded), _count_markers(todo, output))
+        raise RunInterrupted(finished + len(reused), len(removed)) from None
+    except BaseException:
+        reporter.finish("failed")
+        raise
+    reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
@@ -176,7 +290,13 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
         previous,
         versions,
         space,
-        {"uri": inp.uri, "format": inp.format, "id_column": inp.id_column, "text_column": inp.text_column},
+        {
+            "uri": inp.uri,
+            "format": inp.format,
+            "id_column": inp.id_column,
+            "text_column": inp.text_column,
+            **({"keep_columns": list(inp.keep_columns)} if inp.keep_columns else {}),
+        },
         plan.carried + reused + embedded,
         plan.changes(),
         config.output.format,

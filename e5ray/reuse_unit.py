@@ -61,9 +61,10 @@ def _validated(
 ) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
     """(chunk, positions of its good rows, validator) for each chunk; rejected rows go to `rejects`."""
     validator: ChunkValidator | None = None
-    for chunk in shards.read_chunks(
-        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit
-    ):
+    chunks = shards.read_chunks(
+        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
+    )
+    for chunk in chunks:
         if validator is None:
             validator = ChunkValidator(chunk.id_type)
         good: list[int] = []
@@ -157,6 +158,7 @@ def embed_shard_reusing_rows(
                 ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
                 yield chunk, good, chunk_slots, todo_slots, tokens, validator
 
+        metadata = shards.file_metadata(task, embedder)
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
         opened = False
@@ -170,14 +172,16 @@ def embed_shard_reusing_rows(
                     stats.padded_tokens += result.padded_tokens
                     stats.embed_seconds += result.seconds
                 if not opened:
-                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                     opened = True
                 hashes = [distinct[int(s)] for s in chunk_slots]
-                sink.write([chunk.ids[p] for p in good], store[chunk_slots], hash_columns(sink, hashes=hashes))
+                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(shards.kept_columns(chunk, good) or {})}
+                sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
                 stats.embedded += len(good)
                 stats.rows += len(good)
             if not opened:  # a shard with no rows still gets its (empty) output
-                sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+                id_type = validator.id_type() if validator else pa.int64()
+                sink.open(tmp_dir, task.stem, id_type, embedder.dim, metadata)
             files = sink.close()
             if cursor != len(row_slots) or first_digest.digest() != second_digest.digest():
                 raise CorpusError(f"{task.source.uri} changed while it was being embedded; run again")

@@ -9,12 +9,18 @@ the output's sink (`e5ray.sinks`):
   with columns `id` and `embedding`, and in long-text chunk mode the window columns after
   them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
   of its own sha256, so a name always denotes one content;
-- `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
-- `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
+- `rejects/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
+- `markers/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
   same work. Every unit of a source shares the source's key (the range is in the name),
-  so a refresh decides per source whether all its units are carried.
+  so a refresh decides per source whether all its units are carried. `shards/` holds
+  only data files, so a reader pointed at it finds nothing else (outputs written before
+  this layout kept markers and rejects in `shards/`; those are still read: see
+  `ShardTask.legacy_marker_path` and `e5ray.resume`). Kept input columns
+  (`--keep-columns`) are written beside `id` and `embedding`, and every file carries the
+  embedding space in its key-value metadata (`e5ray.space`), so a file alone says what
+  its vectors are.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -45,7 +51,9 @@ from e5ray.space import Prefix
 from e5ray.storage import OutputDir, sha256_of
 from e5ray.units import UnitRange
 
-SHARDS_DIR = "shards"
+SHARDS_DIR = "shards"  # data files only
+MARKERS_DIR = "markers"
+REJECTS_DIR = "rejects"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class ShardTask:
     output_format: str = DEFAULT_OUTPUT_FORMAT
     unit: UnitRange | None = None  # None: the whole source shard
     weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
+    keep_columns: tuple[str, ...] = ()  # input columns copied into the output
     # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
     reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
     reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
@@ -77,6 +86,8 @@ class ShardTask:
         # Parquet keys stay what they were before sinks had names, so older outputs are reused.
         if self.output_format != DEFAULT_OUTPUT_FORMAT:
             parts.append(self.output_format)
+        if self.keep_columns:  # other columns, other files (and keys of runs without them unchanged)
+            parts.append("keep:" + ",".join(self.keep_columns))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +100,7 @@ class ShardTask:
             "output_format": self.output_format,
             "unit": self.unit.to_dict() if self.unit else None,
             "weight": self.weight,
+            "keep_columns": list(self.keep_columns),
             "reuse_rows": self.reuse_rows,
             "reuse_index": self.reuse_index,
         }
@@ -96,7 +108,12 @@ class ShardTask:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardTask:
         return cls(
-            **{**data, "source": SourceShard.from_dict(data["source"]), "unit": UnitRange.from_dict(data.get("unit"))}
+            **{
+                **data,
+                "source": SourceShard.from_dict(data["source"]),
+                "unit": UnitRange.from_dict(data.get("unit")),
+                "keep_columns": tuple(data.get("keep_columns", ())),
+            }
         )
 
     def with_unit(self, unit: UnitRange | None, weight: int) -> ShardTask:
@@ -111,6 +128,11 @@ class ShardTask:
 
     @property
     def marker_path(self) -> str:
+        return f"{MARKERS_DIR}/{self.stem}.done.json"
+
+    @property
+    def legacy_marker_path(self) -> str:
+        """Where outputs written before the markers/ folder keep this task's marker."""
         return f"{SHARDS_DIR}/{self.stem}.done.json"
 
 
@@ -203,6 +225,44 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None
                 pass
 
 
+def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
+    """Key-value metadata for every output file: the embedding space and the source."""
+    from e5ray import __version__
+
+    space = embedder.space.with_prefix(task.prefix).to_dict()
+    source: dict[str, Any] = {"uri": task.source.uri, "fingerprint": task.source.fingerprint}
+    if task.unit is not None:  # a file's part: which rows or bytes of the source it holds
+        source["unit"] = task.unit.to_dict()
+    return {
+        "e5ray.space": json.dumps(space, sort_keys=True),
+        "e5ray.source": json.dumps(source),
+        "e5ray.version": __version__,
+    }
+
+
+def kept_columns(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
+    """The kept columns' values of the rows that were embedded."""
+    if not chunk.extra:
+        return None
+    index = pa.array(good, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[p] for p in good]
+        for name, values in chunk.extra.items()
+    }
+
+
+def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
+    """Kept columns with each document's value repeated for each of its windows (`rows`:
+    the document of every window)."""
+    if not kept:
+        return {}
+    index = pa.array(rows, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[d] for d in rows]
+        for name, values in kept.items()
+    }
+
+
 def _json_safe(value: Any) -> Any:
     try:
         json.dumps(value)
@@ -230,11 +290,15 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     validator: ChunkValidator | None = None
     opened = False
+    metadata = file_metadata(task, embedder)
     mode = getattr(embedder, "long_text", "truncate")
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit):
+        chunks = read_chunks(
+            task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
+        )
+        for chunk in chunks:
             if validator is None:
                 validator = ChunkValidator(chunk.id_type)
             good: list[int] = []
@@ -254,14 +318,15 @@ def embed_shard(
             result = embedder.run(tokens)
             assert validator is not None
             if not opened:
-                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
             ids = [chunk.ids[p] for p in good]
             # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
-            extra = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            extra = {**(hashes or {}), **(kept_columns(chunk, good) or {})} or None
             if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
                 ids = [ids[d] for d in result.windows.doc]
-                extra = dict(result.windows.columns())
+                extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
             sink.write(ids, result.vectors, extra)
             stats.embedded += len(good)
             stats.rows += len(ids)
@@ -271,7 +336,7 @@ def embed_shard(
             stats.padded_tokens += result.padded_tokens
             stats.embed_seconds += result.seconds
         if not opened:  # a shard with no rows still gets its (empty) output
-            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
         reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
@@ -319,7 +384,7 @@ def _commit(
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
+        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
         output.write_atomic(rejects_name, blob)
         sha = hashlib.sha256(blob).hexdigest()
         rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
