@@ -44,7 +44,6 @@ from e5ray.shards import (
     ShardStats,
     ShardTask,
     _commit,
-    _json_safe,
     _prefetch,
     hash_columns,
     hash_scheme_of,
@@ -54,27 +53,6 @@ from e5ray.storage import OutputDir
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
-
-
-def _validated(
-    task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
-) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
-    """(chunk, positions of its good rows, validator) for each chunk; rejected rows go to `rejects`."""
-    validator: ChunkValidator | None = None
-    chunks = shards.read_chunks(
-        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
-    )
-    for chunk in chunks:
-        if validator is None:
-            validator = ChunkValidator(chunk.id_type)
-        good: list[int] = []
-        for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
-            reason = chunk.errors.get(pos) or validator.check(id_value, text)
-            if reason is None:
-                good.append(pos)
-            elif rejects is not None:
-                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
-        yield chunk, good, validator
 
 
 def _digest_rows(digest: Any, chunk: Chunk) -> None:
@@ -106,7 +84,7 @@ def embed_shard_reusing_rows(
     # Pass 1: a hash per good row, in order.
     row_hashes: list[bytes] = []
     first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, _ in _validated(task, chunk_rows, storage_options, rejects):
+    for chunk, good, _ in shards.validated_chunks(task, chunk_rows, storage_options, rejects):
         _digest_rows(first_digest, chunk)
         stats.input_rows += len(chunk.ids)
         tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
@@ -146,7 +124,7 @@ def embed_shard_reusing_rows(
 
         def prepared() -> Iterator[tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]]:
             nonlocal cursor
-            for chunk, good, validator in _validated(task, chunk_rows, storage_options, None):
+            for chunk, good, validator in shards.validated_chunks(task, chunk_rows, storage_options, None):
                 _digest_rows(second_digest, chunk)
                 chunk_slots = row_slots[cursor : cursor + len(good)]
                 cursor += len(good)

@@ -271,6 +271,28 @@ def _json_safe(value: Any) -> Any:
         return repr(value)
 
 
+def validated_chunks(
+    task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
+) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
+    """(chunk, positions of its good rows, validator) for each chunk of the task's unit;
+    rejected rows go to `rejects` (when given) with their location and reason."""
+    validator: ChunkValidator | None = None
+    chunks = read_chunks(
+        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
+    )
+    for chunk in chunks:
+        if validator is None:
+            validator = ChunkValidator(chunk.id_type)
+        good: list[int] = []
+        for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
+            reason = chunk.errors.get(pos) or validator.check(id_value, text)
+            if reason is None:
+                good.append(pos)
+            elif rejects is not None:
+                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
+        yield chunk, good, validator
+
+
 def embed_shard(
     task: ShardTask,
     embedder: Any,
@@ -295,19 +317,8 @@ def embed_shard(
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        chunks = read_chunks(
-            task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
-        )
-        for chunk in chunks:
-            if validator is None:
-                validator = ChunkValidator(chunk.id_type)
-            good: list[int] = []
-            for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
-                reason = chunk.errors.get(pos) or validator.check(id_value, text)
-                if reason is None:
-                    good.append(pos)
-                else:
-                    rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
+        for chunk, good, current in validated_chunks(task, chunk_rows, storage_options, rejects):
+            validator = current  # read after the loop: the shard's id type
             tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
             yield chunk, good, tokens
 
