@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -29,10 +30,12 @@ from e5ray.errors import DataError, UsageError
 from e5ray.manifest import ShardEntry
 from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
+from e5ray.shared_batches import can_share, embed_units_together
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
 
 log = logging.getLogger("e5ray")
+T = TypeVar("T")
 
 # What a shard's data can raise while being read: our own corpus errors, Arrow's parse
 # errors, I/O errors (a missing or unreadable file, a bad gzip stream), a truncated
@@ -146,17 +149,37 @@ class EmbeddingWorker:
         """The unit's entry, or a ShardFailure when its data cannot be embedded."""
         # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
         embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
+        options = self.spec.storage_options()
+        return self.attempt(
+            task, lambda: embed(task, self.embedder, self.output, self.sink_class(), options, self.spec.chunk_rows)
+        )
+
+    def embed_many(self, tasks: list[ShardTask]) -> list[ShardResult]:
+        """One result per task, in order. Small units share ONNX batches and write their
+        (separate) outputs in threads (e5ray.shared_batches); the others go one at a time."""
+        shared = [i for i, t in enumerate(tasks) if can_share(t, self.embedder)]
+        results: list[ShardResult | None] = [None] * len(tasks)
+        if len(shared) > 1:
+            together = embed_units_together(
+                [tasks[i] for i in shared],
+                self.embedder,
+                self.output,
+                self.sink_class,
+                self.attempt,
+                self.spec.storage_options(),
+                self.spec.chunk_rows,
+            )
+            for i, result in zip(shared, together, strict=True):
+                results[i] = result
+        return [r if r is not None else self.embed(t) for t, r in zip(tasks, results, strict=True)]
+
+    def attempt(self, task: ShardTask, step: Callable[[], T]) -> T | ShardFailure:
+        """`step()` of `task` under the worker's error rules (see the module docstring):
+        transient errors tried again, data errors a ShardFailure, anything else raised."""
         where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
         for attempt in range(self.spec.retries + 1):
             try:
-                return embed(
-                    task,
-                    self.embedder,
-                    self.output,
-                    self.sink_class(),
-                    self.spec.storage_options(),
-                    self.spec.chunk_rows,
-                )
+                return step()
             except TRANSIENT_ERRORS as exc:
                 if attempt == self.spec.retries:
                     log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)

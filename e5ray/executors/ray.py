@@ -315,7 +315,7 @@ class ShardEmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [ShardTask.from_dict(task) for blob in batch["tasks"] for task in json.loads(blob)]
-        results = [self.worker.embed(task) for task in tasks]
+        results = self.worker.embed_many(tasks)
         for result in results:
             self.metrics.record(result)
         return {"entry": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}

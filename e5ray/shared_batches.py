@@ -1,0 +1,248 @@
+"""Small units of one task embedded together: shared ONNX batches, one output per unit.
+
+A task may carry up to 256 small units (`e5ray.units.group_small`: many tiny files).
+One unit at a time, each 5-row unit cost ~60 ms in a Ray actor here: a read-ahead
+thread, two passes over its file (row reuse), a tokenizer call and ONNX runs of a
+handful of rows, a scratch directory, and a Parquet file, sha256, rename, stat and
+fsynced marker written while the model waited. Here the small units of a task are read
+and validated in threads, tokenised in one call per wave, embedded in the embedder's
+own length-sorted token-budget batches across units, and their vectors split back per
+unit; each unit's files are then written and committed (`shards._commit`) in threads,
+so file writes and fsyncs overlap each other and the next wave's model time.
+
+Invariants, the same as one unit at a time (`shards.embed_shard`):
+- one set of output files, one rejects file at most and one marker per unit, named by
+  the unit and its content; a unit's marker is written after its own files, and no file
+  holds rows of two units, so exactly-once, resume and retries work per unit as before;
+- a unit's vectors and ids order do not depend on its neighbours beyond float rounding
+  (the attention mask keeps padding out of every row);
+- a unit whose data cannot be read fails alone (its ShardFailure) and its neighbours
+  commit; rejected rows go to their own unit's rejects file;
+- with row reuse on and no previous index (a first run), a unit's duplicate texts are
+  folded as `e5ray.reuse_unit` folds them, and its entry counts them the same way.
+Units that need more (a reuse index to look rows up in, long-text windows) or that are
+big keep the one-at-a-time path. Memory: waves of at most `WAVE_ROWS` rows, of units
+estimated below `SMALL_UNIT_TOKENS` each. A shared batch has no per-unit padding or
+clock: a unit's `padded_tokens`, `embed_seconds` and `seconds` are its wave's, shared
+in proportion to the unit's tokens, so their sums over units stay the wave's totals.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from e5ray.content_hash import hash_token_ids
+from e5ray.manifest import ShardEntry
+from e5ray.reuse import ReadStats
+from e5ray.shards import (
+    SHARDS_DIR,
+    ShardStats,
+    ShardTask,
+    _commit,
+    file_metadata,
+    hash_columns,
+    hash_scheme_of,
+    kept_columns,
+    validated_chunks,
+)
+from e5ray.sinks.base import ShardSink
+from e5ray.storage import OutputDir
+
+SMALL_UNIT_TOKENS = 32_768  # estimated tokens (e5ray.units) up to which a unit joins shared batches
+WAVE_ROWS = 4096  # rows read, embedded and held before their units are written
+IO_THREADS = 8  # reads and commits in flight; they mostly wait on files and the store
+
+# Runs one step of a unit under the worker's error rules: the step's value, or the unit's failure.
+Attempt = Callable[[ShardTask, Callable[[], Any]], Any]
+
+
+def can_share(task: ShardTask, embedder: Any) -> bool:
+    """Whether `task` may be embedded in batches shared with other units."""
+    if getattr(embedder, "long_text", "truncate") != "truncate":
+        return False  # windows of long texts: one unit at a time
+    if task.reuse_rows and task.reuse_index is not None:
+        return False  # looking rows up in a previous version's index reads per unit
+    return 0 < task.weight <= SMALL_UNIT_TOKENS
+
+
+@dataclass
+class _Piece:
+    """One chunk's good rows: their ids, kept columns, and where their texts are in the unit."""
+
+    ids: list[Any]
+    kept: dict[str, Any] | None
+    start: int
+    stop: int
+
+
+@dataclass
+class ReadUnit:
+    """A unit read and validated, waiting for its vectors."""
+
+    task: ShardTask
+    texts: list[str]  # good rows, in input order
+    pieces: list[_Piece]
+    rejects: list[dict[str, Any]]
+    input_rows: int
+    id_type: pa.DataType
+    # Filled in by `_embed_wave`:
+    vectors: np.ndarray | None = None  # one per good row
+    hashes: list[bytes] = field(default_factory=list)
+    stats: ShardStats = field(default_factory=ShardStats)
+    reuse: dict[str, Any] = field(default_factory=dict)
+
+
+def read_unit(task: ShardTask, storage_options: dict[str, Any] | None, chunk_rows: int) -> ReadUnit:
+    """Read and validate one unit (no model needed: runs in a thread)."""
+    rejects: list[dict[str, Any]] = []
+    texts: list[str] = []
+    pieces: list[_Piece] = []
+    input_rows = 0
+    id_type = pa.int64()  # a unit with no rows at all
+    for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, rejects):
+        id_type = validator.id_type()
+        input_rows += len(chunk.ids)
+        start = len(texts)
+        texts.extend(chunk.texts[p] for p in good)
+        pieces.append(_Piece([chunk.ids[p] for p in good], kept_columns(chunk, good), start, len(texts)))
+    return ReadUnit(task, texts, pieces, rejects, input_rows, id_type)
+
+
+def _embed_wave(units: list[ReadUnit], embedder: Any) -> None:
+    """Tokenise the wave's units (one call per prefix), fold each unit's duplicates when it
+    reuses rows, embed every row to embed in shared batches, and hand each unit its vectors."""
+    from e5ray.embedder import Tokenized
+
+    per_unit: dict[int, tuple[list[list[int]], np.ndarray]] = {}  # by position in `units`
+    for prefix in dict.fromkeys(u.task.prefix for u in units):
+        members = [i for i, u in enumerate(units) if u.task.prefix == prefix]
+        tokens = embedder.tokenize([t for i in members for t in units[i].texts], prefix)
+        at = 0
+        for i in members:
+            n = len(units[i].texts)
+            per_unit[i] = (tokens.ids[at : at + n], tokens.truncated[at : at + n])
+            at += n
+    rows: list[list[int]] = []
+    plan: list[tuple[ReadUnit, int, np.ndarray]] = []  # unit, first row in `rows`, each good row's slot
+    for i, u in enumerate(units):
+        ids, truncated = per_unit[i]
+        u.hashes = hash_token_ids(ids)
+        if u.task.reuse_rows:  # fold duplicates within the unit, as e5ray.reuse_unit does
+            slots: dict[bytes, int] = {}
+            row_slots = np.fromiter((slots.setdefault(h, len(slots)) for h in u.hashes), np.int64, len(u.hashes))
+            _, first = np.unique(row_slots, return_index=True)
+            chosen = [ids[int(r)] for r in first]
+        else:
+            row_slots, chosen = np.arange(len(ids), dtype=np.int64), list(ids)
+        u.stats.truncated = int(np.asarray(truncated).sum())
+        u.stats.tokens = sum(len(r) for r in chosen)
+        plan.append((u, len(rows), row_slots))
+        rows.extend(chosen)
+        embedded = len(chosen)
+        u.reuse = {"rows_reused": 0, "rows_embedded": embedded, "duplicates_folded": len(ids) - embedded}
+        if u.task.reuse_rows:
+            u.reuse["lookup"] = ReadStats().to_dict()
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    if rows:
+        result = embedder.run(Tokenized(ids=rows, lengths=lengths, truncated=np.zeros(len(rows), dtype=bool)))
+        vectors, padded, seconds = result.vectors, result.padded_tokens, result.seconds
+    else:
+        vectors, padded, seconds = np.empty((0, embedder.dim), dtype=np.float32), 0, 0.0
+    total = max(1, int(lengths.sum()))
+    for u, first_row, row_slots in plan:
+        distinct = int(row_slots.max()) + 1 if len(row_slots) else 0
+        u.vectors = vectors[first_row : first_row + distinct][row_slots]
+        u.stats.padded_tokens = padded * u.stats.tokens // total
+        u.stats.embed_seconds = seconds * u.stats.tokens / total
+
+
+def write_unit(
+    unit: ReadUnit, embedder: Any, output: OutputDir, sink: ShardSink, tmp_dir: str | None, seconds: float
+) -> ShardEntry:
+    """Write one unit's files through `sink` and commit them with its marker (runs in a thread)."""
+    task, stats = unit.task, unit.stats
+    assert unit.vectors is not None, "embed the unit's wave first"
+    try:
+        sink.open(tmp_dir, task.stem, unit.id_type, embedder.dim, file_metadata(task, embedder))
+        for piece in unit.pieces:
+            extra = {**(hash_columns(sink, hashes=unit.hashes[piece.start : piece.stop]) or {}), **(piece.kept or {})}
+            sink.write(piece.ids, unit.vectors[piece.start : piece.stop], extra or None)
+        files = sink.close()
+        stats.input_rows, stats.rejected = unit.input_rows, len(unit.rejects)
+        stats.embedded = stats.rows = stats.windows = len(unit.texts)
+        scheme = hash_scheme_of(sink)
+        return _commit(task, output, files, unit.rejects, stats, seconds, reuse=unit.reuse, hash_scheme=scheme)
+    finally:
+        sink.abort()  # removes what is left locally (nothing, after a commit)
+
+
+def embed_units_together(
+    tasks: list[ShardTask],
+    embedder: Any,
+    output: OutputDir,
+    make_sink: Callable[[], ShardSink],
+    attempt: Attempt,
+    storage_options: dict[str, Any] | None = None,
+    chunk_rows: int = 2048,
+) -> list[Any]:
+    """One result per task, in order: its ShardEntry, or what `attempt` made of its failure."""
+    tmp_dir = None
+    if output.is_local:  # temporary files beside their final names: the commit is a rename
+        tmp_dir = output.path(SHARDS_DIR)
+        os.makedirs(tmp_dir, exist_ok=True)
+    results: list[Any] = [None] * len(tasks)
+    commits: list[tuple[int, Future[Any]]] = []
+    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="e5ray-unit-io") as pool:
+
+        def read(task: ShardTask) -> Any:
+            return attempt(task, lambda: read_unit(task, storage_options, chunk_rows))
+
+        reads = [pool.submit(read, task) for task in tasks]
+        for wave, started in _waves(tasks, reads, results):
+            _embed_wave([u for _, u in wave], embedder)
+            # The wave's clock (its reads overlap earlier waves), shared by the units' tokens.
+            wall = time.perf_counter() - started
+            total = sum(u.stats.tokens + 1 for _, u in wave)
+            for i, u in wave:
+                share = wall * (u.stats.tokens + 1) / total
+                job = pool.submit(attempt, u.task, _writer(u, embedder, output, make_sink, tmp_dir, share))
+                commits.append((i, job))
+        for i, job in commits:
+            results[i] = job.result()
+    return results
+
+
+def _writer(
+    unit: ReadUnit, embedder: Any, output: OutputDir, make_sink: Callable[[], ShardSink], tmp_dir: str | None, s: float
+) -> Callable[[], ShardEntry]:
+    return lambda: write_unit(unit, embedder, output, make_sink(), tmp_dir, s)
+
+
+def _waves(
+    tasks: list[ShardTask], reads: list[Future[Any]], results: list[Any]
+) -> Iterator[tuple[list[tuple[int, ReadUnit]], float]]:
+    """Read units in waves of about WAVE_ROWS rows, with the time each wave started; a
+    unit that failed to read gets its failure in `results` at once."""
+    wave: list[tuple[int, ReadUnit]] = []
+    rows = 0
+    started = time.perf_counter()
+    for i, future in enumerate(reads):
+        got = future.result()
+        if not isinstance(got, ReadUnit):
+            results[i] = got
+            continue
+        wave.append((i, got))
+        rows += len(got.texts)
+        if rows >= WAVE_ROWS:
+            yield wave, started
+            wave, rows, started = [], 0, time.perf_counter()
+    if wave:
+        yield wave, started
