@@ -11,6 +11,7 @@ workers) or of live processes are left to the age rule.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ _TAG_RE = re.compile(r"([A-Za-z0-9_]+)~(\d+)")  # host has no '.' or '-', so the
 TEMP_SUFFIXES = (".tmp",)
 
 
+@functools.cache  # the host does not change; asking for it cost ~1 ms per file written under load
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
 
