@@ -1,12 +1,18 @@
 """Scale benchmarks for work units: many small files, and one big file beside small ones.
 
     python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5
+    python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5 --before ../e5ray-main
+    python jobs/bench_scale.py job-vs-embedder --shards 8 --docs 450 --shape e5-small
     python jobs/bench_scale.py big-file --model-path .demo-model --rows 200000 --nodes 3 --unit-rows 10000
 
 `small-files` runs the job on a local Ray of 2 CPUs (its own temp dir) and prints one JSON
 line (files, rows, tokens, wall seconds, tokens/s). It uses only options every e5ray
 version has, so the same script measures the code before work units (run it with
-PYTHONPATH pointing at that checkout). `big-file` runs a simulated cluster of `--nodes`
+PYTHONPATH pointing at that checkout). With `--before CHECKOUT` it measures both trees
+side by side in one run: each run is a child process of this script whose working dir
+and PYTHONPATH are its tree (Ray's workers import `e5ray` from there), alternating
+before/after `--repeat` times, then prints the ratio of the after run's tokens/s to the
+before run's (each pair, and over the sums). `big-file` runs a simulated cluster of `--nodes`
 nodes of 1 CPU each and prints the actors' utilisation: the units' busy seconds over
 (actors x the job's wall seconds).
 """
@@ -17,6 +23,8 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +61,8 @@ def isolated_temp() -> str:
 
 
 def job(inp: Path, out: Path, model_path: str, **options: Any) -> tuple[dict[str, Any], float]:
-    config = JobConfig.from_options(input=str(inp), output=str(out), model="demo", model_path=model_path, **options)
+    options.setdefault("model", "demo")
+    config = JobConfig.from_options(input=str(inp), output=str(out), model_path=model_path, **options)
     t0 = time.perf_counter()
     manifest = run_job(config).to_dict()
     return manifest, time.perf_counter() - t0
@@ -81,6 +90,34 @@ def small_files(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1),
         "embed_tokens_per_s": manifest["run"]["tokens_per_s"],
+    }
+
+
+def small_files_side_by_side(args: argparse.Namespace) -> dict[str, Any]:
+    """The small-files run in `args.before` and in this script's own tree, alternately."""
+    script, here = Path(__file__).resolve(), Path(__file__).resolve().parents[1]
+    argv = ["small-files", "--files", str(args.files), "--rows", str(args.rows), "--model-path", args.model_path]
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for _ in range(args.repeat):
+        for name, tree in (("before", Path(args.before).resolve()), ("after", here)):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            done = subprocess.run(
+                [sys.executable, str(script), *argv], cwd=tree, env=env, capture_output=True, text=True, check=True
+            )
+            result = {"tree": name, "path": str(tree), **json.loads(done.stdout.strip().splitlines()[-1])}
+            print(json.dumps(result), flush=True)
+            runs[name].append(result)
+    pairs = [a["tokens_per_s"] / b["tokens_per_s"] for b, a in zip(runs["before"], runs["after"], strict=True)]
+
+    def rate(rs: list[dict[str, Any]]) -> float:
+        return sum(r["tokens"] for r in rs) / sum(r["seconds"] for r in rs)
+
+    return {
+        "bench": "small-files-side-by-side",
+        "files": args.files,
+        "rows": args.rows,
+        "speedup_per_pair": [round(x, 2) for x in pairs],
+        "speedup": round(rate(runs["after"]) / rate(runs["before"]), 2),
     }
 
 
@@ -130,12 +167,83 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def sample_texts() -> list[str]:
+    """The good texts of the sample corpus (samples/corpus), read with e5ray's own readers."""
+    from e5ray.corpus import discover, read_chunks
+
+    texts: list[str] = []
+    for source in discover(str(Path(__file__).resolve().parents[1] / "samples" / "corpus")):
+        for chunk in read_chunks(source):
+            texts.extend(t for t in chunk.texts if isinstance(t, str) and t.strip())
+    return texts
+
+
+def job_vs_embedder(args: argparse.Namespace) -> dict[str, Any]:
+    """`--shards` Parquet shards of `--docs` documents drawn from the sample corpus: the
+    in-process embedder (model loaded and warmed up first, as jobs/benchmark.py's
+    contestant 2), then the whole job on a local Ray of 2 CPUs (ray.init and a one-shard
+    warm-up job not counted, as its contestant 3: the timed job pays planning, actor
+    start, model load, embedding, writing and the commit)."""
+    import random
+
+    from e5ray.embedder import E5Embedder, available_cpus
+    from e5ray.testing.export import write_model
+
+    model_dir = Path(args.workdir) / f"model-export-bert-{args.shape}"
+    if not (model_dir / "config.json").exists():
+        write_model(model_dir, graph="export", arch="bert", shape=args.shape, seed=0)
+    pool, rng = sample_texts(), random.Random(0)
+    docs = [rng.choice(pool) for _ in range(args.shards * args.docs)]
+    work = Path(tempfile.mkdtemp(prefix="e5je-"))
+    for d in ("in", "warmup"):
+        (work / d).mkdir()
+    for s in range(args.shards):
+        rows = range(s * args.docs, (s + 1) * args.docs)
+        pq.write_table(pa.table({"id": list(rows), "text": [docs[i] for i in rows]}), work / "in" / f"s{s:02d}.parquet")
+    pq.write_table(pa.table({"id": [0], "text": [docs[0]]}), work / "warmup" / "w.parquet")
+
+    embedder = E5Embedder(f"e5ray-bench/{args.shape}", model_path=model_dir, threads=available_cpus())
+    embedder.embed(docs[:32])
+    t0 = time.perf_counter()
+    alone = embedder.embed(docs, "passage")
+    embedder_seconds = time.perf_counter() - t0
+    del embedder
+
+    temp = isolated_temp()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=temp, _node_ip_address="127.0.0.1")
+    try:
+        model = {"model": f"e5ray-bench/{args.shape}"}
+        job(work / "warmup", work / "warmup-out", str(model_dir), **model)
+        manifest, job_seconds = job(work / "in", work / "out", str(model_dir), **model)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    tokens = manifest["totals"]["tokens"]
+    assert tokens == alone.tokens, (tokens, alone.tokens)  # the same texts, the same tokens
+    return {
+        "bench": "job-vs-embedder",
+        "shape": args.shape,
+        "shards": args.shards,
+        "docs": len(docs),
+        "tokens": tokens,
+        "embedder_seconds": round(embedder_seconds, 2),
+        "embedder_tokens_per_s": round(tokens / embedder_seconds, 1),
+        "job_seconds": round(job_seconds, 2),
+        "job_tokens_per_s": round(tokens / job_seconds, 1),
+        "job_over_embedder": round(embedder_seconds / job_seconds, 3),
+        "job_embed_stage_tokens_per_s": manifest["run"]["tokens_per_s"],
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="bench", required=True)
     sf = sub.add_parser("small-files")
     sf.add_argument("--files", type=int, default=2000)
     sf.add_argument("--rows", type=int, default=5)
+    sf.add_argument("--before", help="another checkout of e5ray, measured side by side with this one")
+    sf.add_argument("--repeat", type=int, default=1, help="with --before: before/after pairs to run")
     bf = sub.add_parser("big-file")
     bf.add_argument("--rows", type=int, default=200_000)
     bf.add_argument("--row-group-size", type=int, default=5000)
@@ -143,11 +251,21 @@ def parse_args() -> argparse.Namespace:
     bf.add_argument("--unit-rows", type=int, default=10_000)
     for p in (sf, bf):
         p.add_argument("--model-path", required=True)
+    je = sub.add_parser("job-vs-embedder")
+    je.add_argument("--shards", type=int, default=8)
+    je.add_argument("--docs", type=int, default=450, help="documents per shard, drawn from samples/corpus")
+    je.add_argument("--shape", default="e5-small", help="a shape of e5ray.testing.shapes")
+    je.add_argument("--workdir", default="/tmp/e5ray-bench", help="where the random-weight model is written once")
     return parser.parse_args()
 
 
 def main(args: argparse.Namespace) -> None:
-    result = small_files(args) if args.bench == "small-files" else big_file(args)
+    if args.bench == "small-files":
+        result = small_files_side_by_side(args) if args.before else small_files(args)
+    elif args.bench == "job-vs-embedder":
+        result = job_vs_embedder(args)
+    else:
+        result = big_file(args)
     print(json.dumps(result))
 
 
