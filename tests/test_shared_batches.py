@@ -47,8 +47,11 @@ def unit_output(out: Path, entry: ShardEntry) -> tuple[list[Any], np.ndarray]:
     return ids, flat.reshape(len(ids), -1) if ids else flat
 
 
-@pytest.mark.parametrize("reuse_rows", [False, True])
-def test_a_unit_embedded_with_others_gets_the_vectors_and_ids_order_it_gets_alone(tmp_path, bert_model_dir, reuse_rows):
+@pytest.mark.parametrize(("reuse_rows", "wave_batches"), [(False, 4), (True, 4), (True, 0)])
+def test_a_unit_embedded_with_others_gets_the_vectors_and_ids_order_it_gets_alone(
+    tmp_path, bert_model_dir, monkeypatch, reuse_rows, wave_batches
+):
+    monkeypatch.setattr("e5ray.shared_batches.WAVE_BATCHES", wave_batches)  # 0: a wave per unit
     inp = tmp_path / "in"
     small_corpus(inp)
     # A unit with a repeated text: folded once under row reuse, in both paths alike.
