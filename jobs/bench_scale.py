@@ -2,6 +2,7 @@
 
     python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5
     python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5 --before ../e5ray-main
+    python jobs/bench_scale.py startup --model-path .demo-model --executor ray   # or local
     python jobs/bench_scale.py job-vs-embedder --shards 8 --docs 450 --shape e5-small
     python jobs/bench_scale.py big-file --model-path .demo-model --rows 200000 --nodes 3 --unit-rows 10000
 
@@ -236,6 +237,84 @@ def job_vs_embedder(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+STARTUP_CHILD = r"""
+import json, sys, time
+t0 = time.time()
+stamps = {"start": t0}
+import e5ray.cli as cli
+stamps["imports"] = time.time()
+import e5ray.job as jobmod
+import e5ray.worker as worker
+
+def stamp(name, fn):
+    def inner(*args, **kwargs):
+        stamps.setdefault(name + "_start", time.time())
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            stamps.setdefault(name + "_end", time.time())
+    return inner
+
+real_get = jobmod.get_executor
+def get_executor(name):
+    run = real_get(name)
+    def executor(*args):
+        stamps["planned"] = time.time()
+        for result in run(*args):
+            stamps.setdefault("first_result", time.time())
+            yield result
+    return executor
+jobmod.get_executor = get_executor
+worker.EmbeddingWorker.__init__ = stamp("model_load", worker.EmbeddingWorker.__init__)
+if sys.argv[1] == "ray":
+    import e5ray.executors.ray as rayexec
+    rayexec.start_local_ray = stamp("ray_start", rayexec.start_local_ray)
+else:
+    from e5ray.embedder import E5Embedder
+    E5Embedder.run = stamp("first_batch", E5Embedder.run)
+try:
+    cli.main(["embed", *sys.argv[2:], "--executor", sys.argv[1], "--quiet"])
+except SystemExit:
+    pass
+stamps["done"] = time.time()
+if sys.argv[1] == "ray":
+    import ray
+    for event in ray.timeline():
+        name = str(event.get("name", ""))
+        if "__init__" in name and "MapWorker" in name:
+            stamps["actor_init_start"] = event["ts"] / 1e6
+            stamps["actor_init_end"] = (event["ts"] + event["dur"]) / 1e6
+print("STAMPS " + json.dumps(stamps))
+"""
+
+
+def startup(args: argparse.Namespace) -> dict[str, Any]:
+    """Time to first vector of `e5ray embed` on one small file, run `--repeat` times in fresh
+    processes (the first run makes the model's caches; later runs are what a user waits
+    for), with the breakdown of the last run. Seconds from the process's spawn."""
+    work = Path(tempfile.mkdtemp(prefix="e5st-"))
+    (work / "in").mkdir()
+    write_parquet(work / "in" / "one.parquet", 0, args.rows, 0)
+    runs = []
+    for i in range(args.repeat):
+        argv = ["--input", str(work / "in"), "--output", str(work / f"out{i}"), "--model", "demo"]
+        argv += ["--model-path", args.model_path]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env.pop("RAY_ADDRESS", None)
+        spawned = time.time()
+        done = subprocess.run(
+            [sys.executable, "-c", STARTUP_CHILD, args.executor, *argv], env=env, capture_output=True, text=True
+        )
+        wall = time.time() - spawned
+        line = [x for x in done.stdout.splitlines() if x.startswith("STAMPS ")]
+        if not line:
+            raise RuntimeError(f"the start-up run printed no stamps:\n{done.stdout}\n{done.stderr}")
+        st = {k: round(v - spawned, 2) for k, v in json.loads(line[0][7:]).items()}
+        runs.append({"run": i + 1, "wall_s": round(wall, 2), "first_vector_s": st.get("first_result"), "stamps": st})
+    shutil.rmtree(work, ignore_errors=True)
+    return {"bench": "startup", "executor": args.executor, "runs": runs}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -251,6 +330,11 @@ def parse_args() -> argparse.Namespace:
     bf.add_argument("--unit-rows", type=int, default=10_000)
     for p in (sf, bf):
         p.add_argument("--model-path", required=True)
+    st = sub.add_parser("startup")
+    st.add_argument("--model-path", required=True)
+    st.add_argument("--executor", choices=["ray", "local"], default="ray")
+    st.add_argument("--rows", type=int, default=5)
+    st.add_argument("--repeat", type=int, default=2)
     je = sub.add_parser("job-vs-embedder")
     je.add_argument("--shards", type=int, default=8)
     je.add_argument("--docs", type=int, default=450, help="documents per shard, drawn from samples/corpus")
@@ -262,6 +346,8 @@ def parse_args() -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     if args.bench == "small-files":
         result = small_files_side_by_side(args) if args.before else small_files(args)
+    elif args.bench == "startup":
+        result = startup(args)
     elif args.bench == "job-vs-embedder":
         result = job_vs_embedder(args)
     else:
