@@ -10,12 +10,21 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from e5ray.catalog import CATALOG, DEFAULT_MODEL
 from e5ray.corpus import FORMATS
+from e5ray.dupes import POLICIES
 from e5ray.embedder import DEVICES, PRECISIONS, PREFIXES
+from e5ray.failures import describe, endpoint_of, storage_step
 from e5ray.job import JobConfig
+from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
+from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
+from e5ray.storage import s3_options
+from e5ray.timeouts import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, StoragePolicy
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +78,79 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default="ray",
         help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray",
     )
+    rows = parser.add_argument_group("rows and ids")
+    rows.add_argument(
+        "--duplicate-ids",
+        choices=POLICIES,
+        default="reject",
+        help="ids repeated across shards: reject later ones (first by source order keeps it; default), "
+        "keep-first (the id already in the output keeps it), allow",
+    )
+    rows.add_argument(
+        "--on-invalid-utf8",
+        choices=ON_INVALID_UTF8,
+        default="reject",
+        help="texts with invalid UTF-8 or lone surrogates: reject the row (default) or replace with U+FFFD",
+    )
+    rows.add_argument(
+        "--id-type",
+        choices=ID_TYPES,
+        default="auto",
+        help="auto: ids keep their type, a corpus mixing types is refused; string: integer ids become text",
+    )
+    run = parser.add_argument_group("run limits and coordination")
+    run.add_argument("--deadline", type=float, default=None, help="fail the run after this many seconds")
+    run.add_argument(
+        "--lease-interval",
+        type=float,
+        default=DEFAULT_LEASE_INTERVAL_S,
+        help=f"seconds between heartbeats of the run's lease (default {DEFAULT_LEASE_INTERVAL_S:g})",
+    )
+    run.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=DEFAULT_LEASE_TIMEOUT_S,
+        help=f"a lease without heartbeat for this long is expired (default {DEFAULT_LEASE_TIMEOUT_S:g})",
+    )
+    add_storage_arguments(parser, endpoint=False)
     parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
     parser.add_argument("--quiet", action="store_true")
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser, endpoint: bool = True) -> None:
+    """S3 endpoint (where not already added), timeouts and retries, and --log-level."""
+    group = parser.add_argument_group("storage")
+    if endpoint:
+        group.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    group.add_argument(
+        "--s3-connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        help=f"seconds to wait for a connection (default {DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+    group.add_argument(
+        "--s3-read-timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        help=f"seconds to wait for an answer (default {DEFAULT_READ_TIMEOUT_S:g})",
+    )
+    group.add_argument(
+        "--s3-attempts",
+        type=int,
+        default=DEFAULT_ATTEMPTS,
+        help=f"tries per call, with exponential backoff (default {DEFAULT_ATTEMPTS})",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="debug also prints the traceback of a failure (default: info, warning with --quiet)",
+    )
+
+
+def storage_options_from_args(args: argparse.Namespace) -> dict[str, object]:
+    policy = StoragePolicy(args.s3_connect_timeout, args.s3_read_timeout, args.s3_attempts)
+    return s3_options(args.s3_endpoint, policy)
 
 
 def job_parser(doc: str) -> argparse.ArgumentParser:
@@ -104,19 +184,27 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         chunk_rows=args.chunk_rows,
         executor=args.executor,
         int8_min_cosine=args.int8_min_cosine,
+        s3_connect_timeout=args.s3_connect_timeout,
+        s3_read_timeout=args.s3_read_timeout,
+        s3_attempts=args.s3_attempts,
+        deadline=args.deadline,
+        lease_interval=args.lease_interval,
+        lease_timeout=args.lease_timeout,
+        duplicate_ids=args.duplicate_ids,
+        on_invalid_utf8=args.on_invalid_utf8,
+        id_type=args.id_type,
     )
 
 
-def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+def setup_logging(quiet: bool = False, level: str | None = None) -> None:
+    chosen = level.upper() if level else ("WARNING" if quiet else "INFO")
+    logging.basicConfig(level=chosen, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 def run_job_from_args(args: argparse.Namespace) -> int:
     from e5ray.job import run_job
 
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.log_level)
     manifest = run_job(config_from_args(args))
     summary = {
         "version": manifest["version"],
@@ -129,10 +217,11 @@ def run_job_from_args(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from e5ray.storage import s3_options
     from e5ray.verify import verify_output
 
-    problems = verify_output(args.output, s3_options(args.s3_endpoint) or None)
+    options = storage_options_from_args(args)
+    with storage_step("verifying", args.output, options):
+        problems = verify_output(args.output, options)
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -141,11 +230,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     from e5ray.gc import collect_garbage
-    from e5ray.storage import s3_options
 
-    deleted = collect_garbage(
-        args.output, args.keep, args.min_age, s3_options(args.s3_endpoint) or None, dry_run=args.dry_run
-    )
+    options = storage_options_from_args(args)
+    notes: list[str] = []
+    with storage_step("collecting garbage in", args.output, options):
+        deleted = collect_garbage(args.output, args.keep, args.min_age, options, dry_run=args.dry_run, notes=notes)
+    for note in notes:
+        print(note)
     for rel in deleted:
         print(("would delete " if args.dry_run else "deleted ") + rel)
     print(f"{len(deleted)} file(s) {'to delete' if args.dry_run else 'deleted'}")
@@ -164,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         job.set_defaults(func=run_job_from_args)
     verify = sub.add_parser("verify", help="check an output against its manifest")
     verify.add_argument("output")
-    verify.add_argument("--s3-endpoint", default=None)
+    add_storage_arguments(verify)
     verify.set_defaults(func=_verify)
     gc = sub.add_parser("gc", help="delete files no kept manifest version references")
     gc.add_argument("output")
@@ -176,18 +267,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="spare files younger than this many seconds (a run may be about to commit them)",
     )
     gc.add_argument("--dry-run", action="store_true")
-    gc.add_argument("--s3-endpoint", default=None)
+    add_storage_arguments(gc)
     gc.set_defaults(func=_gc)
     return parser
 
 
 def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a command; known failure modes print their message (which names the bad value), not a trace."""
+    """Run a command; a failure the user can cause prints one line (naming the operation,
+    the URI or the bad value) and returns its exit code (see README, "Exit codes");
+    `--log-level debug` adds the traceback. Anything else is a bug and keeps its traceback."""
     try:
         return func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"e5ray: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        found = _user_error(exc, args)
+        if found is None:
+            raise
+        error, code = found
+        if getattr(args, "log_level", None) == "debug":
+            traceback.print_exc()
+        # One line; only ShardFailures lists the failed shards, one per line, below it.
+        print(f"e5ray: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return code
+
+
+def _user_error(exc: BaseException, args: argparse.Namespace) -> tuple[BaseException, int] | None:
+    code = getattr(exc, "exit_code", None)
+    if isinstance(code, int):
+        return exc, code
+    uri = str(getattr(args, "output", None) or getattr(args, "input", ""))
+    options = storage_options_from_args(args) if hasattr(args, "s3_attempts") else None
+    found = describe(exc, f"{args.command}:", uri, endpoint_of(options))
+    if found is not None:
+        return found, found.exit_code
+    if isinstance(exc, (ValueError, RuntimeError, FileNotFoundError)):
+        return exc, 2
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,11 +174,14 @@ def _jsonl_chunks(fs: Any, path: str, id_column: str, text_column: str, chunk_ro
     # Parsed line by line so that one malformed line becomes one recorded rejection
     # instead of failing the whole shard.
     with fs.open(path, "rb", compression="infer") as raw:
-        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+        # utf-8-sig: a leading BOM is not part of the first row. surrogateescape: an
+        # invalid byte becomes a lone surrogate that the row validator rejects with its
+        # reason (or repairs under --on-invalid-utf8 replace); never a silent U+FFFD.
+        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
         chunk = Chunk(0, [], [], {})
         row = 0
         seen_columns: set[str] = set()
-        for line in stream:
+        for line in _json_rows(stream):
             if not line.strip():
                 continue  # blank lines are not rows
             pos = len(chunk.ids)
@@ -205,6 +208,32 @@ def _jsonl_chunks(fs: Any, path: str, id_column: str, text_column: str, chunk_ro
         if chunk.ids or row == 0:
             _check_columns(path, seen_columns, id_column, text_column)
             yield chunk
+
+
+def _json_rows(stream: io.TextIOWrapper) -> Iterator[str]:
+    """The rows of a JSONL stream as lines; a file holding one JSON array (a `.json` export)
+    yields each element as a row instead. Such a file is parsed whole: use JSONL for
+    shards larger than memory."""
+    first = ""
+    for first in stream:
+        if first.strip():
+            break
+    if not first.lstrip().startswith("["):
+        if first:
+            yield first
+        yield from stream
+        return
+    text = first + stream.read()
+    try:
+        records = json.loads(text)
+    except ValueError:  # not one array after all (e.g. a JSONL file of arrays): rows as lines
+        yield from text.splitlines()
+        return
+    if not isinstance(records, list):
+        yield from text.splitlines()
+        return
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False)
 
 
 def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) -> None:

@@ -19,11 +19,26 @@ from typing import Any
 
 from e5ray import __version__
 from e5ray.corpus import discover
+from e5ray.dupes import POLICIES
 from e5ray.embedder import describe_space
+from e5ray.failures import StorageError, describe, endpoint_of, storage_step
+from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S, Lease
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
+from e5ray.paths import check_entry_paths
 from e5ray.plan import plan_refresh
+from e5ray.precommit import finish_version, recheck_carried
+from e5ray.presence import entry_files
+from e5ray.rows import ID_TYPES, ON_INVALID_UTF8, check_choice
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.storage import filesystem_for, join, s3_options, sha256_of
+from e5ray.timeouts import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_READ_TIMEOUT_S,
+    Deadline,
+    DeadlineExceeded,
+    StoragePolicy,
+)
 
 log = logging.getLogger("e5ray")
 
@@ -52,13 +67,26 @@ class JobConfig:
     chunk_rows: int = 2048
     executor: str = "ray"  # "ray" or "local" (in-process, no cluster)
     int8_min_cosine: float = 0.99
+    # reliability (e5ray.timeouts, e5ray.lease, e5ray.dupes, e5ray.rows)
+    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    s3_read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    s3_attempts: int = DEFAULT_ATTEMPTS
+    deadline: float | None = None
+    lease_interval: float = DEFAULT_LEASE_INTERVAL_S
+    lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S
+    duplicate_ids: str = "reject"
+    on_invalid_utf8: str = "reject"
+    id_type: str = "auto"
 
     @property
     def resolved_precision(self) -> str:
         return self.precision or ("fp16" if self.device == "gpu" else "fp32")
 
+    def storage_policy(self) -> StoragePolicy:
+        return StoragePolicy(self.s3_connect_timeout, self.s3_read_timeout, self.s3_attempts)
+
     def storage_options(self) -> dict[str, Any]:
-        return s3_options(self.s3_endpoint)
+        return s3_options(self.s3_endpoint, self.storage_policy())
 
     def embedder_kwargs(self, threads: int | None) -> dict[str, Any]:
         return {
@@ -86,11 +114,18 @@ def embed_or_report(task: ShardTask, embedder: Any, config: JobConfig) -> dict[s
     """The shard's manifest entry, or {"error": ..., "source": ...} when its data cannot be
     embedded (an unreadable file, a missing column): a bad shard must not cost the work
     done on the others, and retrying it would fail the same way."""
+    options = config.storage_options() or None
     try:
-        return embed_shard(task, embedder, config.storage_options() or None, config.chunk_rows)
+        return embed_shard(task, embedder, options, config.chunk_rows)
+    except DeadlineExceeded:
+        raise
     except Exception as exc:  # reported to the driver with the shard it belongs to
         log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
-        return {"error": f"{type(exc).__name__}: {exc}", "source": task.source.to_dict()}
+        report = {"error": f"{type(exc).__name__}: {exc}", "source": task.source.to_dict()}
+        found = describe(exc, f"embedding {task.source.uri} into", config.output, endpoint_of(options))
+        if found is not None:  # storage refused or stopped answering: not this shard's fault
+            report.update(StorageError.report(found))
+        return report
 
 
 def run_local(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
@@ -143,6 +178,7 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
             entry = json.loads(fh.read())
     except (FileNotFoundError, ValueError):
         return None
+    check_entry_paths(entry, task.marker_path)  # reliability: a marker never names a file outside the output
     if entry["path"] in exclude:
         return None
     files = [(entry["path"], entry["bytes"], entry["sha256"])]
@@ -164,13 +200,30 @@ def _now() -> str:
 
 
 def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, Any]:
-    """Plan, embed what is needed, commit a new manifest version; returns the manifest."""
+    """Plan, embed what is needed, commit a new manifest version; returns the manifest.
+    The run holds a lease on the output throughout (e5ray.lease) and stops at its
+    --deadline (e5ray.timeouts)."""
+    check_choice("--duplicate-ids", config.duplicate_ids, POLICIES)
+    check_choice("--on-invalid-utf8", config.on_invalid_utf8, ON_INVALID_UTF8)
+    check_choice("--id-type", config.id_type, ID_TYPES)
+    deadline = Deadline(config.deadline)
+    with deadline.armed():
+        return _run_job(config, executor, deadline)
+
+
+def _run_job(config: JobConfig, executor: Executor | None, deadline: Deadline) -> dict[str, Any]:
     started, t0 = _now(), time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     options = config.storage_options() or None
-    sources = discover(config.input, config.format, options)
-    versions = list_versions(config.output, options)
-    previous = load_latest(config.output, options, versions)
+    deadline.check("listing the input")
+    with storage_step("listing the input", config.input, options):
+        sources = discover(config.input, config.format, options)
+    deadline.check("reading the output's versions")
+    with storage_step("reading the versions of", config.output, options):
+        versions = list_versions(config.output, options)
+        previous = load_latest(config.output, options, versions)
+        out_fs, out_root = filesystem_for(config.output, options)
+    deadline.check("loading the model")
     space = describe_space(
         config.model,
         config.model_path,
@@ -181,16 +234,56 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
         options,
     )
     check_space(previous, space, config.full)
+    with storage_step("taking a lease on", config.output, options):
+        lease = Lease(out_fs, out_root, run_id, config.lease_interval, config.lease_timeout).start()
+    try:
+        return _plan_embed_commit(
+            config, executor, deadline, run_id, started, t0, sources, versions, previous, space, lease
+        )
+    finally:
+        lease.release()
+
+
+def _plan_embed_commit(
+    config: JobConfig,
+    executor: Executor | None,
+    deadline: Deadline,
+    run_id: str,
+    started: str,
+    t0: float,
+    sources: list[Any],
+    versions: list[int],
+    previous: dict[str, Any] | None,
+    space: Any,
+    lease: Lease,
+) -> dict[str, Any]:
+    options = config.storage_options() or None
+    out_fs, out_root = lease.fs, lease.root
 
     def make_task(source: Any) -> ShardTask:
-        return ShardTask(source, config.output, space.fingerprint, config.id_column, config.text_column, config.prefix)
+        return ShardTask(
+            source,
+            config.output,
+            space.fingerprint,
+            config.id_column,
+            config.text_column,
+            config.prefix,
+            config.on_invalid_utf8,
+            config.id_type,
+        )
 
     plan = plan_refresh(sources, previous, make_task, config.full)
+    deadline.check("checking the files of carried shards")
+    with storage_step("listing the shards of", config.output, options):
+        recheck_carried(out_fs, out_root, plan, sources, make_task)
     # --full embeds again what the previous version holds, but still reuses what a killed
     # --full run finished since (files no version references yet): an interrupted switch
     # to a new space resumes instead of starting over.
     held = {e["path"] for e in previous["shards"]} if config.full and previous else set()
-    reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
+    deadline.check("checking completion markers")
+    with storage_step("checking completion markers in", config.output, options):
+        reused, todo = reuse_completed(plan.tasks, config.output, options, exclude=held)
+        lease.add([p for e in plan.carried + reused for p, _ in entry_files(e)], flush=True)
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -211,11 +304,15 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             raise ValueError(f"unknown executor {config.executor!r}; valid: ray, local")
     t_embed = time.perf_counter()
     embedded, failed = [], []
+    deadline.check("embedding shards")
     for entry in executor(todo, config, space.fingerprint):
+        if entry.get("storage_error"):  # every shard would fail the same way: stop now
+            raise StorageError.from_report(entry)
         if "error" in entry:
             failed.append(entry)
             continue
         embedded.append(entry)
+        lease.add([p for p, _ in entry_files(entry)])
         log.info(
             "shard %s: %d rows, %d rejected (%d/%d shards)",
             entry["source"]["relpath"],
@@ -234,7 +331,17 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
     if len(embedded) != len(todo):
         raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
 
-    shards = sorted(plan.carried + reused + embedded, key=lambda e: e["source"]["uri"])
+    deadline.check("checking the new version")
+    carried_uris = {e["source"]["uri"] for e in plan.carried}
+    with storage_step("checking the new version of", config.output, options):
+        shards, duplicates = finish_version(
+            out_fs,
+            out_root,
+            config.output,
+            sorted(plan.carried + reused + embedded, key=lambda e: e["source"]["uri"]),
+            config.duplicate_ids,
+            carried_uris,
+        )
     tokens = sum(e["tokens"] for e in embedded)
     number = (versions[-1] if versions else (previous or {}).get("version", 0)) + 1
     manifest = {
@@ -266,8 +373,13 @@ def run_job(config: JobConfig, executor: Executor | None = None) -> dict[str, An
             "tokens": tokens,
             "padded_tokens": sum(e["padded_tokens"] for e in embedded),
             "tokens_per_s": round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
+            "duplicate_ids": config.duplicate_ids,
+            "duplicates_rejected": duplicates,
         },
     }
-    name = commit(config.output, manifest, options)
+    deadline.check("committing")
+    lease.check_held()
+    with storage_step("committing a version to", config.output, options):
+        name = commit(config.output, manifest, options)
     log.info("committed %s/%s: %s", config.output, name, json.dumps(manifest["totals"]))
     return manifest

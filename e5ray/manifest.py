@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from e5ray.manifest_schema import ManifestInvalidError, validate_manifest
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import filesystem_for, join, write_atomic, write_create_only
 
@@ -55,6 +56,17 @@ def read_json(output_uri: str, relpath: str, storage_options: dict[str, Any] | N
         return json.loads(fh.read())
 
 
+def read_manifest(output_uri: str, relpath: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A manifest file, checked against the schema and the path rule (e5ray.manifest_schema)."""
+    try:
+        data = read_json(output_uri, relpath, storage_options)
+    except UnicodeDecodeError as exc:
+        raise ManifestInvalidError(f"{relpath}: not UTF-8 JSON ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestInvalidError(f"{relpath}: not JSON ({exc})") from None
+    return validate_manifest(data, relpath)
+
+
 def load_latest(
     output_uri: str, storage_options: dict[str, Any] | None = None, versions: list[int] | None = None
 ) -> dict[str, Any] | None:
@@ -63,10 +75,10 @@ def load_latest(
     if versions is None:
         versions = list_versions(output_uri, storage_options)
     if versions:
-        return read_json(output_uri, version_name(versions[-1]), storage_options)
+        return read_manifest(output_uri, version_name(versions[-1]), storage_options)
     fs, root = filesystem_for(output_uri, storage_options)
     if fs.exists(join(root, MANIFEST)):  # written by hand or by an older layout
-        return read_json(output_uri, MANIFEST, storage_options)
+        return read_manifest(output_uri, MANIFEST, storage_options)
     return None
 
 
@@ -90,6 +102,7 @@ def totals(shards: list[dict[str, Any]]) -> dict[str, int]:
         "input_rows": sum(s["input_rows"] for s in shards),
         "embedded": sum(s["rows"] for s in shards),
         "rejected": sum(s["rejected"] for s in shards),
+        "duplicates": sum(s.get("duplicates", 0) for s in shards),
         "truncated": sum(s["truncated"] for s in shards),
         "tokens": sum(s["tokens"] for s in shards),
         "bytes": sum(s["bytes"] for s in shards),
@@ -100,6 +113,7 @@ def commit(output_uri: str, manifest: dict[str, Any], storage_options: dict[str,
     """Write `manifest` as version `manifest['version']` (create-only), then publish it."""
     fs, root = filesystem_for(output_uri, storage_options)
     name = version_name(manifest["version"])
+    validate_manifest(manifest, name)  # never write what the next load would refuse
     blob = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
     try:
         write_create_only(fs, join(root, name), blob)

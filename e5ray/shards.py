@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray.corpus import Chunk, SourceShard, read_chunks
+from e5ray.dupes import IDS_SUFFIX, IdCollector
+from e5ray.rows import id_problem, id_type_name, normalise_id, repair_text, unicode_problem
 from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
 
 SHARDS_DIR = "shards"
@@ -49,20 +51,25 @@ class ShardTask:
     id_column: str = "id"
     text_column: str = "text"
     prefix: str = "passage"
+    on_invalid_utf8: str = "reject"  # e5ray.rows
+    id_type: str = "auto"  # e5ray.rows
 
     @property
     def key(self) -> str:
-        blob = "|".join(
-            [
-                self.source.uri,
-                self.source.fingerprint,
-                self.space_fingerprint,
-                self.id_column,
-                self.text_column,
-                self.prefix,
-            ]
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        parts = [
+            self.source.uri,
+            self.source.fingerprint,
+            self.space_fingerprint,
+            self.id_column,
+            self.text_column,
+            self.prefix,
+        ]
+        # Row rules change the output only when not the defaults; default keys stay as they were.
+        if self.on_invalid_utf8 != "reject":
+            parts.append(f"utf8={self.on_invalid_utf8}")
+        if self.id_type != "auto":
+            parts.append(f"ids={self.id_type}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     @property
     def stem(self) -> str:
@@ -81,10 +88,15 @@ def embedding_schema(id_type: pa.DataType, dim: int) -> pa.Schema:
 class ChunkValidator:
     """Decides, row by row, what can be embedded; remembers ids to catch duplicates."""
 
-    def __init__(self, declared_id_type: pa.DataType | None = None) -> None:
+    def __init__(self, declared_id_type: pa.DataType | None = None, on_invalid_utf8: str = "reject") -> None:
         self.seen: set[Any] = set()
         self.id_kind: type | None = None  # JSONL: the Python type of the shard's first good id
         self.declared = declared_id_type
+        self.repair = on_invalid_utf8 == "replace"
+
+    def text_for(self, text: str) -> str:
+        """The text to embed for a row that passed `check` (repaired under --on-invalid-utf8 replace)."""
+        return repair_text(text) if self.repair else text
 
     def check(self, id_value: Any, text: Any) -> str | None:
         """None if the row can be embedded, else the reason it cannot."""
@@ -104,6 +116,9 @@ class ChunkValidator:
             return f"text is a {type(text).__name__}, not a string"
         if not text.strip():
             return "empty text"
+        problem = id_problem(id_value) or (None if self.repair else unicode_problem(text))
+        if problem:
+            return problem
         hashable = id_value if not isinstance(id_value, (list, dict)) else json.dumps(id_value, sort_keys=True)
         if hashable in self.seen:
             return "duplicate id in this shard"
@@ -166,6 +181,8 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
 
 
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, str):  # lone surrogates (invalid UTF-8) cannot be written as UTF-8: escape them
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         json.dumps(value)
         return value
@@ -191,12 +208,16 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     writer: pq.ParquetWriter | None = None
     validator: ChunkValidator | None = None
+    collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
         for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+            if task.id_type == "string":  # e5ray.rows: every id as text
+                chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
+                chunk.id_type = pa.string() if chunk.id_type is not None else None
             if validator is None:
-                validator = ChunkValidator(chunk.id_type)
+                validator = ChunkValidator(chunk.id_type, task.on_invalid_utf8)
             good: list[int] = []
             for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
                 reason = chunk.errors.get(pos) or validator.check(id_value, text)
@@ -204,7 +225,7 @@ def embed_shard(
                     good.append(pos)
                 else:
                     rejects.append({"row": chunk.start + pos, "id": _json_safe(id_value), "reason": reason})
-            tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
+            tokens = embedder.tokenize([validator.text_for(chunk.texts[p]) for p in good], task.prefix)
             yield chunk, good, tokens
 
     chunks = _prefetch(prepared())
@@ -220,6 +241,7 @@ def embed_shard(
                     compression={"id": "zstd", "embedding": "none"},
                 )
             writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
+            collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])
             stats.embedded += len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
@@ -231,7 +253,7 @@ def embed_shard(
         writer.close()
         writer = None
         stats.rejected = len(rejects)
-        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started)
+        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, collected)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         if writer is not None:
@@ -248,10 +270,18 @@ def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
 
 
 def _commit(
-    task: ShardTask, fs: Any, root: str, tmp_path: str, rejects: list[dict[str, Any]], stats: ShardStats, seconds: float
+    task: ShardTask,
+    fs: Any,
+    root: str,
+    tmp_path: str,
+    rejects: list[dict[str, Any]],
+    stats: ShardStats,
+    seconds: float,
+    collected: IdCollector,
 ) -> dict[str, Any]:
     sha = sha256_of(fsspec.filesystem("file"), tmp_path)
     size = os.path.getsize(tmp_path)
+    id_type = id_type_name(pq.read_schema(tmp_path).field("id").type)
     name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}.parquet"
     upload_atomic(fs, tmp_path, join(root, name))
     entry: dict[str, Any] = {
@@ -281,6 +311,18 @@ def _commit(
             "bytes": len(blob),
             "sha256": hashlib.sha256(blob).hexdigest(),
         }
+    # e5ray.dupes / e5ray.rows: the ids file and the id type, for the checks before the commit
+    entry["id_type"] = id_type
+    ids_local = tmp_path + ".ids"
+    try:
+        collected.write(ids_local)
+        ids_sha, ids_size = sha256_of(fsspec.filesystem("file"), ids_local), os.path.getsize(ids_local)
+        ids_name = name.removesuffix(".parquet") + IDS_SUFFIX
+        upload_atomic(fs, ids_local, join(root, ids_name))
+    finally:
+        if os.path.exists(ids_local):
+            os.unlink(ids_local)
+    entry["ids"] = {"path": ids_name, "rows": len(collected.keys), "bytes": ids_size, "sha256": ids_sha}
     # The marker goes last: its presence means every file it names is complete.
     write_atomic(fs, join(root, task.marker_path), json.dumps(entry, indent=1).encode())
     return entry

@@ -23,6 +23,8 @@ import fsspec
 from filelock import FileLock
 from fsspec import AbstractFileSystem
 
+from e5ray.timeouts import StoragePolicy, with_policy
+
 LOCAL_PROTOCOLS = {"file", "local"}
 # os.link's errors on filesystems that have no hard links.
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -34,14 +36,16 @@ def is_remote(uri: str) -> bool:
     return bool(sep) and scheme not in LOCAL_PROTOCOLS
 
 
-def s3_options(endpoint_url: str | None = None) -> dict[str, Any]:
+def s3_options(endpoint_url: str | None = None, policy: StoragePolicy | None = None) -> dict[str, Any]:
     """fsspec storage options for S3; `AWS_ENDPOINT_URL` is used when no endpoint is given.
 
     Credentials come from the standard AWS chain (environment, profile, instance role):
-    e5ray never takes or prints them.
+    e5ray never takes or prints them. `policy`: timeouts and retries (e5ray.timeouts);
+    S3 filesystems get the default policy when none is given.
     """
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    options: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    return with_policy(options, policy) if policy is not None else options
 
 
 def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
@@ -51,8 +55,9 @@ def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> t
         return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
     scheme = uri.split("://", 1)[0]
     options = dict(storage_options or {})
-    if scheme in ("s3", "s3a") and not options:
-        options = s3_options()
+    if scheme in ("s3", "s3a"):
+        # reliability: every S3 call has connect/read timeouts and bounded retries
+        options = with_policy(options or s3_options())
     # No listings cache: fsspec shares one instance per set of options in a process, and
     # its cached listings would hide what other runs wrote since (a refresh would miss
     # new shards and fail to open them, a commit would count versions from a stale list).

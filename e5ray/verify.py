@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.manifest import MANIFEST, read_json
+from e5ray.manifest import MANIFEST, read_manifest
 from e5ray.storage import filesystem_for, join, sha256_of
 
 
@@ -17,7 +17,7 @@ def verify_output(
     """Every problem found, as readable lines; an empty list means the output is sound."""
     fs, root = filesystem_for(output_uri, storage_options)
     try:
-        manifest = read_json(output_uri, manifest_path, storage_options)
+        manifest = read_manifest(output_uri, manifest_path, storage_options)
     except FileNotFoundError:
         return [f"{output_uri}: no {manifest_path}"]
     problems: list[str] = []
