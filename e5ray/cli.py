@@ -225,6 +225,8 @@ def _verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    if any(p.endswith((": missing", "differs from the manifest")) or " bytes, manifest says " in p for p in problems):
+        print("the next `e5ray refresh` with this output's flags embeds the shards whose files are gone anew")
     return 0 if not problems else 1
 
 

@@ -178,7 +178,9 @@ def _checked_marker(fs: Any, root: str, task: ShardTask, exclude: set[str] | fro
             entry = json.loads(fh.read())
     except (FileNotFoundError, ValueError):
         return None
-    check_entry_paths(entry, task.marker_path)  # reliability: a marker never names a file outside the output
+    check_entry_paths(
+        entry, f"{task.marker_path}: entry"
+    )  # reliability: a marker never names a file outside the output
     if entry["path"] in exclude:
         return None
     files = [(entry["path"], entry["bytes"], entry["sha256"])]

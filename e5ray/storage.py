@@ -55,14 +55,18 @@ def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> t
         return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
     scheme = uri.split("://", 1)[0]
     options = dict(storage_options or {})
+    s3fs_retries = None
     if scheme in ("s3", "s3a"):
         # reliability: every S3 call has connect/read timeouts and bounded retries
         options = with_policy(options or s3_options())
+        s3fs_retries = options.pop("retries")
     # No listings cache: fsspec shares one instance per set of options in a process, and
     # its cached listings would hide what other runs wrote since (a refresh would miss
     # new shards and fail to open them, a commit would count versions from a stale list).
     options.setdefault("use_listings_cache", False)
     fs, path = fsspec.core.url_to_fs(uri, **options)
+    if s3fs_retries is not None:
+        fs.retries = s3fs_retries  # s3fs's own retry loop (not a constructor option): one pass
     return fs, path
 
 

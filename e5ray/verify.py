@@ -54,12 +54,14 @@ def verify_output(
         rejects = shard.get("rejects")
         if shard["rejected"] and not rejects:
             problems.append(f"{shard['path']}: {shard['rejected']} rejected rows but no rejects file")
-        if rejects:
-            rpath = join(root, rejects["path"])
+        for ref in (rejects, shard.get("ids")):  # the ids file: e5ray.dupes
+            if not ref:
+                continue
+            rpath = join(root, ref["path"])
             if not fs.exists(rpath):
-                problems.append(f"{rejects['path']}: missing")
-            elif sha256_of(fs, rpath) != rejects["sha256"]:
-                problems.append(f"{rejects['path']}: sha256 differs from the manifest")
+                problems.append(f"{ref['path']}: missing")
+            elif sha256_of(fs, rpath) != ref["sha256"]:
+                problems.append(f"{ref['path']}: sha256 differs from the manifest")
     sums = {
         k: sum(s[f] for s in manifest["shards"])
         for k, f in (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))
