@@ -17,7 +17,7 @@ from e5ray.catalog import CATALOG, DEFAULT_MODEL
 from e5ray.corpus import FORMATS
 from e5ray.dupes import POLICIES
 from e5ray.embedder import DEVICES, PRECISIONS, PREFIXES
-from e5ray.failures import describe, endpoint_of, storage_step
+from e5ray.failures import check_bucket, describe, endpoint_of, storage_step
 from e5ray.job import JobConfig
 from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
 from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
@@ -220,6 +220,7 @@ def _verify(args: argparse.Namespace) -> int:
     from e5ray.verify import verify_output
 
     options = storage_options_from_args(args)
+    check_bucket(args.output, options, "verifying")
     with storage_step("verifying", args.output, options):
         problems = verify_output(args.output, options)
     for problem in problems:
@@ -235,6 +236,7 @@ def _gc(args: argparse.Namespace) -> int:
 
     options = storage_options_from_args(args)
     notes: list[str] = []
+    check_bucket(args.output, options, "collecting garbage in")
     with storage_step("collecting garbage in", args.output, options):
         deleted = collect_garbage(args.output, args.keep, args.min_age, options, dry_run=args.dry_run, notes=notes)
     for note in notes:

@@ -98,6 +98,9 @@ def discover(
         infos = fs.find(root, detail=True)
         base = root
     else:
+        from e5ray.failures import check_bucket
+
+        check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket says so
         raise CorpusError(f"input {input_uri!r} does not exist")
     shards = []
     skipped = []

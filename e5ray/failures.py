@@ -144,3 +144,22 @@ def storage_step(operation: str, uri: str, storage_options: dict[str, Any] | Non
         if found is None:
             raise
         raise found from exc
+
+
+def check_bucket(uri: str, storage_options: dict[str, Any] | None, operation: str) -> None:
+    """For an s3:// URI whose bucket does not exist: a one-line StorageError (instead of an
+    empty listing that reads as 'no manifest' or 'no input')."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("s3", "s3a"):
+        return
+    from e5ray.storage import filesystem_for
+
+    bucket = rest.split("/", 1)[0]
+    fs, _ = filesystem_for(f"{scheme}://{bucket}", storage_options)
+    with storage_step(operation, uri, storage_options):
+        try:  # not fs.exists: it answers False for refused credentials too
+            fs.ls(bucket, detail=False)
+        except FileNotFoundError as exc:
+            if classify(exc) is None:
+                raise StorageError(f"{operation} {uri}: no such bucket") from exc
+            raise

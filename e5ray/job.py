@@ -21,7 +21,7 @@ from e5ray import __version__
 from e5ray.corpus import discover
 from e5ray.dupes import POLICIES
 from e5ray.embedder import describe_space
-from e5ray.failures import StorageError, describe, endpoint_of, storage_step
+from e5ray.failures import StorageError, StorageUnavailableError, describe, endpoint_of, storage_step
 from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S, Lease
 from e5ray.manifest import FORMAT, check_space, commit, list_versions, load_latest, totals, version_name
 from e5ray.paths import check_entry_paths
@@ -239,11 +239,17 @@ def _run_job(config: JobConfig, executor: Executor | None, deadline: Deadline) -
     with storage_step("taking a lease on", config.output, options):
         lease = Lease(out_fs, out_root, run_id, config.lease_interval, config.lease_timeout).start()
     try:
-        return _plan_embed_commit(
+        manifest = _plan_embed_commit(
             config, executor, deadline, run_id, started, t0, sources, versions, previous, space, lease
         )
-    finally:
+    except StorageUnavailableError:
+        lease.release(remove=False)  # the store does not answer: let the lease expire instead
+        raise
+    except BaseException:
         lease.release()
+        raise
+    lease.release()
+    return manifest
 
 
 def _plan_embed_commit(

@@ -134,10 +134,14 @@ class Lease:
                 "gc may have collected this run's files; nothing was committed, run again"
             )
 
-    def release(self) -> None:
+    def release(self, remove: bool = True) -> None:
+        """Stop the heartbeat and remove the lease; `remove=False` leaves it to expire (when
+        the store stopped answering, removing it would only wait for another timeout)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.interval + 5)
+            self._thread.join(timeout=1.0)  # a beat stuck on a frozen store ends by its own timeout
+        if not remove:
+            return
         try:
             self.fs.rm_file(join(self.root, self.rel))
         except FileNotFoundError:
