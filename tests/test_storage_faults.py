@@ -177,6 +177,7 @@ def test_a_frozen_store_fails_the_run_within_the_timeout_then_the_next_run_resum
     message = str(caught.value)
     assert len(message.splitlines()) == 1
     assert message.startswith("embedding s3://") and server.endpoint_url in message and "did not answer" in message
+    print(f"frozen store: the run failed {elapsed:.1f} s after SIGSTOP (one call's bound {bound:.1f} s)")
     assert elapsed < bound + 3, (elapsed, bound)
     # the previous version is intact, and the next run resumes: the finished shard is reused
     assert json.loads(fs.cat_file(f"{out.removeprefix('s3://')}/manifest.json"))["version"] == v1["version"]
