@@ -8,7 +8,8 @@ so far (carried forward, reused, embedded). A thread in the driver rewrites it e
 while its heartbeat is younger than its timeout, and then spares every file younger
 than the lease's start (temporary files, finished shards not yet committed) and every
 file the lease lists. A lease whose heartbeat stopped (a killed driver) expires after
-the timeout; gc says which leases it honoured and removes expired ones.
+the timeout, or at once when it names a driver process on gc's own host that no
+longer exists; gc says which leases it honoured and removes expired ones.
 
 Times: `started` is the store's own modification time of the lease's first write, so it
 compares with the store's times of the files the run writes, whatever the driver's
@@ -160,20 +161,34 @@ class LeaseView:
     heartbeat_age: float
     timeout: float
     files: frozenset[str]
+    driver_gone: bool = False  # its driver ran on this host and that process no longer exists
 
     @property
     def live(self) -> bool:
-        return self.heartbeat_age < self.timeout
+        return self.heartbeat_age < self.timeout and not self.driver_gone
 
     def protects(self, rel: str, mtime: float) -> bool:
         return rel in self.files or mtime >= self.started - START_SLACK_S
 
     def describe(self) -> str:
-        state = "honoured" if self.live else "expired, not honoured"
+        state = "honoured" if self.live else ("driver gone" if self.driver_gone else "expired") + ", not honoured"
         return (
             f"lease {self.run_id} ({state}): started {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.started))}, "
             f"heartbeat {self.heartbeat_age:.0f} s ago (timeout {self.timeout:g} s), {len(self.files)} file(s) listed"
         )
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host exists (a reused pid reads as alive: the safe side)."""
+    if pid <= 0:
+        return True  # unknown: assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_leases(fs: AbstractFileSystem, root: str, now: float | None = None) -> list[LeaseView]:
@@ -195,11 +210,12 @@ def read_leases(fs: AbstractFileSystem, root: str, now: float | None = None) -> 
             files = frozenset(confined(f, f"{rel}: files") for f in data.get("files", []))
             started, timeout = float(data["started"]), float(data["timeout_s"])
             run_id = str(data["run_id"])
+            gone = data.get("host") == socket.gethostname() and not _alive(int(data.get("pid", 0)))
         except UnsafePathError:
             raise
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             if not fs.exists(path):
                 continue  # released meanwhile
-            files, started, timeout, run_id = frozenset(), 0.0, DEFAULT_LEASE_TIMEOUT_S, rel
-        views.append(LeaseView(rel, run_id, started, max(0.0, now - mtime), timeout, files))
+            files, started, timeout, run_id, gone = frozenset(), 0.0, DEFAULT_LEASE_TIMEOUT_S, rel, False
+        views.append(LeaseView(rel, run_id, started, max(0.0, now - mtime), timeout, files, gone))
     return views

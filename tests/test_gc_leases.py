@@ -151,3 +151,20 @@ def test_a_carried_shard_whose_file_is_gone_is_embedded_again(tmp_path, bert_mod
     v2 = run_job(config(inp, out, bert_model_dir))
     assert (v2["run"]["embedded_shards"], v2["run"]["carried_shards"]) == (1, 1)
     assert verify_output(str(out)) == [] and sorted(read_output(str(out))) == [1, 2, 3, 4, 5]
+
+
+def test_a_lease_whose_driver_died_on_this_host_is_not_honoured(tmp_path, bert_model_dir):
+    import socket
+    import subprocess
+    import sys
+
+    _, out = corpus_at_v1(tmp_path, bert_model_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lease = {"run_id": "killed", "started": 0.0, "timeout_s": 600, "files": [], "host": socket.gethostname()}
+    (out / "leases").mkdir(exist_ok=True)
+    (out / "leases" / "killed.json").write_text(json.dumps({**lease, "pid": int(dead.stdout)}))
+    (out / "shards" / "orphan.parquet.tmp").write_bytes(b"x")
+    notes: list[str] = []
+    deleted = collect_garbage(str(out), keep=1, min_age_s=0, notes=notes)
+    assert "driver gone, not honoured" in notes[0]
+    assert {"leases/killed.json", "shards/orphan.parquet.tmp"} <= set(deleted)
