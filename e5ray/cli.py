@@ -300,7 +300,7 @@ def _user_error(exc: BaseException, args: argparse.Namespace) -> tuple[BaseExcep
         return exc, code
     uri = str(getattr(args, "output", None) or getattr(args, "input", ""))
     options = storage_options_from_args(args) if hasattr(args, "s3_attempts") else None
-    found = describe(exc, f"{args.command}:", uri, endpoint_of(options))
+    found = describe(exc, f"{getattr(args, 'command', None) or 'run'}:", uri, endpoint_of(options))
     if found is not None:
         return found, found.exit_code
     if isinstance(exc, (ValueError, RuntimeError, FileNotFoundError)):
