@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from e5ray.embedder import E5Embedder, describe_space  # noqa: E402
+from e5ray.embedder import E5Embedder  # noqa: E402
+from e5ray.model_space import describe_space  # noqa: E402
 from e5ray.space import EmbeddingSpace  # noqa: E402
 
 __all__ = ["E5Embedder", "EmbeddingSpace", "describe_space", "__version__"]

@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.storage import filesystem_for, is_remote, sha256_of
+from e5ray.errors import CorpusError
+from e5ray.storage import filesystem_for, info_etag, info_mtime, is_remote, sha256_of
 
-FORMATS = ("parquet", "jsonl")
+# Extensions -> format name. A new input format is a reader function (fs, path, uri,
+# id_column, text_column, chunk_rows) -> Iterator[Chunk] registered in READERS below,
+# plus its extensions here.
 EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -31,10 +34,6 @@ EXTENSIONS = {
     ".json": "jsonl",
     ".json.gz": "jsonl",
 }
-
-
-class CorpusError(ValueError):
-    """The input cannot be read as a corpus; the message names the bad value."""
 
 
 def format_of(path: str) -> str | None:
@@ -69,10 +68,10 @@ class SourceShard:
 
 
 def _stamp(fs: Any, path: str, info: dict[str, Any]) -> str:
-    etag = info.get("ETag") or info.get("etag")
+    etag = info_etag(info)
     if etag:
-        return "etag:" + str(etag).strip('"')
-    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+        return "etag:" + etag
+    mtime = info_mtime(info)
     if mtime is not None:
         if hasattr(mtime, "timestamp"):
             return f"mtime:{mtime.timestamp():.6f}"
@@ -145,13 +144,11 @@ def read_chunks(
     storage_options: dict[str, Any] | None = None,
 ) -> Iterator[Chunk]:
     """Stream a shard in chunks of at most `chunk_rows` rows."""
-    fs, path = filesystem_for(shard.uri, storage_options)
-    if shard.format == "parquet":
-        yield from _parquet_chunks(fs, path, shard.uri, id_column, text_column, chunk_rows)
-    elif shard.format == "jsonl":
-        yield from _jsonl_chunks(fs, path, id_column, text_column, chunk_rows)
-    else:
+    reader = READERS.get(shard.format)
+    if reader is None:
         raise CorpusError(f"unknown format {shard.format!r}; valid: {', '.join(FORMATS)}")
+    fs, path = filesystem_for(shard.uri, storage_options)
+    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows)
 
 
 def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
@@ -173,7 +170,7 @@ def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: s
             start += len(ids)
 
 
-def _jsonl_chunks(fs: Any, path: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
     # Parsed line by line so that one malformed line becomes one recorded rejection
     # instead of failing the whole shard.
     with fs.open(path, "rb", compression="infer") as raw:
@@ -248,3 +245,11 @@ def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) 
         raise CorpusError(
             f"{path}: no record has field {missing} (fields seen: {sorted(seen)[:20]}); set --id-column/--text-column"
         )
+
+
+Reader = Callable[[Any, str, str, str, str, int], Iterator[Chunk]]
+READERS: dict[str, Reader] = {
+    "parquet": _parquet_chunks,
+    "jsonl": _jsonl_chunks,
+}
+FORMATS = tuple(READERS)

@@ -2,7 +2,8 @@
 
 Worker side: each finished shard also writes `<name>.ids.pq`, the ids it embedded
 (as their canonical string), each with a 64-bit hash and its input row number, sorted
-by hash in row groups of `IDS_ROW_GROUP` rows; the entry references it (`ids`).
+by hash in row groups of `IDS_ROW_GROUP` rows; the entry references it (`ids`) and
+records the ids' type (`id_type`).
 
 Driver side, before the commit: the 2^64 hash range is cut into P partitions of at most
 `rows_per_partition` expected ids; partition by partition, only the row groups of each
@@ -22,7 +23,8 @@ Precedence (`--duplicate-ids`):
 
 How a rejection reaches shards whose files are already written: the driver rewrites the
 affected shards before committing (new content, so new content-addressed names): the
-embedding file without the rejected rows, the rejects file with one more line per row
+embedding files without the rejected rows (read back and written through the output's
+sink, so any sink works), the rejects file with one more line per row
 naming the shard and row that kept the id, the ids file without them. The entry's counts
 change accordingly (`rows + rejected == input_rows` still holds, `duplicates` counts
 these rows, `duplicates_of` names the shards that kept them). So the output contract does
@@ -35,6 +37,7 @@ original output is reused through its completion marker), so the ids come back.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -49,9 +52,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 
-from e5ray.storage import join, sha256_of, upload_atomic, write_atomic
+from e5ray.manifest import FileRef, ShardEntry
+from e5ray.sinks.base import get_sink
+from e5ray.storage import OutputDir, sha256_of
 
 POLICIES = ("reject", "keep-first", "allow")
 IDS_SUFFIX = ".ids.pq"  # not ".parquet": a glob for embedding files must not match it
@@ -109,32 +113,44 @@ class Drop:
     kept_row: int
 
 
-def precedence(entries: Sequence[dict[str, Any]], policy: str, carried_uris: set[str]) -> list[int]:
+def precedence(entries: Sequence[ShardEntry], policy: str, carried_uris: set[str]) -> list[int]:
     """Indexes of `entries` in the order in which they claim ids (first wins)."""
     if policy == "keep-first":
         return sorted(
-            range(len(entries)),
-            key=lambda i: (entries[i]["source"]["uri"] not in carried_uris, entries[i]["source"]["uri"]),
+            range(len(entries)), key=lambda i: (entries[i].source.uri not in carried_uris, entries[i].source.uri)
         )
-    return sorted(range(len(entries)), key=lambda i: entries[i]["source"]["uri"])
+    return sorted(range(len(entries)), key=lambda i: entries[i].source.uri)
 
 
-def _partition_rows(fs: AbstractFileSystem, root: str, entry: dict[str, Any], lo: int, hi: int) -> pa.Table:
+def _read_rows(output: OutputDir, ref: FileRef, output_format: str) -> tuple[list[Any], np.ndarray]:
+    """The ids and vectors of one embedding file (Parquet or JSONL sink)."""
+    with output.fs.open(output.path(ref.path), "rb") as fh:
+        if output_format == "parquet":
+            table = pq.read_table(fh)
+            ids = table.column("id").to_pylist()
+            flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            return ids, np.asarray(flat, dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros(
+                (0, 0), np.float32
+            )
+        records = [json.loads(line) for line in fh.read().decode("utf-8").splitlines() if line.strip()]
+    vectors = np.asarray([r["embedding"] for r in records], dtype=np.float32)
+    return [r["id"] for r in records], vectors
+
+
+def _partition_rows(output: OutputDir, entry: ShardEntry, lo: int, hi: int, output_format: str) -> pa.Table:
     """The rows of an entry's ids whose hash is in [lo, hi)."""
-    ids = entry.get("ids")
-    if ids is None:  # written before ids files existed: hash the embedding file's id column
-        with fs.open(join(root, entry["path"]), "rb") as fh:
-            column = pq.read_table(fh, columns=["id"]).column("id").to_pylist()
-        keys = [id_key(v) for v in column]
+    if entry.ids is None:  # written before ids files existed: hash the embedding files' ids
+        keys = [id_key(v) for ref in entry.files for v in _read_rows(output, ref, output_format)[0]]
         table = pa.table(
             {
                 "h": pa.array(hash64(keys)),
                 "row": pa.array([-1] * len(keys), pa.int64()),
                 "id": pa.array(keys, pa.string()),
-            }
+            },
+            schema=_IDS_SCHEMA,
         )
     else:
-        with fs.open(join(root, ids["path"]), "rb") as fh:
+        with output.fs.open(output.path(entry.ids.path), "rb") as fh:
             reader = pq.ParquetFile(fh)
             groups = []
             for g in range(reader.num_row_groups):
@@ -142,24 +158,21 @@ def _partition_rows(fs: AbstractFileSystem, root: str, entry: dict[str, Any], lo
                 if stats is None or not stats.has_min_max or (stats.max >= lo and stats.min < hi):
                     groups.append(g)
             table = reader.read_row_groups(groups) if groups else _IDS_SCHEMA.empty_table()
-    mask = pc.and_(
-        pc.greater_equal(table["h"], pa.scalar(lo, pa.uint64())),
-        pc.less(table["h"], pa.scalar(min(hi, _SPAN - 1), pa.uint64())),
-    )
-    if hi >= _SPAN:
-        mask = pc.greater_equal(table["h"], pa.scalar(lo, pa.uint64()))
+    mask = pc.greater_equal(table["h"], pa.scalar(lo, pa.uint64()))
+    if hi < _SPAN:
+        mask = pc.and_(mask, pc.less(table["h"], pa.scalar(hi, pa.uint64())))
     return table.filter(mask)
 
 
 def find_duplicates(
-    fs: AbstractFileSystem,
-    root: str,
-    entries: Sequence[dict[str, Any]],
+    output: OutputDir,
+    entries: Sequence[ShardEntry],
     order: list[int],
+    output_format: str = "parquet",
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
 ) -> dict[int, list[Drop]]:
     """Rows to reject, by entry index: every occurrence of an id after the first in `order`."""
-    total = sum(int(e.get("rows", 0)) for e in entries)
+    total = sum(e.rows for e in entries)
     partitions = max(1, math.ceil(total / max(1, rows_per_partition)))
     rank = {index: position for position, index in enumerate(order)}
     drops: dict[int, list[Drop]] = {}
@@ -167,29 +180,28 @@ def find_duplicates(
         lo, hi = p * _SPAN // partitions, (p + 1) * _SPAN // partitions
         hashes, ranks, rows, keys = [], [], [], []
         for index in order:
-            if entries[index].get("rows", 0) == 0:
+            if entries[index].rows == 0:
                 continue
-            part = _partition_rows(fs, root, entries[index], lo, hi)
+            part = _partition_rows(output, entries[index], lo, hi, output_format)
             if part.num_rows == 0:
                 continue
             hashes.append(part["h"].to_numpy())
             ranks.append(np.full(part.num_rows, rank[index], dtype=np.int64))
             rows.append(part["row"].to_numpy())
-            keys.append(part["id"])
+            keys.append(part["id"].combine_chunks())
         if not hashes:
             continue
         h, r, w = np.concatenate(hashes), np.concatenate(ranks), np.concatenate(rows)
-        ids = pa.concat_arrays([k.combine_chunks() for k in keys])
+        ids = pa.concat_arrays(keys)
         idx = np.lexsort((w, r, h))
         h_sorted = h[idx]
         same = np.flatnonzero(h_sorted[1:] == h_sorted[:-1])  # candidates: equal hashes
         if same.size == 0:
             continue
-        starts = np.unique(np.concatenate([same, same + 1]))
         first_of: dict[tuple[int, str], tuple[int, int]] = {}
-        for pos in starts:  # few: only rows whose hash another row shares
+        for pos in np.unique(np.concatenate([same, same + 1])):  # few: rows whose hash another row shares
             i = int(idx[pos])
-            key = (int(h[i]), ids[i].as_py())
+            key = (int(h[i]), str(ids[i].as_py()))
             owner = (int(r[i]), int(w[i]))
             if key not in first_of:
                 first_of[key] = owner
@@ -197,99 +209,99 @@ def find_duplicates(
             kept_rank, kept_row = first_of[key]
             if kept_rank == owner[0]:
                 continue  # repeated within one shard: the worker rejected those already
-            entry_index = order[owner[0]]
-            drops.setdefault(entry_index, []).append(
-                Drop(owner[1], key[1], entries[order[kept_rank]]["source"]["uri"], kept_row)
+            drops.setdefault(order[owner[0]], []).append(
+                Drop(owner[1], key[1], entries[order[kept_rank]].source.uri, kept_row)
             )
     return drops
 
 
-def _stem_of(path: str, sha: str, suffix: str) -> str:
-    tail = f"-{sha[:12]}{suffix}"
-    return path[: -len(tail)] if path.endswith(tail) else path.removesuffix(suffix)
-
-
-def _upload(fs: AbstractFileSystem, root: str, local: str, stem: str, suffix: str) -> dict[str, Any]:
+def _upload(output: OutputDir, local: str, stem: str, suffix: str, rows: int | None) -> FileRef:
     sha = sha256_of(fsspec.filesystem("file"), local)
     size = os.path.getsize(local)
     rel = f"{stem}-{sha[:12]}{suffix}"
-    upload_atomic(fs, local, join(root, rel))
-    return {"path": rel, "bytes": size, "sha256": sha}
+    output.upload(local, rel)
+    return FileRef(rel, size, sha, rows)
 
 
-def apply_drops(fs: AbstractFileSystem, root: str, entry: dict[str, Any], drops: list[Drop]) -> dict[str, Any]:
+def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_format: str, dim: int) -> ShardEntry:
     """The entry with `drops` rejected: its files rewritten under new names, counts updated."""
     dropped = {d.id for d in drops}
-    stem = _stem_of(entry["path"], entry["sha256"], ".parquet")
-    with fs.open(join(root, entry["path"]), "rb") as fh:
-        table = pq.read_table(fh)
-    keys = pa.array([id_key(v) for v in table.column("id").to_pylist()], pa.string())
-    kept = table.filter(pc.invert(pc.is_in(keys, value_set=pa.array(sorted(dropped), pa.string()))))
-    removed = table.num_rows - kept.num_rows
+    sink_class = get_sink(output_format)
+    suffix = str(getattr(sink_class, "suffix", ""))
+    first = entry.files[0]
+    tail = f"-{first.sha256[:12]}{suffix}"
+    stem = first.path[: -len(tail)] if first.path.endswith(tail) else first.path.removesuffix(suffix)
+    ids: list[Any] = []
+    parts = []
+    for ref in entry.files:
+        file_ids, vectors = _read_rows(output, ref, output_format)
+        keep = [i for i, v in enumerate(file_ids) if id_key(v) not in dropped]
+        ids += [file_ids[i] for i in keep]
+        parts.append(vectors[keep] if len(keep) else None)
+    removed = entry.rows - len(ids)
+    as_int = entry.id_type == "int64" if entry.id_type else not (ids and isinstance(ids[0], str))
     with tempfile.TemporaryDirectory(prefix="e5ray-dupes-") as tmp:
-        local = f"{tmp}/shard.parquet"
-        pq.write_table(kept, local, compression={"id": "zstd", "embedding": "none"})
-        out = _upload(fs, root, local, stem, ".parquet")
-        new_stem = out["path"].removesuffix(".parquet")
+        sink = sink_class()
+        sink.open(tmp, stem.rsplit("/", 1)[-1], pa.int64() if as_int else pa.string(), dim)
+        good = [p for p in parts if p is not None and len(p)]
+        if ids:
+            sink.write(ids, np.concatenate(good))
+        files = tuple(_upload(output, f.local_path, stem, f.suffix, f.rows) for f in sink.close())
+        new_stem = files[0].path.removesuffix(suffix)
         ids_ref = None
-        if entry.get("ids"):
-            with fs.open(join(root, entry["ids"]["path"]), "rb") as fh:
-                ids = pq.read_table(fh)
-            ids = ids.filter(pc.invert(pc.is_in(ids["id"], value_set=pa.array(sorted(dropped), pa.string()))))
-            local_ids = f"{tmp}/ids.parquet"
-            pq.write_table(ids, local_ids, row_group_size=IDS_ROW_GROUP, compression="zstd")
+        if entry.ids is not None:
+            with output.fs.open(output.path(entry.ids.path), "rb") as fh:
+                table = pq.read_table(fh)
+            table = table.filter(pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(dropped), pa.string()))))
+            local_ids = f"{tmp}/ids.pq"
+            pq.write_table(table, local_ids, row_group_size=IDS_ROW_GROUP, compression="zstd")
             sha = sha256_of(fsspec.filesystem("file"), local_ids)
-            ids_rel = f"{new_stem}{IDS_SUFFIX}"
-            ids_ref = {"path": ids_rel, "bytes": os.path.getsize(local_ids), "sha256": sha, "rows": ids.num_rows}
-            upload_atomic(fs, local_ids, join(root, ids_rel))
+            ids_ref = FileRef(f"{new_stem}{IDS_SUFFIX}", os.path.getsize(local_ids), sha, table.num_rows)
+            output.upload(local_ids, ids_ref.path)
     records: list[dict[str, Any]] = []
-    if entry.get("rejects"):
-        with fs.open(join(root, entry["rejects"]["path"]), "rb") as fh:
-            records = [json.loads(line) for line in fh.read().decode("utf-8").splitlines() if line.strip()]
-    as_int = pa.types.is_integer(table.schema.field("id").type)
+    if entry.rejects is not None:
+        text = output.read_bytes(entry.rejects.path).decode("utf-8")
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
     for d in sorted(drops, key=lambda d: d.row):
         where = f"{d.kept_by} row {d.kept_row}" if d.kept_row >= 0 else d.kept_by
         records.append({"row": d.row, "id": int(d.id) if as_int else d.id, "reason": f"duplicate id: kept in {where}"})
     records.sort(key=lambda r: (r.get("row") is None, r.get("row") or 0))
     blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-    rejects_rel = f"{new_stem}.rejects.jsonl"
-    write_atomic(fs, join(root, rejects_rel), blob)
-    updated = dict(entry)
-    updated.update(out)
-    updated["rows"] = entry["rows"] - removed
-    updated["rejected"] = entry["rejected"] + removed
-    updated["duplicates"] = entry.get("duplicates", 0) + removed
-    updated["duplicates_of"] = sorted(set(entry.get("duplicates_of", [])) | {d.kept_by for d in drops})
-    updated["rejects"] = {
-        "path": rejects_rel,
-        "rows": len(records),
-        "bytes": len(blob),
-        "sha256": hashlib.sha256(blob).hexdigest(),
-    }
-    updated["ids"] = ids_ref
-    return updated
+    rejects = FileRef(f"{new_stem}.rejects.jsonl", len(blob), hashlib.sha256(blob).hexdigest(), len(records))
+    output.write_atomic(rejects.path, blob)
+    return dataclasses.replace(
+        entry,
+        files=files,
+        rows=entry.rows - removed,
+        rejected=entry.rejected + removed,
+        duplicates=entry.duplicates + removed,
+        duplicates_of=tuple(sorted(set(entry.duplicates_of) | {d.kept_by for d in drops})),
+        rejects=rejects,
+        ids=ids_ref,
+    )
 
 
 def resolve_duplicates(
-    fs: AbstractFileSystem,
-    root: str,
-    entries: list[dict[str, Any]],
+    output: OutputDir,
+    entries: list[ShardEntry],
     policy: str,
     carried_uris: set[str],
+    output_format: str,
+    dim: int,
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[ShardEntry], int]:
     """The version's entries with cross-shard duplicates rejected under `policy`, and how many."""
     if policy == "allow" or len(entries) < 2:
         return entries, 0
     order = precedence(entries, policy, carried_uris)
-    drops = find_duplicates(fs, root, entries, order, rows_per_partition)
+    drops = find_duplicates(output, entries, order, output_format, rows_per_partition)
     out = list(entries)
     for index, rows in drops.items():
-        out[index] = apply_drops(fs, root, entries[index], rows)
+        out[index] = apply_drops(output, entries[index], rows, output_format, dim)
     return out, sum(len(rows) for rows in drops.values())
 
 
-def stale_dedup(entries: Sequence[dict[str, Any]], unchanged: set[str]) -> list[dict[str, Any]]:
+def stale_dedup(entries: Sequence[ShardEntry], unchanged: set[str]) -> list[ShardEntry]:
     """Carried entries whose rejected duplicates were kept by a shard that is no longer
     carried unchanged: they must be embedded again so that those ids come back."""
-    return [e for e in entries if any(uri not in unchanged for uri in e.get("duplicates_of", []))]
+    return [e for e in entries if any(uri not in unchanged for uri in e.duplicates_of)]

@@ -8,8 +8,8 @@ an exception's chain (`__cause__`, `__context__`) for the root that says what ha
 and (for timeouts) the endpoint. The command line prints such errors as one line and
 exits with their code; a traceback only with `--log-level debug`.
 
-Exit codes: 2 for credentials, access and missing buckets (the configuration must
-change), 5 for a store that did not answer (running again later resumes the work).
+Exit codes (e5ray.errors): 2 for credentials, access and missing buckets (the
+configuration must change), 5 for a store that did not answer (running again resumes).
 """
 
 from __future__ import annotations
@@ -20,32 +20,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from e5ray.timeouts import DeadlineExceeded
+from e5ray.errors import EXIT_STORAGE_UNAVAILABLE, DeadlineExceeded, StorageError, StorageUnavailableError
 
-EXIT_STORAGE_ACCESS = 2
-EXIT_STORAGE_UNAVAILABLE = 5
-
-
-class StorageError(RuntimeError):
-    """The store refused a request: credentials, access or a missing bucket."""
-
-    exit_code = EXIT_STORAGE_ACCESS
-
-    @staticmethod
-    def report(error: StorageError) -> dict[str, Any]:
-        """The error as plain data, to cross from a worker to the driver."""
-        return {"storage_error": str(error), "exit_code": error.exit_code}
-
-    @staticmethod
-    def from_report(report: dict[str, Any]) -> StorageError:
-        unavailable = report.get("exit_code") == EXIT_STORAGE_UNAVAILABLE
-        return (StorageUnavailableError if unavailable else StorageError)(str(report["storage_error"]))
+StorageFailure = StorageError | StorageUnavailableError
 
 
-class StorageUnavailableError(StorageError):
-    """The store did not answer within the configured timeouts and attempts."""
+def storage_report(error: StorageFailure) -> dict[str, Any]:
+    """A storage failure as plain data, to cross from a worker to the driver."""
+    return {"storage_error": str(error), "exit_code": error.exit_code}
 
-    exit_code = EXIT_STORAGE_UNAVAILABLE
+
+def storage_error_from(report: dict[str, Any]) -> StorageFailure:
+    unavailable = report.get("exit_code") == EXIT_STORAGE_UNAVAILABLE
+    return (StorageUnavailableError if unavailable else StorageError)(str(report["storage_error"]))
 
 
 _CODES = {
@@ -79,7 +66,7 @@ def _endpoint(item: BaseException, fallback: str | None) -> str:
     return str(kwargs.get("endpoint_url") or fallback or "the default AWS endpoint")
 
 
-def classify(exc: BaseException, endpoint: str | None = None) -> StorageError | None:
+def classify(exc: BaseException, endpoint: str | None = None) -> StorageFailure | None:
     """The storage failure at the root of `exc` (message without operation), or None."""
     try:
         from botocore import exceptions as bex
@@ -122,9 +109,9 @@ def endpoint_of(storage_options: dict[str, Any] | None) -> str | None:
     return client.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
 
 
-def describe(exc: BaseException, operation: str, uri: str, endpoint: str | None = None) -> StorageError | None:
+def describe(exc: BaseException, operation: str, uri: str, endpoint: str | None = None) -> StorageFailure | None:
     """`exc` as a one-line StorageError naming `operation` on `uri`, or None if it is no storage failure."""
-    if isinstance(exc, StorageError):
+    if isinstance(exc, (StorageError, StorageUnavailableError)):
         return exc
     found = classify(exc, endpoint)
     if found is None:
@@ -137,7 +124,7 @@ def storage_step(operation: str, uri: str, storage_options: dict[str, Any] | Non
     """Inside, storage failures become one-line StorageErrors naming `operation` on `uri`."""
     try:
         yield
-    except (StorageError, DeadlineExceeded):
+    except (StorageError, StorageUnavailableError, DeadlineExceeded):
         raise
     except Exception as exc:
         found = describe(exc, operation, uri, endpoint_of(storage_options))

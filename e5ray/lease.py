@@ -30,12 +30,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from e5ray.paths import UnsafePathError, confined
-from e5ray.storage import join, write_atomic
+from e5ray.errors import ConfigError, LeaseLostError, UnsafePathError
+from e5ray.paths import confined
+from e5ray.storage import info_seconds, join, write_atomic
 
 log = logging.getLogger("e5ray")
 
@@ -43,20 +43,6 @@ LEASES_DIR = "leases"
 DEFAULT_LEASE_INTERVAL_S = 30.0
 DEFAULT_LEASE_TIMEOUT_S = 600.0
 START_SLACK_S = 2.0
-
-
-def info_seconds(info: dict[str, Any]) -> float:
-    """Modification time in an fsspec info dict, in seconds (0.0 when the store gives none)."""
-    value = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
-    if value is None:
-        return 0.0
-    return float(value.timestamp()) if hasattr(value, "timestamp") else float(value)
-
-
-class LeaseLostError(RuntimeError):
-    """The run could not renew its lease in time, so gc may have collected its files."""
-
-    exit_code = 5
 
 
 class Lease:
@@ -71,7 +57,7 @@ class Lease:
         timeout: float = DEFAULT_LEASE_TIMEOUT_S,
     ) -> None:
         if interval <= 0 or timeout <= interval:
-            raise ValueError(
+            raise ConfigError(
                 f"lease interval must be > 0 and below its timeout, got interval {interval} s, timeout {timeout} s "
                 "(--lease-interval, --lease-timeout)"
             )

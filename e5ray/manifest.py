@@ -1,129 +1,218 @@
-"""The manifest: what an output holds, how it was made, and its versions.
+"""The manifest's records: what an output holds, how it was made, from what.
 
-Layout under the output root:
-- `manifests/v000001.json`, `v000002.json`, ...: immutable versions, each written
-  create-only, so two concurrent runs cannot both commit the same version;
-- `manifest.json`: a copy of the newest version, replaced atomically; the file readers use.
+Typed records with `to_dict`/`from_dict` (as `SourceShard` and `EmbeddingSpace`): the
+JSON on disk is their `to_dict`, and nothing reads the manifest by string keys.
 
-The newest version is the highest number in `manifests/` (a run killed between its two
-writes leaves `manifest.json` one version behind; the next run publishes it again).
+Format `e5ray.manifest/2` (this one): each shard entry lists its `files` (a sink may
+write several, or a directory), and `output.format` names the sink that wrote them.
+Format 1 entries had a single `path`/`bytes`/`sha256`; they are converted on load, so
+outputs written before keep refreshing, verifying and collecting garbage.
+Storing and versioning manifests is `e5ray.versions`.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from e5ray.manifest_schema import ManifestInvalidError, validate_manifest
+from e5ray.corpus import SourceShard
+from e5ray.errors import SpaceMismatchError
 from e5ray.space import EmbeddingSpace
-from e5ray.storage import filesystem_for, join, write_atomic, write_create_only
 
-MANIFEST = "manifest.json"
-VERSIONS_DIR = "manifests"
-FORMAT = "e5ray.manifest/1"
-_VERSION_RE = re.compile(r"v(\d{6,})\.json$")
+FORMAT = "e5ray.manifest/2"
+READABLE_FORMATS = ("e5ray.manifest/1", FORMAT)
+DEFAULT_OUTPUT_FORMAT = "parquet"  # what every format-1 manifest holds
 
 
-class ConcurrentCommitError(RuntimeError):
-    """Another run committed this version first."""
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that are fields of `cls` (newer writers may add keys)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
-class SpaceMismatchError(ValueError):
-    """The output holds vectors of another embedding space."""
+@dataclass(frozen=True)
+class FileRef:
+    """One file of an output, by its path relative to the output root."""
+
+    path: str
+    bytes: int
+    sha256: str
+    rows: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileRef:
+        return cls(**_known_fields(cls, data))
 
 
-def version_name(number: int) -> str:
-    return f"{VERSIONS_DIR}/v{number:06d}.json"
+@dataclass(frozen=True)
+class ShardEntry:
+    """The output of one source shard: its files, counts, and what it was made from."""
+
+    files: tuple[FileRef, ...]
+    rows: int
+    input_rows: int
+    rejected: int
+    truncated: int
+    tokens: int
+    padded_tokens: int
+    seconds: float
+    embed_seconds: float
+    source: SourceShard
+    key: str
+    space_fingerprint: str
+    rejects: FileRef | None = None
+    # e5ray.dupes and e5ray.rows: the shard's ids file (hashed ids, for the cross-shard
+    # check), their type, and the rows rejected because an earlier shard holds their ids
+    ids: FileRef | None = None
+    id_type: str | None = None
+    duplicates: int = 0
+    duplicates_of: tuple[str, ...] = ()  # source URIs of the shards that kept those ids
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    def refs(self) -> list[FileRef]:
+        """Every file this entry references: the embedding files, the rejects and ids files."""
+        return [*self.files, *(ref for ref in (self.rejects, self.ids) if ref is not None)]
+
+    def paths(self) -> list[str]:
+        """Every file this entry references (the embedding files, then the rejects and ids files)."""
+        return [ref.path for ref in self.refs()]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["files"] = [f.to_dict() for f in self.files]
+        out["source"] = self.source.to_dict()
+        out["rejects"] = self.rejects.to_dict() if self.rejects else None
+        out["ids"] = self.ids.to_dict() if self.ids else None
+        out["duplicates_of"] = list(self.duplicates_of)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardEntry:
+        values = _known_fields(cls, data)
+        if "files" in data:
+            values["files"] = tuple(FileRef.from_dict(f) for f in data["files"])
+        else:  # format 1: a single Parquet file named by the entry itself
+            values["files"] = (FileRef(data["path"], data["bytes"], data["sha256"], data["rows"]),)
+        values["source"] = SourceShard.from_dict(data["source"])
+        values["rejects"] = FileRef.from_dict(data["rejects"]) if data.get("rejects") else None
+        values["ids"] = FileRef.from_dict(data["ids"]) if data.get("ids") else None
+        values["duplicates_of"] = tuple(data.get("duplicates_of") or ())
+        return cls(**values)
 
 
-def list_versions(output_uri: str, storage_options: dict[str, Any] | None = None) -> list[int]:
-    fs, root = filesystem_for(output_uri, storage_options)
-    directory = join(root, VERSIONS_DIR)
-    if not fs.exists(directory):
-        return []
-    numbers = []
-    for path in fs.ls(directory, detail=False):
-        match = _VERSION_RE.search(path)
-        if match:
-            numbers.append(int(match.group(1)))
-    return sorted(numbers)
+@dataclass(frozen=True)
+class RunInfo:
+    """How one run went: when, where, and how much it embedded itself."""
+
+    id: str
+    started: str
+    finished: str
+    seconds: float
+    e5ray_version: str
+    full: bool
+    device: str
+    executor: str
+    embedded_shards: int
+    reused_shards: int
+    carried_shards: int
+    tokens: int
+    padded_tokens: int
+    tokens_per_s: float
+    duplicate_ids: str = "reject"  # the --duplicate-ids policy of the run (e5ray.dupes)
+    duplicates_rejected: int = 0  # rows this run rejected as cross-shard duplicates
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(**_known_fields(cls, data))
 
 
-def read_json(output_uri: str, relpath: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    fs, root = filesystem_for(output_uri, storage_options)
-    with fs.open(join(root, relpath), "rb") as fh:
-        return json.loads(fh.read())
+def totals(shards: list[ShardEntry] | tuple[ShardEntry, ...]) -> dict[str, int]:
+    return {
+        "shards": len(shards),
+        "input_rows": sum(s.input_rows for s in shards),
+        "embedded": sum(s.rows for s in shards),
+        "rejected": sum(s.rejected for s in shards),
+        "duplicates": sum(s.duplicates for s in shards),
+        "truncated": sum(s.truncated for s in shards),
+        "tokens": sum(s.tokens for s in shards),
+        "bytes": sum(s.bytes for s in shards),
+    }
 
 
-def read_manifest(output_uri: str, relpath: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A manifest file, checked against the schema and the path rule (e5ray.manifest_schema)."""
-    try:
-        data = read_json(output_uri, relpath, storage_options)
-    except UnicodeDecodeError as exc:
-        raise ManifestInvalidError(f"{relpath}: not UTF-8 JSON ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestInvalidError(f"{relpath}: not JSON ({exc})") from None
-    return validate_manifest(data, relpath)
+@dataclass(frozen=True)
+class Manifest:
+    """One committed version of an output."""
+
+    version: int
+    previous: str | None
+    space: EmbeddingSpace
+    input: dict[str, Any]
+    shards: tuple[ShardEntry, ...]
+    changes: dict[str, Any]
+    run: RunInfo
+    output_format: str = DEFAULT_OUTPUT_FORMAT
+    totals: dict[str, int] = field(default_factory=dict)
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if not self.totals:  # derived, never given by hand when building
+            object.__setattr__(self, "totals", totals(self.shards))
+
+    def referenced(self) -> set[str]:
+        """Every shard, rejects and ids file this version references."""
+        return {path for entry in self.shards for path in entry.paths()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "version": self.version,
+            "previous": self.previous,
+            "space": self.space.to_dict(),
+            "output": {"format": self.output_format},
+            "input": self.input,
+            "shards": [s.to_dict() for s in self.shards],
+            "totals": self.totals,
+            "changes": self.changes,
+            "run": self.run.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        fmt = data.get("format", READABLE_FORMATS[0])
+        if fmt not in READABLE_FORMATS:
+            raise ValueError(f"manifest format {fmt!r} is not one this e5ray reads ({', '.join(READABLE_FORMATS)})")
+        return cls(
+            version=data["version"],
+            previous=data.get("previous"),
+            space=EmbeddingSpace.from_dict(data["space"]),
+            input=data.get("input", {}),
+            shards=tuple(ShardEntry.from_dict(s) for s in data["shards"]),
+            changes=data.get("changes", {}),
+            run=RunInfo.from_dict(data["run"]),
+            output_format=(data.get("output") or {}).get("format", DEFAULT_OUTPUT_FORMAT),
+            totals=data.get("totals", {}),
+            format=FORMAT,  # converted: written back, if ever, in the current format
+        )
 
 
-def load_latest(
-    output_uri: str, storage_options: dict[str, Any] | None = None, versions: list[int] | None = None
-) -> dict[str, Any] | None:
-    """The newest committed manifest version, or None for an output never committed to.
-    `versions`: the output's version numbers when the caller has listed them already."""
-    if versions is None:
-        versions = list_versions(output_uri, storage_options)
-    if versions:
-        return read_manifest(output_uri, version_name(versions[-1]), storage_options)
-    fs, root = filesystem_for(output_uri, storage_options)
-    if fs.exists(join(root, MANIFEST)):  # written by hand or by an older layout
-        return read_manifest(output_uri, MANIFEST, storage_options)
-    return None
-
-
-def check_space(previous: dict[str, Any] | None, space: EmbeddingSpace, full: bool) -> None:
+def check_space(previous: Manifest | None, space: EmbeddingSpace, full: bool) -> None:
     """Refuse to add vectors of `space` to an output holding another space (unless `full`)."""
     if previous is None or full:
         return
-    old = EmbeddingSpace.from_dict(previous["space"])
-    diff = old.differences(space)
+    diff = previous.space.differences(space)
     if diff:
         details = "; ".join(f"{k}: {a!r} in the output, {b!r} now" for k, a, b in ((k, *v) for k, v in diff.items()))
         raise SpaceMismatchError(
             f"refusing to mix embedding spaces in one output ({details}). Re-embed everything into "
             "the new space as a new version with --full, or write to another output."
         )
-
-
-def totals(shards: list[dict[str, Any]]) -> dict[str, int]:
-    return {
-        "shards": len(shards),
-        "input_rows": sum(s["input_rows"] for s in shards),
-        "embedded": sum(s["rows"] for s in shards),
-        "rejected": sum(s["rejected"] for s in shards),
-        "duplicates": sum(s.get("duplicates", 0) for s in shards),
-        "truncated": sum(s["truncated"] for s in shards),
-        "tokens": sum(s["tokens"] for s in shards),
-        "bytes": sum(s["bytes"] for s in shards),
-    }
-
-
-def commit(output_uri: str, manifest: dict[str, Any], storage_options: dict[str, Any] | None = None) -> str:
-    """Write `manifest` as version `manifest['version']` (create-only), then publish it."""
-    fs, root = filesystem_for(output_uri, storage_options)
-    name = version_name(manifest["version"])
-    validate_manifest(manifest, name)  # never write what the next load would refuse
-    blob = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
-    try:
-        write_create_only(fs, join(root, name), blob)
-    except FileExistsError:
-        raise ConcurrentCommitError(
-            f"{output_uri}/{name} was committed by another run while this one worked; "
-            "nothing of this run is referenced (its files are left for `e5ray gc`). Run again to refresh."
-        ) from None
-    # Publish only if no later version was committed meanwhile, so manifest.json never
-    # moves backwards (a later run republishes the newest version in any case).
-    if list_versions(output_uri, storage_options)[-1] == manifest["version"]:
-        write_atomic(fs, join(root, MANIFEST), blob)
-    return name

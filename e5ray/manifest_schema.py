@@ -18,13 +18,8 @@ import json
 from importlib import resources
 from typing import Any
 
+from e5ray.errors import ManifestInvalidError
 from e5ray.paths import check_manifest_paths
-
-
-class ManifestInvalidError(ValueError):
-    """A manifest does not match the schema e5ray reads."""
-
-    exit_code = 1  # a data error: the output's own files are wrong
 
 
 @functools.lru_cache(maxsize=1)

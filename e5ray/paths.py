@@ -15,13 +15,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from e5ray.errors import UnsafePathError
+
+__all__ = ["UnsafePathError", "check_entry_paths", "check_manifest_paths", "confined", "path_problem"]
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # s3:, file:, http:, C: (a drive) ...
-
-
-class UnsafePathError(ValueError):
-    """A manifest, marker or lease names a path that is not confined to the output root."""
-
-    exit_code = 1  # a data error: the output's own files are wrong
 
 
 def path_problem(path: Any) -> str | None:

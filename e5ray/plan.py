@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from e5ray.corpus import SourceShard
+from e5ray.manifest import Manifest, ShardEntry
 from e5ray.shards import ShardTask
 
 
 @dataclass
 class RefreshPlan:
     tasks: list[ShardTask] = field(default_factory=list)  # to embed
-    carried: list[dict[str, Any]] = field(default_factory=list)  # previous entries kept as they are
+    carried: list[ShardEntry] = field(default_factory=list)  # previous entries kept as they are
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -29,7 +30,7 @@ class RefreshPlan:
 
 def plan_refresh(
     sources: list[SourceShard],
-    previous: dict[str, Any] | None,
+    previous: Manifest | None,
     make_task: Callable[[SourceShard], ShardTask],
     full: bool = False,
 ) -> RefreshPlan:
@@ -39,14 +40,14 @@ def plan_refresh(
     same fingerprint with the same settings (the task key covers both); that output is
     carried forward without reading the source. `full` re-embeds everything.
     """
-    before = {entry["source"]["uri"]: entry for entry in (previous or {}).get("shards", [])}
+    before = {entry.source.uri: entry for entry in (previous.shards if previous else ())}
     plan = RefreshPlan()
     for source in sources:
         task = make_task(source)
         old = before.pop(source.uri, None)
         if old is None:
             plan.added.append(source.uri)
-        elif old["key"] == task.key:
+        elif old.key == task.key:
             plan.unchanged.append(source.uri)
             if not full:
                 plan.carried.append(old)

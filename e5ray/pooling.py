@@ -6,6 +6,9 @@ model wrapper's own pooling (CLS, or mean without normalisation) leaks into the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 # Name of the output that e5ray.graph's on-device pooling head adds to GPU models.
@@ -25,16 +28,35 @@ def mean_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     counts = mask.sum(axis=1)
     if np.any(counts == 0):
         raise ValueError("mean_pool: a row has no real tokens (attention mask all zero)")
-    summed = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
-    return summed / counts
+    summed: np.ndarray = np.einsum("nsd,nsk->nd", hidden.astype(np.float32, copy=False), mask)
+    mean: np.ndarray = summed / counts
+    return mean
 
 
 def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale each row to unit L2 norm (rows of norm below `eps` are left as they are)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    unit: np.ndarray = (vectors / np.maximum(norms, eps)).astype(np.float32, copy=False)
+    return unit
 
 
 def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """The E5 paper's sentence vector: masked mean pooling followed by L2 normalisation."""
     return l2_normalize(mean_pool(hidden, attention_mask))
+
+
+@dataclass(frozen=True)
+class PoolingMode:
+    """A pooling function (token states, attention mask) -> sentence vectors, and whether
+    its vectors come out L2-normalised (both are recorded in the embedding space)."""
+
+    pool: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    normalized: bool
+
+
+# Pooling modes by the name the embedding space records. E5 is mean-pooled and
+# normalised; a new mode is a function (here or in a module of its own) plus one line.
+POOLINGS: dict[str, PoolingMode] = {
+    "mean": PoolingMode(e5_pool, normalized=True),
+}
+E5_POOLING = "mean"

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 from filelock import FileLock
 
-if TYPE_CHECKING:
-    from e5ray.embedder import E5Embedder
+from e5ray.errors import QualityGateError, UsageError
+from e5ray.resolve import default_cache_dir
 
 # A fixed multilingual sample for the int8 gate: short and long, several scripts.
 GATE_SAMPLE = [
@@ -36,17 +35,11 @@ GATE_SAMPLE = [
 ]
 
 
-class QualityGateError(RuntimeError):
-    """A reduced-precision model drifted too far from fp32."""
-
-
 def _cache_path(source: Path, tag: str, cache_dir: str | os.PathLike[str] | None) -> Path:
     """Next to the model when that directory is writable, else in the e5ray cache."""
     name = f"{source.stem}.{tag}.onnx"
     if os.access(source.parent, os.W_OK):
         return source.parent / name
-    from e5ray.resolve import default_cache_dir
-
     key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     return root / "converted" / key / name
@@ -67,7 +60,7 @@ def prepare_model_file(source: Path, precision: str, cache_dir: str | os.PathLik
         elif precision == "fp16":
             convert_fp16(source, tmp)
         else:
-            raise ValueError(f"unknown precision {precision!r}; valid: fp32, fp16, int8")
+            raise UsageError(f"unknown precision {precision!r}; valid: fp32, fp16, int8")
         os.replace(tmp, target)
     return target
 
@@ -88,7 +81,7 @@ def convert_fp16(source: Path, target: Path) -> None:
 
         from e5ray.graph import add_e5_pooling
     except ImportError as exc:  # the optimiser and the graph edit need the onnx package
-        raise RuntimeError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
+        raise UsageError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
     optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
     optimized.convert_float_to_float16(keep_io_types=True)
     model = add_e5_pooling(optimized.model)
@@ -96,25 +89,25 @@ def convert_fp16(source: Path, target: Path) -> None:
     optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
 
 
-def check_int8_quality(embedder: E5Embedder, min_cosine: float) -> float:
-    """Embed GATE_SAMPLE with the int8 model and with fp32; refuse below `min_cosine` mean cosine."""
-    cosine = _gate_cosine(embedder)
-    embedder.int8_cosine = cosine
+def check_int8_quality(int8_path: Path, measure: Callable[[], float], min_cosine: float) -> float:
+    """The int8 model's mean cosine against fp32 on GATE_SAMPLE; QualityGateError below `min_cosine`.
+
+    `measure` embeds GATE_SAMPLE both ways and returns the mean cosine; it runs once per
+    int8 file, and its result is kept beside the file: every actor of a job would
+    otherwise load a second, fp32 session at start-up.
+    """
+    cosine = _memoised(int8_path, measure)
     if cosine < min_cosine:
         raise QualityGateError(
-            f"int8 model {embedder.onnx_path} agrees with fp32 at mean cosine {cosine:.4f}, "
+            f"int8 model {int8_path} agrees with fp32 at mean cosine {cosine:.4f}, "
             f"under the gate {min_cosine}; use --precision fp32 or lower --int8-min-cosine"
         )
     return cosine
 
 
-def _gate_cosine(embedder: E5Embedder) -> float:
-    """Mean cosine int8 vs fp32 on GATE_SAMPLE, measured once per int8 file and kept beside
-    it: every actor of a job would otherwise load a second, fp32 session at start-up."""
-    import onnxruntime as ort
-
-    stat = embedder.onnx_path.stat()
-    memo = embedder.onnx_path.with_name(embedder.onnx_path.name + ".gate.json")
+def _memoised(int8_path: Path, measure: Callable[[], float]) -> float:
+    stat = int8_path.stat()
+    memo = int8_path.with_name(int8_path.name + ".gate.json")
     stamp = [stat.st_size, stat.st_mtime_ns]
     try:
         saved = json.loads(memo.read_text())
@@ -122,15 +115,7 @@ def _gate_cosine(embedder: E5Embedder) -> float:
             return float(saved["cosine"])
     except (OSError, ValueError, KeyError):
         pass
-    quantized = embedder.embed_passages(GATE_SAMPLE)
-    reference_session = ort.InferenceSession(str(embedder.files.onnx_path), providers=["CPUExecutionProvider"])
-    int8_session = embedder.session
-    embedder.session = reference_session
-    try:
-        reference = embedder.embed_passages(GATE_SAMPLE)
-    finally:
-        embedder.session = int8_session
-    cosine = float(np.mean(np.sum(quantized * reference, axis=1)))
+    cosine = measure()
     try:
         memo.write_text(json.dumps({"stamp": stamp, "cosine": cosine}))
     except OSError:  # a read-only model directory: measured again next time

@@ -24,15 +24,12 @@ from typing import Any
 from filelock import FileLock
 
 from e5ray.catalog import ModelSpec, get_spec
-from e5ray.storage import filesystem_for, is_remote
+from e5ray.errors import ModelUnavailableError, UsageError
+from e5ray.storage import feed_digest, filesystem_for, info_etag, info_mtime, is_remote
 
 TOKENIZER_FILES = ("tokenizer.json", "config.json")
 OPTIONAL_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 STAGED_MARKER = ".e5ray-staged.json"
-
-
-class ModelUnavailableError(RuntimeError):
-    """The model's files could not be found or fetched; the message says how to stage them."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +40,6 @@ class ModelFiles:
     tokenizer_path: Path
     config_path: Path
     tokenizer_config_path: Path | None
-
-    @property
-    def directory(self) -> Path:
-        return self.onnx_path.parent
 
     def weight_files(self) -> list[Path]:
         """The .onnx file and its external-data files (`model.onnx_data`, `model.onnx.data`)."""
@@ -80,7 +73,7 @@ def resolve_model(
             raise ModelUnavailableError(f"model_path {path!r} is not a directory")
         return locate_files(local, spec)
     if spec is None:
-        get_spec(model)  # raises the ValueError that lists the known models
+        get_spec(model)  # raises the UsageError that lists the known models
         raise AssertionError("unreachable")
     return locate_files(download_with_fastembed(spec, cache / "fastembed"), spec)
 
@@ -88,8 +81,16 @@ def resolve_model(
 def _spec_or_none(model: str) -> ModelSpec | None:
     try:
         return get_spec(model)
-    except ValueError:
+    except UsageError:
         return None
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A model directory's JSON file (config.json, tokenizer_config.json) as a dict."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ModelUnavailableError(f"{path}: expected a JSON object, found a {type(data).__name__}")
+    return data
 
 
 def locate_files(directory: Path, spec: ModelSpec | None = None) -> ModelFiles:
@@ -138,8 +139,8 @@ def _remote_listing(fs: Any, root: str) -> dict[str, list[Any]]:
     listing: dict[str, list[Any]] = {}
     for path, info in fs.find(root, detail=True).items():
         rel = path[len(root.rstrip("/")) + 1 :]
-        stamp = info.get("ETag") or info.get("etag") or str(info.get("LastModified") or info.get("mtime") or "")
-        listing[rel] = [int(info.get("size") or 0), str(stamp).strip('"')]
+        stamp = info_etag(info) or str(info_mtime(info) or "")
+        listing[rel] = [int(info.get("size") or 0), stamp]
     return listing
 
 
@@ -234,8 +235,7 @@ def _sha256_of(paths: tuple[str, ...], stamps: tuple[tuple[int, int], ...]) -> s
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
+            feed_digest(digest, fh)
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f"{memo.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -16,23 +16,18 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from e5ray.errors import MixedIdTypesError
+
+if TYPE_CHECKING:
+    from e5ray.manifest import ShardEntry
 
 ON_INVALID_UTF8 = ("reject", "replace")
 ID_TYPES = ("auto", "string")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class MixedIdTypesError(ValueError):
-    """The shards of one version hold ids of different types."""
-
-    exit_code = 1
-
-
-def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name}: {value!r} is not valid; valid: {', '.join(valid)}")
 
 
 def unicode_problem(text: str) -> str | None:
@@ -73,14 +68,13 @@ def id_type_name(arrow_type: Any) -> str:
     return "string" if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) else "int64"
 
 
-def check_uniform_id_types(entries: list[dict[str, Any]]) -> None:
+def check_uniform_id_types(entries: Sequence[ShardEntry]) -> None:
     """Refuse a version whose non-empty shards hold ids of different types."""
     first: dict[str, str] = {}
     for entry in entries:
-        kind = entry.get("id_type")
-        if kind is None or entry.get("rows", 0) == 0:
+        if entry.id_type is None or entry.rows == 0:
             continue  # written before ids were typed in the entry, or empty: nothing to mix
-        first.setdefault(kind, entry["source"]["uri"])
+        first.setdefault(entry.id_type, entry.source.uri)
     if len(first) > 1:
         named = "; ".join(f"{uri} has {kind} ids" for kind, uri in sorted(first.items()))
         raise MixedIdTypesError(

@@ -1,14 +1,16 @@
-"""Embedding shards: one output Parquet file per source shard, written once, completely.
+"""Embedding shards: the output files of one source shard, written once, completely.
 
 For a source shard the worker streams chunks, rejects rows that cannot be embedded
-(recorded with the reason, never dropped silently), embeds the rest, and writes
-- `shards/<name>-<key>-<sha12>.parquet`: columns `id` (the input's type) and
-  `embedding` (`fixed_size_list<float32>[dim]`); the name carries a prefix of its
-  own sha256, so a name always denotes one content;
+(recorded with the reason, never dropped silently), embeds the rest, and writes through
+the output's sink (`e5ray.sinks`):
+- `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
+  columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
+  name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
-  checks and reuses. `<key>` hashes the source fingerprint, the embedding space and
-  the columns read, so a marker is only ever reused for the very same work.
+  checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
+  columns read and the output format, so a marker is only ever reused for the very
+  same work.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -24,19 +26,20 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import fsspec
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.dupes import IDS_SUFFIX, IdCollector
+from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
 from e5ray.rows import id_problem, id_type_name, normalise_id, repair_text, unicode_problem
-from e5ray.storage import filesystem_for, is_local_fs, join, sha256_of, upload_atomic, write_atomic
+from e5ray.sinks.base import ShardSink, SinkFile
+from e5ray.space import Prefix
+from e5ray.storage import OutputDir, sha256_of
 
 SHARDS_DIR = "shards"
 
@@ -46,11 +49,11 @@ class ShardTask:
     """Everything a worker needs to embed one source shard (plain data, picklable)."""
 
     source: SourceShard
-    output_root: str
     space_fingerprint: str
     id_column: str = "id"
     text_column: str = "text"
-    prefix: str = "passage"
+    prefix: Prefix = "passage"
+    output_format: str = DEFAULT_OUTPUT_FORMAT
     on_invalid_utf8: str = "reject"  # e5ray.rows
     id_type: str = "auto"  # e5ray.rows
 
@@ -64,12 +67,31 @@ class ShardTask:
             self.text_column,
             self.prefix,
         ]
+        # Parquet keys stay what they were before sinks had names, so older outputs are reused.
+        if self.output_format != DEFAULT_OUTPUT_FORMAT:
+            parts.append(self.output_format)
         # Row rules change the output only when not the defaults; default keys stay as they were.
         if self.on_invalid_utf8 != "reject":
             parts.append(f"utf8={self.on_invalid_utf8}")
         if self.id_type != "auto":
             parts.append(f"ids={self.id_type}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.to_dict(),
+            "space_fingerprint": self.space_fingerprint,
+            "id_column": self.id_column,
+            "text_column": self.text_column,
+            "prefix": self.prefix,
+            "output_format": self.output_format,
+            "on_invalid_utf8": self.on_invalid_utf8,
+            "id_type": self.id_type,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardTask:
+        return cls(**{**data, "source": SourceShard.from_dict(data["source"])})
 
     @property
     def stem(self) -> str:
@@ -79,10 +101,6 @@ class ShardTask:
     @property
     def marker_path(self) -> str:
         return f"{SHARDS_DIR}/{self.stem}.done.json"
-
-
-def embedding_schema(id_type: pa.DataType, dim: int) -> pa.Schema:
-    return pa.schema([("id", id_type), ("embedding", pa.list_(pa.float32(), dim))])
 
 
 class ChunkValidator:
@@ -142,7 +160,7 @@ class ShardStats:
     embed_seconds: float = 0.0
 
 
-def _prefetch(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None]:
     """Run the producer in a thread, `depth` items ahead, so reading and tokenising the
     next chunk overlaps the ONNX run of this one (both release the GIL)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
@@ -191,23 +209,24 @@ def _json_safe(value: Any) -> Any:
 
 
 def embed_shard(
-    task: ShardTask, embedder: Any, storage_options: dict[str, Any] | None = None, chunk_rows: int = 2048
-) -> dict[str, Any]:
-    """Embed one source shard and commit its output files; returns the manifest entry."""
-    out_fs, out_root = filesystem_for(task.output_root, storage_options)
+    task: ShardTask,
+    embedder: Any,
+    output: OutputDir,
+    sink: ShardSink,
+    storage_options: dict[str, Any] | None = None,
+    chunk_rows: int = 2048,
+) -> ShardEntry:
+    """Embed one source shard through `sink` and commit its files to `output`; returns its entry."""
     stats = ShardStats()
     started = time.perf_counter()
-    # Local outputs: the temporary file sits beside its final name, so the commit is a rename.
+    # Local outputs: temporary files sit beside their final names, so the commit is a rename.
     tmp_dir = None
-    if is_local_fs(out_fs):
-        tmp_dir = join(out_root, SHARDS_DIR)
+    if output.is_local:
+        tmp_dir = output.path(SHARDS_DIR)
         os.makedirs(tmp_dir, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{task.stem}.", suffix=".parquet.tmp", dir=tmp_dir)
-    os.close(fd)
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
     rejects: list[dict[str, Any]] = []
-    writer: pq.ParquetWriter | None = None
     validator: ChunkValidator | None = None
+    opened = False
     collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
@@ -234,95 +253,87 @@ def embed_shard(
             stats.input_rows += len(chunk.ids)
             result = embedder.run(tokens)
             assert validator is not None
-            if writer is None:
-                writer = pq.ParquetWriter(
-                    tmp_path,
-                    embedding_schema(validator.id_type(), embedder.dim),
-                    compression={"id": "zstd", "embedding": "none"},
-                )
-            writer.write_table(_table([chunk.ids[p] for p in good], result.vectors, writer.schema))
+            if not opened:
+                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                opened = True
+            sink.write([chunk.ids[p] for p in good], result.vectors)
             collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])
             stats.embedded += len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
             stats.embed_seconds += result.seconds
-        if writer is None:  # a shard with no rows still gets its (empty) output file
-            id_type = validator.id_type() if validator else pa.int64()
-            writer = pq.ParquetWriter(tmp_path, embedding_schema(id_type, embedder.dim))
-        writer.close()
-        writer = None
+        if not opened:  # a shard with no rows still gets its (empty) output
+            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+        files = sink.close()
         stats.rejected = len(rejects)
-        return _commit(task, out_fs, out_root, tmp_path, rejects, stats, time.perf_counter() - started, collected)
+        id_type = id_type_name(validator.id_type() if validator else pa.int64())
+        seconds = time.perf_counter() - started
+        return _commit(task, output, files, rejects, stats, seconds, collected, id_type)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
-        if writer is not None:
-            writer.close()
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-
-
-def _table(ids: list[Any], vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
-    dim = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
-    embeddings = pa.FixedSizeListArray.from_arrays(flat, dim)
-    return pa.Table.from_arrays([pa.array(ids, type=schema.field("id").type), embeddings], schema=schema)
+        sink.abort()  # removes what is left locally (nothing, after a commit)
 
 
 def _commit(
     task: ShardTask,
-    fs: Any,
-    root: str,
-    tmp_path: str,
+    output: OutputDir,
+    files: list[SinkFile],
     rejects: list[dict[str, Any]],
     stats: ShardStats,
     seconds: float,
     collected: IdCollector,
-) -> dict[str, Any]:
-    sha = sha256_of(fsspec.filesystem("file"), tmp_path)
-    size = os.path.getsize(tmp_path)
-    id_type = id_type_name(pq.read_schema(tmp_path).field("id").type)
-    name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}.parquet"
-    upload_atomic(fs, tmp_path, join(root, name))
-    entry: dict[str, Any] = {
-        "path": name,
-        "rows": stats.embedded,
-        "bytes": size,
-        "sha256": sha,
-        "input_rows": stats.input_rows,
-        "rejected": stats.rejected,
-        "truncated": stats.truncated,
-        "tokens": stats.tokens,
-        "padded_tokens": stats.padded_tokens,
-        "seconds": round(seconds, 3),
-        "embed_seconds": round(stats.embed_seconds, 3),
-        "source": task.source.to_dict(),
-        "key": task.key,
-        "space_fingerprint": task.space_fingerprint,
-        "rejects": None,
-    }
+    id_type: str,
+) -> ShardEntry:
+    local = fsspec.filesystem("file")
+    refs = []
+    for file in files:
+        sha = sha256_of(local, file.local_path)
+        size = os.path.getsize(file.local_path)
+        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+        output.upload(file.local_path, name)
+        refs.append(FileRef(name, size, sha, file.rows))
+    rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = name.removesuffix(".parquet") + ".rejects.jsonl"
-        write_atomic(fs, join(root, rejects_name), blob)
-        entry["rejects"] = {
-            "path": rejects_name,
-            "rows": len(rejects),
-            "bytes": len(blob),
-            "sha256": hashlib.sha256(blob).hexdigest(),
-        }
-    # e5ray.dupes / e5ray.rows: the ids file and the id type, for the checks before the commit
-    entry["id_type"] = id_type
-    ids_local = tmp_path + ".ids"
-    try:
-        collected.write(ids_local)
-        ids_sha, ids_size = sha256_of(fsspec.filesystem("file"), ids_local), os.path.getsize(ids_local)
-        ids_name = name.removesuffix(".parquet") + IDS_SUFFIX
-        upload_atomic(fs, ids_local, join(root, ids_name))
-    finally:
-        if os.path.exists(ids_local):
-            os.unlink(ids_local)
-    entry["ids"] = {"path": ids_name, "rows": len(collected.keys), "bytes": ids_size, "sha256": ids_sha}
+        rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
+        output.write_atomic(rejects_name, blob)
+        rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
+    ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected)
+    entry = ShardEntry(
+        files=tuple(refs),
+        rows=stats.embedded,
+        input_rows=stats.input_rows,
+        rejected=stats.rejected,
+        truncated=stats.truncated,
+        tokens=stats.tokens,
+        padded_tokens=stats.padded_tokens,
+        seconds=round(seconds, 3),
+        embed_seconds=round(stats.embed_seconds, 3),
+        source=task.source,
+        key=task.key,
+        space_fingerprint=task.space_fingerprint,
+        rejects=rejects_ref,
+        ids=ids_ref,
+        id_type=id_type,
+    )
     # The marker goes last: its presence means every file it names is complete.
-    write_atomic(fs, join(root, task.marker_path), json.dumps(entry, indent=1).encode())
+    output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())
     return entry
+
+
+def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef:
+    """The shard's ids file (e5ray.dupes), written beside its embedding files."""
+    fd, local_path = tempfile.mkstemp(
+        prefix=".ids-", suffix=".tmp", dir=output.path(SHARDS_DIR) if output.is_local else None
+    )
+    os.close(fd)
+    try:
+        collected.write(local_path)
+        sha, size = sha256_of(fsspec.filesystem("file"), local_path), os.path.getsize(local_path)
+        name = f"{stem}{IDS_SUFFIX}"
+        output.upload(local_path, name)
+    finally:
+        if os.path.exists(local_path):
+            os.unlink(local_path)
+    return FileRef(name, size, sha, len(collected.keys))

@@ -1,7 +1,9 @@
 """The embedding space: everything that decides where a vector lands.
 
 Two vectors are comparable only if every field here is equal. The manifest records
-the space and a refresh refuses to mix vectors from two spaces.
+the space and a refresh refuses to mix vectors from two spaces. `pooling` and
+`normalized` are filled in by the embedder from what it actually computes
+(`e5ray.pooling`), never assumed.
 """
 
 from __future__ import annotations
@@ -9,7 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal, cast
+
+from e5ray.errors import UsageError
+
+Prefix = Literal["passage", "query", "none"]
+# The string E5 was trained to see before each text of a kind.
+PREFIXES: dict[str, str] = {"passage": "passage: ", "query": "query: ", "none": ""}
+
+
+def prefix_text(prefix: Prefix) -> str:
+    """The string E5 expects before each text for `prefix` ('passage', 'query' or 'none')."""
+    try:
+        return PREFIXES[prefix]
+    except KeyError:
+        raise UsageError(f"unknown prefix {prefix!r}; valid: {', '.join(PREFIXES)}") from None
+
+
+def as_prefix(value: str) -> Prefix:
+    """`value` checked to be a prefix name (for values that arrive as plain strings)."""
+    prefix_text(cast(Prefix, value))
+    return cast(Prefix, value)
 
 
 @dataclass(frozen=True)
@@ -18,10 +40,10 @@ class EmbeddingSpace:
     model_sha256: str
     dim: int
     max_length: int
+    pooling: str
+    normalized: bool
     precision: str = "fp32"
     prefix: str = "passage"
-    pooling: str = "mean"
-    normalized: bool = True
 
     def with_prefix(self, prefix: str) -> EmbeddingSpace:
         return replace(self, prefix=prefix)

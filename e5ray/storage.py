@@ -17,7 +17,7 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from filelock import FileLock
@@ -83,13 +83,37 @@ def is_local_fs(fs: AbstractFileSystem) -> bool:
     return protocol in LOCAL_PROTOCOLS
 
 
+def feed_digest(digest: Any, fh: BinaryIO) -> None:
+    """Stream an open file into `digest` in 4 MiB blocks (files may be larger than memory)."""
+    for block in iter(lambda: fh.read(1 << 22), b""):
+        digest.update(block)
+
+
 def sha256_of(fs: AbstractFileSystem, path: str) -> str:
-    """Hex sha256 of one file, streamed in 4 MiB blocks."""
+    """Hex sha256 of one file."""
     digest = hashlib.sha256()
     with fs.open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
+        feed_digest(digest, fh)
     return digest.hexdigest()
+
+
+def info_mtime(info: dict[str, Any]) -> Any:
+    """The modification time in an fsspec `info` dict (its key differs by filesystem), or None."""
+    return info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+
+
+def info_seconds(info: dict[str, Any]) -> float:
+    """The modification time as seconds since the epoch (0.0 when the store gives none)."""
+    value = info_mtime(info)
+    if value is None:
+        return 0.0
+    return float(value.timestamp()) if hasattr(value, "timestamp") else float(value)
+
+
+def info_etag(info: dict[str, Any]) -> str | None:
+    """The ETag in an fsspec `info` dict, without its quotes, or None."""
+    etag = info.get("ETag") or info.get("etag")
+    return str(etag).strip('"') if etag else None
 
 
 def _local_temp_copy(path: str, data: bytes) -> str:
@@ -151,3 +175,60 @@ def upload_atomic(fs: AbstractFileSystem, local_file: str, path: str) -> None:
     else:
         fs.put_file(local_file, path)
         os.unlink(local_file)
+
+
+class OutputDir:
+    """An output root and the filesystem it lives on, made once per process.
+
+    Every driver-side step (listing versions, reading markers, committing, verifying,
+    collecting garbage) goes through one handle instead of rebuilding the filesystem
+    from a URI and storage options. Workers make their own from the URI (see
+    `e5ray.worker`): a handle holds a live filesystem, which must not cross processes.
+    """
+
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.uri = str(uri)
+        self.fs, self.root = filesystem_for(self.uri, storage_options)
+
+    def __repr__(self) -> str:
+        return f"OutputDir({self.uri!r})"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"{self!r} holds a live filesystem; ship its URI to workers, not the handle")
+
+    @property
+    def is_local(self) -> bool:
+        return is_local_fs(self.fs)
+
+    def path(self, rel: str) -> str:
+        """The filesystem path of `rel` (a path relative to the output root)."""
+        return join(self.root, rel)
+
+    def rel(self, path: str) -> str:
+        """The path relative to the root of a filesystem path under it."""
+        return path[len(self.root.rstrip("/")) + 1 :]
+
+    def exists(self, rel: str = "") -> bool:
+        return bool(self.fs.exists(self.path(rel) if rel else self.root))
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open(self.path(rel), "rb") as fh:
+            return bytes(fh.read())
+
+    def size(self, rel: str) -> int:
+        return int(self.fs.size(self.path(rel)))
+
+    def sha256(self, rel: str) -> str:
+        return sha256_of(self.fs, self.path(rel))
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        write_atomic(self.fs, self.path(rel), data)
+
+    def write_create_only(self, rel: str, data: bytes) -> None:
+        write_create_only(self.fs, self.path(rel), data)
+
+    def upload(self, local_file: str, rel: str) -> None:
+        upload_atomic(self.fs, local_file, self.path(rel))
+
+    def remove(self, rel: str) -> None:
+        self.fs.rm_file(self.path(rel))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from e5ray.errors import ConfigError, DeadlineExceeded
+
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_ATTEMPTS = 3
@@ -41,12 +43,12 @@ class StoragePolicy:
 
     def __post_init__(self) -> None:
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"S3 timeouts must be > 0 s, got connect {self.connect_timeout}, read {self.read_timeout} "
                 "(--s3-connect-timeout, --s3-read-timeout)"
             )
         if self.attempts < 1:
-            raise ValueError(f"--s3-attempts must be >= 1, got {self.attempts}")
+            raise ConfigError(f"--s3-attempts must be >= 1, got {self.attempts}")
 
     def s3fs_options(self) -> dict[str, Any]:
         """Options for `s3fs.S3FileSystem` (merged into the storage options of S3 URIs)."""
@@ -76,18 +78,12 @@ def with_policy(options: dict[str, Any], policy: StoragePolicy | None = None) ->
     return out
 
 
-class DeadlineExceeded(RuntimeError):
-    """The run passed its --deadline; nothing was committed."""
-
-    exit_code = 6
-
-
 class Deadline:
     """The whole run's time limit; `step` says what the run is doing (for the error line)."""
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and seconds <= 0:
-            raise ValueError(f"--deadline must be > 0 seconds, got {seconds}")
+            raise ConfigError(f"--deadline must be > 0 seconds, got {seconds}")
         self.seconds = seconds
         self.ends = time.monotonic() + seconds if seconds else None
         self.step = "starting"

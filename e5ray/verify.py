@@ -1,72 +1,70 @@
-"""`e5ray verify`: check that an output is exactly what its manifest says."""
+"""`e5ray verify`: check that an output is exactly what its manifest says.
+
+Sizes and checksums of every file, then each embedding file's own check by the sink
+that wrote it (the manifest's `output.format`), row counts, and the totals.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from e5ray.manifest import MANIFEST, read_manifest
-from e5ray.storage import filesystem_for, join, sha256_of
+from e5ray.manifest import FileRef, Manifest
+from e5ray.sinks.base import get_sink
+from e5ray.storage import OutputDir
+from e5ray.versions import MANIFEST, read_manifest
 
 
-def verify_output(
-    output_uri: str, storage_options: dict[str, Any] | None = None, manifest_path: str = MANIFEST
-) -> list[str]:
+def verify_output(output: OutputDir, manifest_path: str = MANIFEST) -> list[str]:
     """Every problem found, as readable lines; an empty list means the output is sound."""
-    fs, root = filesystem_for(output_uri, storage_options)
     try:
-        manifest = read_manifest(output_uri, manifest_path, storage_options)
+        manifest = read_manifest(output, manifest_path)
     except FileNotFoundError:
-        return [f"{output_uri}: no {manifest_path}"]
+        return [f"{output.uri}: no {manifest_path}"]
+    sink = get_sink(manifest.output_format)
     problems: list[str] = []
-    dim = manifest["space"]["dim"]
-    for shard in manifest["shards"]:
-        path = join(root, shard["path"])
-        if not fs.exists(path):
-            problems.append(f"{shard['path']}: missing")
-            continue
-        size = fs.size(path)
-        if size != shard["bytes"]:
-            problems.append(f"{shard['path']}: {size} bytes, manifest says {shard['bytes']}")
-        sha = sha256_of(fs, path)
-        if sha != shard["sha256"]:
-            problems.append(f"{shard['path']}: sha256 {sha[:16]}..., manifest says {shard['sha256'][:16]}...")
-            continue
-        try:
-            with fs.open(path, "rb") as fh:
-                meta = pq.ParquetFile(fh)
-                schema, rows = meta.schema_arrow, meta.metadata.num_rows
-        except Exception as exc:  # any unreadable file is a problem to report, not a crash
-            problems.append(f"{shard['path']}: unreadable Parquet ({exc})")
-            continue
-        expected = pa.list_(pa.float32(), dim)
-        if schema.names != ["id", "embedding"] or schema.field("embedding").type != expected:
-            problems.append(f"{shard['path']}: schema {schema}, expected id + embedding {expected}")
-        if rows != shard["rows"]:
-            problems.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
-        if shard["rows"] + shard["rejected"] != shard["input_rows"]:
-            problems.append(
-                f"{shard['path']}: rows {shard['rows']} + rejected {shard['rejected']} "
-                f"!= input rows {shard['input_rows']}"
-            )
-        rejects = shard.get("rejects")
-        if shard["rejected"] and not rejects:
-            problems.append(f"{shard['path']}: {shard['rejected']} rejected rows but no rejects file")
-        for ref in (rejects, shard.get("ids")):  # the ids file: e5ray.dupes
-            if not ref:
-                continue
-            rpath = join(root, ref["path"])
-            if not fs.exists(rpath):
-                problems.append(f"{ref['path']}: missing")
-            elif sha256_of(fs, rpath) != ref["sha256"]:
-                problems.append(f"{ref['path']}: sha256 differs from the manifest")
-    sums = {
-        k: sum(s[f] for s in manifest["shards"])
-        for k, f in (("embedded", "rows"), ("rejected", "rejected"), ("input_rows", "input_rows"))
-    }
-    for key, value in sums.items():
-        if manifest["totals"].get(key) != value:
-            problems.append(f"totals.{key} is {manifest['totals'].get(key)}, shards add up to {value}")
+    for shard in manifest.shards:
+        label = shard.files[0].path if shard.files else shard.source.relpath
+        rows, readable = 0, True
+        for ref in shard.files:
+            found = _file_problems(output, ref)
+            if not found:
+                file_rows, found = sink.check(output.fs, output.path(ref.path), manifest.space.dim)
+                found = [f"{ref.path}: {p}" for p in found]
+                rows += file_rows
+            readable = readable and not found
+            problems += found
+        if readable and rows != shard.rows:
+            problems.append(f"{label}: {rows} rows, manifest says {shard.rows}")
+        if shard.rows + shard.rejected != shard.input_rows:
+            problems.append(f"{label}: rows {shard.rows} + rejected {shard.rejected} != input rows {shard.input_rows}")
+        if shard.rejected and not shard.rejects:
+            problems.append(f"{label}: {shard.rejected} rejected rows but no rejects file")
+        for extra in (shard.rejects, shard.ids):  # the ids file: e5ray.dupes
+            if extra is not None:
+                problems += _file_problems(output, extra)
+    problems += _totals_problems(manifest)
     return problems
+
+
+def _file_problems(output: OutputDir, ref: FileRef) -> list[str]:
+    if not output.exists(ref.path):
+        return [f"{ref.path}: missing"]
+    problems = []
+    size = output.size(ref.path)
+    if size != ref.bytes:
+        problems.append(f"{ref.path}: {size} bytes, manifest says {ref.bytes}")
+    sha = output.sha256(ref.path)
+    if sha != ref.sha256:
+        problems.append(f"{ref.path}: sha256 {sha[:16]}..., manifest says {ref.sha256[:16]}...")
+    return problems
+
+
+def _totals_problems(manifest: Manifest) -> list[str]:
+    sums = {
+        "embedded": sum(s.rows for s in manifest.shards),
+        "rejected": sum(s.rejected for s in manifest.shards),
+        "input_rows": sum(s.input_rows for s in manifest.shards),
+    }
+    return [
+        f"totals.{key} is {manifest.totals.get(key)}, shards add up to {value}"
+        for key, value in sums.items()
+        if manifest.totals.get(key) != value
+    ]

@@ -2,6 +2,9 @@
 
 Sections (add new fixtures under a heading of their own):
   * S3: a real local S3 endpoint (SeaweedFS ``weed mini``, see tests/s3server.py)
+  * Models: tiny random-weight encoders
+  * Ray: one real local Ray per test module
+  * Runs: what a run reads
 """
 
 from __future__ import annotations
@@ -89,3 +92,54 @@ def xlmr_model_dir(tmp_path_factory):
     from e5ray.testmodels import write_test_model
 
     return write_test_model(tmp_path_factory.mktemp("xlmr-model"), arch="xlmr", seed=2)
+
+
+# ---------------------------------------------------------------------------
+# Ray: a real local Ray, 2 CPUs, loopback only, started explicitly (never joining another)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray(request):
+    """A real local Ray with 2 CPUs (the size of the machines this must finish on), on loopback.
+
+    Workers inherit the environment at start, so the test S3 credentials are set first
+    when the S3 server is available, as a user's would be (or come from each node's
+    instance role on a cluster).
+    """
+    ray = pytest.importorskip("ray")
+    try:
+        env = request.getfixturevalue("s3_server").env()
+    except pytest.skip.Exception:  # no weed binary: Ray without S3 credentials
+        env = {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """relpaths of the source shards a run reads (carried shards must not be read)."""
+    from e5ray import shards as shards_module
+
+    seen: list[str] = []
+    original = shards_module.read_chunks
+
+    def recording(shard, *args, **kwargs):
+        seen.append(shard.relpath)
+        return original(shard, *args, **kwargs)
+
+    monkeypatch.setattr(shards_module, "read_chunks", recording)
+    return seen

@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from e5ray.config import JobConfig
+from e5ray.job import run_job
 from e5ray.testmodels import sample_words
 
 
@@ -28,7 +30,9 @@ def write_shard(path: Path | str, ids: list[Any], texts: list[Any], fs: Any = No
         pq.write_table(pa.table({"id": ids, "text": texts}), sink)
         data = sink.getvalue().to_pybytes()
     else:
-        data = "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts, strict=False)).encode()
+        data = "".join(
+            json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts, strict=False)
+        ).encode()
         if name.endswith(".gz"):
             data = gzip.compress(data, mtime=0)
     if fs is None:
@@ -59,7 +63,8 @@ def read_output(output: str, fs: Any = None) -> dict[Any, np.ndarray]:
     manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))
     vectors: dict[Any, np.ndarray] = {}
     for shard in manifest["shards"]:
-        with fs.open(f"{root}/{shard['path']}", "rb") as fh:
+        (file,) = shard["files"]  # Parquet: one file per shard
+        with fs.open(f"{root}/{file['path']}", "rb") as fh:
             table = pq.read_table(fh)
         ids = table.column("id").to_pylist()
         if not ids:  # a shard whose rows were all rejected
@@ -69,3 +74,8 @@ def read_output(output: str, fs: Any = None) -> dict[Any, np.ndarray]:
             assert i not in vectors, f"id {i!r} appears twice in the output"
             vectors[i] = v
     return vectors
+
+
+def embed_job(config: JobConfig, executor: Any = None) -> dict[str, Any]:
+    """run_job, returning the committed manifest as the JSON dict that readers of manifest.json see."""
+    return run_job(config, executor).to_dict()

@@ -15,10 +15,12 @@ import pytest
 from corpus_utils import write_corpus
 
 from e5ray.cli import main as cli_main
+from e5ray.config import JobConfig
 from e5ray.gc import collect_garbage
-from e5ray.job import JobConfig, run_job
+from e5ray.job import run_job
 from e5ray.manifest_schema import ManifestInvalidError, manifest_schema, validate_manifest
 from e5ray.paths import UnsafePathError, path_problem
+from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
 BAD_PATHS = {
@@ -35,7 +37,9 @@ BAD_PATHS = {
 
 
 def config(inp: Any, out: Any, model_dir: Any, **kw: Any) -> JobConfig:
-    return JobConfig(input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw)
+    return JobConfig.from_options(
+        input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw
+    )
 
 
 @pytest.mark.parametrize("path", ["shards/a.parquet", "a.parquet", "shards/x-1.rejects.jsonl", "shards/.a..b"])
@@ -71,7 +75,7 @@ def edit_manifests(out: Path, path: str, field: str = "path") -> None:
     for name in ["manifest.json", *sorted(p.relative_to(out).as_posix() for p in (out / "manifests").glob("*.json"))]:
         data = json.loads((out / name).read_bytes())
         if field == "path":
-            data["shards"][0]["path"] = path
+            data["shards"][0]["files"][0]["path"] = path
         else:
             data["shards"][0][field] = {"path": path, "bytes": 1, "sha256": "0" * 64, "rows": 1}
         (out / name).write_text(json.dumps(data))
@@ -86,14 +90,14 @@ def test_verify_gc_and_refresh_refuse_an_edited_manifest(output, bert_model_dir,
 
     assert cli_main(["verify", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("e5ray: error: UnsafePathError: manifest.json: shards[0].path")
+    assert len(err) == 1 and err[0].startswith("e5ray: error: UnsafePathError: manifest.json: shards[0].files[0].path")
     assert repr(bad) in err[0]
 
     assert cli_main(["gc", str(out), "--keep", "1", "--min-age", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "UnsafePathError: manifests/v000001.json: shards[0].path" in err[0]
+    assert len(err) == 1 and "UnsafePathError: manifests/v000001.json: shards[0].files[0].path" in err[0]
 
-    with pytest.raises(UnsafePathError, match=r"manifests/v000001\.json: shards\[0\]\.path"):
+    with pytest.raises(UnsafePathError, match=r"manifests/v000001\.json: shards\[0\]\.files\[0\]\.path"):
         run_job(config(inp, out, bert_model_dir))
     # nothing was deleted, committed or written anywhere
     assert sorted(p for p in out.parent.rglob("*") if p.is_file()) == before
@@ -104,9 +108,9 @@ def test_a_rejects_path_outside_the_output_is_refused(output):
     _, out, _ = output
     edit_manifests(out, "../outside/x.parquet", field="rejects")
     with pytest.raises(UnsafePathError, match=r"shards\[0\]\.rejects\.path"):
-        verify_output(str(out))
+        verify_output(OutputDir(str(out)))
     with pytest.raises(UnsafePathError):
-        collect_garbage(str(out), keep=1, min_age_s=0)
+        collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
 
 
 def test_a_marker_naming_a_path_outside_the_output_is_refused_on_resume(output, bert_model_dir):
@@ -119,10 +123,11 @@ def test_a_marker_naming_a_path_outside_the_output_is_refused_on_resume(output, 
     from e5ray.shards import ShardTask
 
     source = next(s for s in discover(str(inp)) if s.relpath == "part-0000.parquet")
-    task = ShardTask(source, str(out), run["space"]["fingerprint"])
-    entry = dict(run["shards"][0], path="../outside/x.parquet")
+    task = ShardTask(source, run["space"]["fingerprint"])
+    entry = dict(run["shards"][0])
+    entry["files"] = [dict(entry["files"][0], path="../outside/x.parquet")]
     (marker_dir / Path(task.marker_path).name).write_text(json.dumps(entry))
-    with pytest.raises(UnsafePathError, match=r"\.done\.json: entry\.path: path '\.\./outside/x\.parquet'"):
+    with pytest.raises(UnsafePathError, match=r"\.done\.json: entry\.files\[0\]\.path: path '\.\./outside/x\.parquet'"):
         run_job(config(inp, out, bert_model_dir))
     assert outside.read_bytes() == b"not yours"
 
@@ -154,15 +159,16 @@ def test_a_manifest_that_is_not_json_is_refused_with_one_line(output, capsys):
     assert len(err) == 1 and "ManifestInvalidError: manifest.json: not JSON" in err[0]
 
 
-def test_a_format_2_manifest_passes_the_schema(output):
+def test_a_format_1_manifest_passes_the_schema_and_its_paths_are_checked(output):
     _, out, _ = output
     data = json.loads((out / "manifest.json").read_bytes())
     for entry in data["shards"]:
-        entry["files"] = [{"path": entry.pop("path"), "bytes": entry.pop("bytes"), "sha256": entry.pop("sha256")}]
-    data["format"] = "e5ray.manifest/2"
+        (ref,) = entry.pop("files")
+        entry.update(path=ref["path"], bytes=ref["bytes"], sha256=ref["sha256"])
+    data["format"] = "e5ray.manifest/1"
     assert validate_manifest(data, "manifest.json") is data
-    data["shards"][0]["files"][0]["path"] = "../x"
-    with pytest.raises(UnsafePathError, match=r"shards\[0\]\.files\[0\]\.path"):
+    data["shards"][0]["path"] = "../x"
+    with pytest.raises(UnsafePathError, match=r"shards\[0\]\.path"):
         validate_manifest(data, "manifest.json")
     with pytest.raises(ManifestInvalidError, match="not a manifest object"):
         validate_manifest([], "manifest.json")
@@ -174,10 +180,11 @@ def test_verify_on_s3_refuses_a_dotdot_path_with_one_line(s3_server, s3_bucket, 
     out = f"s3://{s3_bucket}/emb"
     run_job(config(f"s3://{s3_bucket}/corpus", out, bert_model_dir))
     data = json.loads(fs.cat_file(f"{s3_bucket}/emb/manifest.json"))
-    data["shards"][0]["path"] = "../corpus/part-0000.parquet"
+    data["shards"][0]["files"][0]["path"] = "../corpus/part-0000.parquet"
     fs.pipe_file(f"{s3_bucket}/emb/manifest.json", json.dumps(data).encode())
     assert cli_main(["verify", out]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert (
-        len(err) == 1 and "UnsafePathError: manifest.json: shards[0].path: path '../corpus/part-0000.parquet'" in err[0]
+        len(err) == 1
+        and "UnsafePathError: manifest.json: shards[0].files[0].path: path '../corpus/part-0000.parquet'" in err[0]
     )

@@ -15,21 +15,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from corpus_utils import make_texts, read_output, write_shard
+from corpus_utils import embed_job, make_texts, read_output, write_shard
 
 from e5ray.cli import main as cli_main
+from e5ray.config import JobConfig
+from e5ray.errors import LeaseLostError, MissingFilesError
+from e5ray.executors.local import run_local
 from e5ray.gc import collect_garbage
-from e5ray.job import JobConfig, run_job, run_local
-from e5ray.lease import Lease, LeaseLostError, read_leases
-from e5ray.presence import MissingFilesError
-from e5ray.storage import filesystem_for
+from e5ray.job import run_job
+from e5ray.lease import Lease, read_leases
+from e5ray.storage import OutputDir, filesystem_for
 from e5ray.verify import verify_output
 
 pytestmark = pytest.mark.slow
 
 
 def config(inp: Any, out: Any, model_dir: Any, **kw: Any) -> JobConfig:
-    return JobConfig(input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw)
+    return JobConfig.from_options(
+        input=str(inp), output=str(out), model="tiny", model_path=str(model_dir), executor="local", **kw
+    )
 
 
 def corpus_at_v1(tmp_path: Any, model_dir: Any) -> tuple[Any, Any]:
@@ -37,7 +41,7 @@ def corpus_at_v1(tmp_path: Any, model_dir: Any) -> tuple[Any, Any]:
     inp, out = tmp_path / "in", tmp_path / "out"
     write_shard(inp / "a.parquet", [1, 2, 3], ["one", "two", "three"])
     write_shard(inp / "b.jsonl", [4, 5], ["four", "five"])
-    run_job(config(inp, out, model_dir))
+    embed_job(config(inp, out, model_dir))
     for s in range(3):
         write_shard(inp / f"new-{s}.parquet", list(range(100 * (s + 1), 100 * (s + 1) + 30)), make_texts(30, s))
     return inp, out
@@ -50,8 +54,8 @@ def test_gc_during_a_refresh_spares_what_the_refresh_made_and_says_so(tmp_path, 
     os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
     seen: dict[str, Any] = {}
 
-    def executor(tasks, cfg, space_fingerprint) -> Iterator[dict[str, Any]]:
-        results = run_local(tasks, cfg, space_fingerprint)
+    def executor(tasks, spec, compute) -> Iterator[Any]:
+        results = run_local(tasks, spec, compute)
         first = next(results)
         yield first
         # mid-way: one shard finished (not yet referenced), one being written
@@ -64,13 +68,13 @@ def test_gc_during_a_refresh_spares_what_the_refresh_made_and_says_so(tmp_path, 
         being_written.unlink()
         yield from results
 
-    manifest = run_job(config(inp, out, bert_model_dir), executor=executor)
+    manifest = embed_job(config(inp, out, bert_model_dir), executor=executor)
     lines = seen["gc"].splitlines()
     assert any(line.startswith("lease ") and "(honoured)" in line for line in lines), lines
     assert f"deleted shards/{old_tmp.name}" in lines  # gc still collects real garbage
-    assert all(not line.startswith(f"deleted {seen['first']['path']}") for line in lines)
+    assert all(not line.startswith(f"deleted {seen['first'].files[0].path}") for line in lines)
     assert manifest["run"]["embedded_shards"] == 3
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
     assert sorted(read_output(str(out))) == [1, 2, 3, 4, 5] + [
         i for s in range(3) for i in range(100 * (s + 1), 100 * (s + 1) + 30)
     ]
@@ -81,19 +85,19 @@ def test_gc_spares_files_a_lease_lists_even_when_old(tmp_path, bert_model_dir):
     inp, out = corpus_at_v1(tmp_path, bert_model_dir)
     v1 = json.loads((out / "manifest.json").read_bytes())
     write_shard(inp / "a.parquet", [1, 2, 3], ["uno", "dos", "tres"])  # changed: v2 drops a's old file
-    run_job(config(inp, out, bert_model_dir))
-    old = next(s for s in v1["shards"] if s["source"]["relpath"] == "a.parquet")
+    embed_job(config(inp, out, bert_model_dir))
+    old = next(s["files"][0] for s in v1["shards"] if s["source"]["relpath"] == "a.parquet")
     fs, root = filesystem_for(str(out))
     lease = Lease(fs, root, "run-carrying-a", interval=30, timeout=600).start()
     try:
         lease.add([old["path"]], flush=True)  # a run that still carries v1's file of a.parquet
         notes: list[str] = []
-        deleted = collect_garbage(str(out), keep=1, min_age_s=0, notes=notes)
+        deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0, notes=notes)
         assert old["path"] not in deleted and (out / old["path"]).exists()
         assert notes and "lease run-carrying-a (honoured)" in notes[0] and "1 file(s) listed" in notes[0]
     finally:
         lease.release()
-    assert old["path"] in collect_garbage(str(out), keep=1, min_age_s=0)  # no lease: collected
+    assert old["path"] in collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)  # no lease: collected
 
 
 def test_an_expired_lease_is_not_honoured_and_is_removed(tmp_path, bert_model_dir):
@@ -105,7 +109,7 @@ def test_an_expired_lease_is_not_honoured_and_is_removed(tmp_path, bert_model_di
     garbage.write_bytes(b"x")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     notes: list[str] = []
-    deleted = collect_garbage(str(out), keep=1, min_age_s=0, notes=notes)
+    deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0, notes=notes)
     assert "leases/killed-run.json" in deleted and "shards/orphan.parquet" in deleted
     assert "expired, not honoured" in notes[0]
     assert read_leases(*filesystem_for(str(out))) == []
@@ -124,33 +128,33 @@ def test_a_lease_that_could_not_be_renewed_blocks_the_commit(tmp_path):
 def test_a_commit_refuses_a_version_whose_files_are_gone(tmp_path, bert_model_dir):
     inp, out = corpus_at_v1(tmp_path, bert_model_dir)
 
-    def executor(tasks, cfg, space_fingerprint) -> Iterator[dict[str, Any]]:
-        for entry in run_local(tasks, cfg, space_fingerprint):
-            if entry["source"]["relpath"] == "new-0.parquet":
-                (out / entry["path"]).unlink()  # collected by something that ignores leases
+    def executor(tasks, spec, compute) -> Iterator[Any]:
+        for entry in run_local(tasks, spec, compute):
+            if entry.source.relpath == "new-0.parquet":
+                (out / entry.files[0].path).unlink()  # collected by something that ignores leases
             yield entry
 
     with pytest.raises(MissingFilesError, match=r"1 file\(s\) .* are gone or changed \(first: shards/new-0\.parquet-"):
         run_job(config(inp, out, bert_model_dir), executor=executor)
     assert json.loads((out / "manifest.json").read_bytes())["version"] == 1
-    manifest = run_job(config(inp, out, bert_model_dir))
+    manifest = embed_job(config(inp, out, bert_model_dir))
     assert (manifest["run"]["embedded_shards"], manifest["run"]["reused_shards"]) == (1, 2)
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
 
 
 def test_a_carried_shard_whose_file_is_gone_is_embedded_again(tmp_path, bert_model_dir, capsys):
     inp, out = corpus_at_v1(tmp_path, bert_model_dir)
     v1 = json.loads((out / "manifest.json").read_bytes())
-    gone = next(s for s in v1["shards"] if s["source"]["relpath"] == "a.parquet")
+    gone = next(s["files"][0] for s in v1["shards"] if s["source"]["relpath"] == "a.parquet")
     (out / gone["path"]).unlink()
     assert cli_main(["verify", str(out)]) == 1
     printed = capsys.readouterr().out
     assert f"PROBLEM {gone['path']}: missing" in printed and "next `e5ray refresh`" in printed
     for s in range(3):
         (inp / f"new-{s}.parquet").unlink()
-    v2 = run_job(config(inp, out, bert_model_dir))
+    v2 = embed_job(config(inp, out, bert_model_dir))
     assert (v2["run"]["embedded_shards"], v2["run"]["carried_shards"]) == (1, 1)
-    assert verify_output(str(out)) == [] and sorted(read_output(str(out))) == [1, 2, 3, 4, 5]
+    assert verify_output(OutputDir(str(out))) == [] and sorted(read_output(str(out))) == [1, 2, 3, 4, 5]
 
 
 def test_a_lease_whose_driver_died_on_this_host_is_not_honoured(tmp_path, bert_model_dir):
@@ -165,6 +169,6 @@ def test_a_lease_whose_driver_died_on_this_host_is_not_honoured(tmp_path, bert_m
     (out / "leases" / "killed.json").write_text(json.dumps({**lease, "pid": int(dead.stdout)}))
     (out / "shards" / "orphan.parquet.tmp").write_bytes(b"x")
     notes: list[str] = []
-    deleted = collect_garbage(str(out), keep=1, min_age_s=0, notes=notes)
+    deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0, notes=notes)
     assert "driver gone, not honoured" in notes[0]
     assert {"leases/killed.json", "shards/orphan.parquet.tmp"} <= set(deleted)

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from corpus_utils import read_output, write_corpus
+from corpus_utils import embed_job, read_output, write_corpus
 
 from e5ray import E5Embedder
-from e5ray.job import JobConfig, run_job
-from e5ray.pipeline import pool_shape
+from e5ray.config import ComputeConfig, JobConfig
+from e5ray.executors.ray import pool_shape
+from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray(s3_server):
-    """A real local Ray with 2 CPUs (the size of the machines this must finish on), on loopback.
-
-    Workers inherit the environment at start, so the test S3 credentials are set first,
-    as a user's would be (or come from each node's instance role on a cluster).
-    """
-    saved = {k: os.environ.get(k) for k in s3_server.env()}
-    os.environ.update(s3_server.env())
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def assert_matches_embedder(vectors, texts, model_dir):
@@ -47,8 +27,10 @@ def assert_matches_embedder(vectors, texts, model_dir):
 def test_local_dir_to_local_dir(local_ray, bert_model_dir, tmp_path):
     texts = write_corpus(tmp_path / "in", shards=3, rows=30)
     out = tmp_path / "out"
-    manifest = run_job(
-        JobConfig(input=str(tmp_path / "in"), output=str(out), model="tiny", model_path=str(bert_model_dir))
+    manifest = embed_job(
+        JobConfig.from_options(
+            input=str(tmp_path / "in"), output=str(out), model="tiny", model_path=str(bert_model_dir)
+        )
     )
     vectors = read_output(str(out))
     assert set(vectors) == set(texts)  # every id exactly once (read_output asserts no repeats)
@@ -57,18 +39,18 @@ def test_local_dir_to_local_dir(local_ray, bert_model_dir, tmp_path):
     assert manifest["space"]["pooling"] == "mean" and manifest["space"]["normalized"] is True
     assert manifest["run"]["executor"] == "ray" and manifest["run"]["tokens_per_s"] > 0
     for shard in manifest["shards"]:
-        schema = pq.read_schema(out / shard["path"])
+        schema = pq.read_schema(out / shard["files"][0]["path"])
         assert str(schema.field("embedding").type) == f"fixed_size_list<element: float>[{manifest['space']['dim']}]"
         assert schema.field("id").type == "int64"
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
 
 
 def test_s3_to_s3(local_ray, s3_server, s3_bucket, s3_env, bert_model_dir):
     fs = s3_server.filesystem()
     texts = write_corpus(f"{s3_bucket}/corpus", shards=3, rows=25, fs=fs)
     output = f"s3://{s3_bucket}/embeddings"
-    manifest = run_job(
-        JobConfig(
+    manifest = embed_job(
+        JobConfig.from_options(
             input=f"s3://{s3_bucket}/corpus/",
             output=output,
             model="tiny",
@@ -80,26 +62,26 @@ def test_s3_to_s3(local_ray, s3_server, s3_bucket, s3_env, bert_model_dir):
     assert set(vectors) == set(texts)
     assert_matches_embedder(vectors, texts, bert_model_dir)
     assert all(s["source"]["stamp"].startswith("etag:") for s in manifest["shards"])
-    assert verify_output(output) == []
+    assert verify_output(OutputDir(output)) == []
 
     # verify catches a tampered shard and a missing one
-    first, second = manifest["shards"][0]["path"], manifest["shards"][1]["path"]
+    first, second = (s["files"][0]["path"] for s in manifest["shards"][:2])
     data = bytearray(fs.cat_file(f"{s3_bucket}/embeddings/{first}"))
     data[len(data) // 2] ^= 0xFF
     fs.pipe_file(f"{s3_bucket}/embeddings/{first}", bytes(data))
     fs.rm_file(f"{s3_bucket}/embeddings/{second}")
-    problems = verify_output(output)
+    problems = verify_output(OutputDir(output))
     assert any(first in p and "sha256" in p for p in problems)
     assert any(second in p and "missing" in p for p in problems)
 
 
 def test_default_pool_fits_two_cpus(local_ray):
-    shape = pool_shape(JobConfig(input="x", output="y"))
+    shape = pool_shape(ComputeConfig())
     assert shape.max_actors == 1 and shape.num_cpus == 2 and shape.threads == 2
     nodes = [{"Alive": True, "Resources": {"CPU": 16.0}}, {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}]
-    big = pool_shape(JobConfig(input="x", output="y"), nodes)
+    big = pool_shape(ComputeConfig(), nodes)
     assert (big.threads, big.max_actors) == (8, 4)
-    gpu = pool_shape(JobConfig(input="x", output="y", device="gpu"), nodes)
+    gpu = pool_shape(ComputeConfig(device="gpu"), nodes)
     assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus, gpu.threads) == (1.0, 2, 4, 4)
     with pytest.raises(RuntimeError, match="reports 0 GPUs"):
-        pool_shape(JobConfig(input="x", output="y", device="gpu"), nodes[:1])
+        pool_shape(ComputeConfig(device="gpu"), nodes[:1])

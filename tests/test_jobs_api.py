@@ -15,6 +15,7 @@ import pytest
 from corpus_utils import read_output, write_corpus
 from proc_utils import TAG, end_run
 
+from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_job_submit_runs_the_entrypoint(ray_head, bert_model_dir, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout
     assert set(read_output(str(out))) == set(texts)
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
 
     # Without the token the cluster refuses the submission.
     no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from corpus_utils import make_texts, read_output, write_shard
+from corpus_utils import embed_job, make_texts, read_output, write_shard
 from proc_utils import TAG, end_run, started_by
 
+from e5ray.config import JobConfig
 from e5ray.gc import collect_garbage
-from e5ray.job import JobConfig, run_job
+from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +55,8 @@ def refreshed_corpus(tmp_path, bert_model_dir):
         inp, out, ref = tmp_path / "in", tmp_path / "out", tmp_path / "reference"
         write_shard(inp / "keep.parquet", [1, 2, 3], ["one", "two", "three"])
         write_shard(inp / "gone.jsonl", [4, 5], ["four", "five"])
-        run_job(
-            JobConfig(
+        embed_job(
+            JobConfig.from_options(
                 input=str(inp),
                 output=str(out),
                 model="tiny",
@@ -67,8 +68,8 @@ def refreshed_corpus(tmp_path, bert_model_dir):
         shutil.copytree(out, ref)
         (inp / "gone.jsonl").unlink()
         write_big_shards(inp, count)
-        reference = run_job(
-            JobConfig(
+        reference = embed_job(
+            JobConfig.from_options(
                 input=str(inp),
                 output=str(ref),
                 model="tiny",
@@ -171,7 +172,7 @@ def run_until_killed(
     finally:
         run.kill()
     assert published_version(out) == 1
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
     return {f for f in shard_files(out) if f.endswith(".done.json")} - old_markers
 
 
@@ -189,7 +190,7 @@ def assert_same_as_reference(out: Path, reference: dict[str, Any], ref_dir: Path
     assert sorted(got) == sorted(want)
     ids = sorted(want)
     np.testing.assert_allclose(np.stack([got[i] for i in ids]), np.stack([want[i] for i in ids]), atol=1e-6)
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
     return manifest
 
 
@@ -227,18 +228,18 @@ def test_kill_local_driver_at_several_points_then_resume(refreshed_corpus, bert_
     # gc removes the killed runs' leftovers and nothing that v1 or v2 needs
     leftovers = {f"shards/{f}" for f in shard_files(out) if ".tmp" in f}
     assert leftovers
-    deleted = collect_garbage(str(out), keep=2, min_age_s=0)
+    deleted = collect_garbage(OutputDir(str(out)), keep=2, min_age_s=0)
     assert leftovers <= set(deleted)
     v1 = json.loads((out / "manifests/v000001.json").read_bytes())
-    assert {e["path"] for e in v1["shards"] + manifest["shards"]}.isdisjoint(deleted)
+    assert {f["path"] for e in v1["shards"] + manifest["shards"] for f in e["files"]}.isdisjoint(deleted)
     assert not [f for f in shard_files(out) if ".tmp" in f]
-    assert verify_output(str(out)) == []
-    assert verify_output(str(out), manifest_path="manifests/v000001.json") == []
+    assert verify_output(OutputDir(str(out))) == []
+    assert verify_output(OutputDir(str(out)), manifest_path="manifests/v000001.json") == []
     # keep=1 then drops v1's deleted shard (gone.jsonl) and nothing else
-    deleted = collect_garbage(str(out), keep=1, min_age_s=0)
+    deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
     # its embedding file, ids file and marker
     assert sorted(d.split("-")[0] for d in deleted if d.startswith("shards/")) == ["shards/gone.jsonl"] * 3
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []
 
 
 @pytest.fixture
@@ -287,6 +288,6 @@ def test_kill_ray_driver_then_resume(refreshed_corpus, bert_model_dir, tmp_path,
     assert manifest["run"]["executor"] == "ray"
     assert manifest["run"]["reused_shards"] == len(done)
     assert manifest["run"]["embedded_shards"] == count - len(done)
-    collect_garbage(str(out), keep=2, min_age_s=0)
+    collect_garbage(OutputDir(str(out)), keep=2, min_age_s=0)
     assert not [f for f in shard_files(out) if ".tmp" in f]
-    assert verify_output(str(out)) == []
+    assert verify_output(OutputDir(str(out))) == []

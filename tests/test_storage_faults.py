@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from corpus_utils import make_texts, write_shard
+from corpus_utils import embed_job, make_texts, write_shard
 from s3server import SeaweedS3, find_weed
 
 from e5ray.cli import main as cli_main
-from e5ray.failures import StorageError, StorageUnavailableError
-from e5ray.job import JobConfig, run_job, run_local
-from e5ray.timeouts import DeadlineExceeded, StoragePolicy
+from e5ray.config import JobConfig
+from e5ray.errors import DeadlineExceeded, StorageError, StorageUnavailableError
+from e5ray.executors.local import run_local
+from e5ray.job import run_job
+from e5ray.storage import OutputDir
+from e5ray.timeouts import StoragePolicy
 from e5ray.verify import verify_output
 
 pytestmark = pytest.mark.slow
@@ -83,7 +86,9 @@ def corpus(server, env, request):
 
 
 def config(inp: str, out: str, model_dir: Any, **kw: Any) -> JobConfig:
-    return JobConfig(input=inp, output=out, model="tiny", model_path=str(model_dir), executor="local", **kw)
+    return JobConfig.from_options(
+        input=inp, output=out, model="tiny", model_path=str(model_dir), executor="local", **kw
+    )
 
 
 CASES = {
@@ -161,8 +166,8 @@ def test_a_frozen_store_fails_the_run_within_the_timeout_then_the_next_run_resum
     bound = StoragePolicy(**{k.removeprefix("s3_"): v for k, v in FAST.items()}).worst_case_s()
     frozen: dict[str, float] = {}
 
-    def executor(tasks, cfg, space_fingerprint) -> Iterator[dict[str, Any]]:
-        results = run_local(tasks, cfg, space_fingerprint)
+    def executor(tasks, spec, compute) -> Iterator[Any]:
+        results = run_local(tasks, spec, compute)
         yield next(results)  # one shard finished, then the store stops answering
         os.kill(server.proc.pid, signal.SIGSTOP)
         frozen["at"] = time.monotonic()
@@ -180,11 +185,11 @@ def test_a_frozen_store_fails_the_run_within_the_timeout_then_the_next_run_resum
     print(f"frozen store: the run failed {elapsed:.1f} s after SIGSTOP (one call's bound {bound:.1f} s)")
     assert elapsed < bound + 3, (elapsed, bound)
     # the previous version is intact, and the next run resumes: the finished shard is reused
-    assert json.loads(fs.cat_file(f"{out.removeprefix('s3://')}/manifest.json"))["version"] == v1["version"]
-    assert verify_output(out) == []
-    v2 = run_job(config(inp, out, bert_model_dir, **FAST))
+    assert json.loads(fs.cat_file(f"{out.removeprefix('s3://')}/manifest.json"))["version"] == v1.version
+    assert verify_output(OutputDir(out)) == []
+    v2 = embed_job(config(inp, out, bert_model_dir, **FAST))
     assert (v2["run"]["reused_shards"], v2["run"]["embedded_shards"]) == (1, 2)
-    assert v2["totals"]["embedded"] == 100 and verify_output(out) == []
+    assert v2["totals"]["embedded"] == 100 and verify_output(OutputDir(out)) == []
 
 
 def test_the_deadline_ends_a_run_that_waits(tmp_path, bert_model_dir):
@@ -192,9 +197,9 @@ def test_the_deadline_ends_a_run_that_waits(tmp_path, bert_model_dir):
     write_shard(inp / "a.parquet", [1, 2], ["one", "two"])
     stop = threading.Event()
 
-    def stuck(tasks, cfg, space_fingerprint) -> Iterator[dict[str, Any]]:
+    def stuck(tasks, spec, compute) -> Iterator[Any]:
         stop.wait(60)  # a wait that never returns by itself
-        yield from run_local(tasks, cfg, space_fingerprint)
+        yield from run_local(tasks, spec, compute)
 
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded, match=r"--deadline 2s passed while embedding shards; nothing was committed"):

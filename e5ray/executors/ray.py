@@ -8,7 +8,7 @@ and exactly-once output per shard even when an actor dies: a retried task rewrit
 the same deterministic output atomically. There are no separate read or write tasks,
 so the pool may use every CPU without starving Ray Data.
 
-Only this module and `jobs/` import ray.
+Only this module and `jobs/` import ray (tests/test_imports.py holds us to it).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import ray
 
-from e5ray.corpus import SourceShard
-from e5ray.job import JobConfig, check_embedder_space, embed_or_report
+from e5ray.config import ComputeConfig
+from e5ray.errors import DeviceUnavailableError, UsageError
 from e5ray.shards import ShardTask
+from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
 
 log = logging.getLogger("e5ray")
 MAX_THREADS_PER_ACTOR = 8  # beyond this, one ORT session scales worse than two actors
@@ -52,7 +53,7 @@ def ensure_ray() -> None:
         ray.init(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
 
 
-def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
+def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
     """Size the actor pool from the resources the cluster reports.
 
     CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
@@ -63,15 +64,15 @@ def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> 
     if nodes is None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
-    if config.device == "gpu":
+    if compute.device == "gpu":
         total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-        if total_gpus < config.gpus_per_actor:
-            raise RuntimeError(
-                f"--device gpu: the cluster reports {total_gpus} GPUs, {config.gpus_per_actor} needed per actor; "
+        if total_gpus < compute.gpus_per_actor:
+            raise DeviceUnavailableError(
+                f"--device gpu: the cluster reports {total_gpus} GPUs, {compute.gpus_per_actor} needed per actor; "
                 "add GPU workers (cluster.yaml: gpu_worker) or use --device cpu"
             )
-        most = int(total_gpus // config.gpus_per_actor)
-        max_actors = min(config.max_actors or most, most)
+        most = int(total_gpus // compute.gpus_per_actor)
+        max_actors = min(compute.max_actors or most, most)
         # A GPU actor reads and tokenises on the CPU: give it a share of its node's CPUs,
         # at most 4 (on an H200, e5-large, tokenising took 0.55 s of a 3.13 s run on 16 cores).
         per_gpu = [
@@ -79,51 +80,38 @@ def pool_shape(config: JobConfig, nodes: list[dict[str, Any]] | None = None) -> 
             for n in nodes
             if n["Resources"].get("GPU", 0) >= 1
         ]
-        threads = config.threads_per_actor or max(1, min(4, min(per_gpu, default=1)))
-        return PoolShape(min(config.min_actors, max_actors), max_actors, threads, config.gpus_per_actor, threads)
+        threads = compute.threads_per_actor or max(1, min(4, min(per_gpu, default=1)))
+        return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, compute.gpus_per_actor, threads)
     if not cpus_per_node:
-        raise RuntimeError("the Ray cluster reports no CPUs")
-    threads = config.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
+        raise UsageError("the Ray cluster reports no CPUs")
+    threads = compute.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
     if threads > max(cpus_per_node):
-        raise ValueError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
+        raise UsageError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
     most = max(1, sum(c // threads for c in cpus_per_node))
-    max_actors = min(config.max_actors or most, most)
-    return PoolShape(min(config.min_actors, max_actors), max_actors, threads, 0, threads)
+    max_actors = min(compute.max_actors or most, most)
+    return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, 0, threads)
 
 
 class ShardEmbedActor:
-    """Holds one E5Embedder; each call embeds whole shards and returns their manifest entries."""
+    """Ray Data's callable class around one EmbeddingWorker; tasks and results travel as JSON."""
 
-    def __init__(self, config: JobConfig, threads: int, space_fingerprint: str) -> None:
-        from e5ray.embedder import E5Embedder
-
+    def __init__(self, spec: WorkerSpec, threads: int) -> None:
         # The tokenizer's thread pool would otherwise size itself to the whole node and
         # compete with the other actors there; an actor owns just its reserved CPUs.
         os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, threads)))
-        self.config = config
-        self.embedder = E5Embedder(**config.embedder_kwargs(threads))
-        check_embedder_space(self.embedder, config, space_fingerprint)
-        self.space_fingerprint = space_fingerprint
+        self.worker = EmbeddingWorker(spec, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        entries = []
-        for blob in batch["task"]:
-            raw = json.loads(blob)
-            task = ShardTask(**{**raw, "source": SourceShard.from_dict(raw["source"])})
-            entries.append(json.dumps(embed_or_report(task, self.embedder, self.config)))
-        return {"entry": np.array(entries, dtype=object)}
+        results = [self.worker.embed(ShardTask.from_dict(json.loads(blob))) for blob in batch["task"]]
+        return {"entry": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}
 
 
-def _task_json(task: ShardTask) -> str:
-    return json.dumps(asdict(task))
-
-
-def run_on_ray(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str) -> Iterator[dict[str, Any]]:
-    """Embed `tasks` on the Ray cluster; yields manifest entries as shards finish."""
+def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig) -> Iterator[ShardResult]:
+    """Embed `tasks` on the Ray cluster; yields results as shards finish."""
     if not tasks:
         return
     ensure_ray()
-    shape = pool_shape(config)
+    shape = pool_shape(compute)
     shape = PoolShape(
         min(shape.min_actors, len(tasks)),
         min(shape.max_actors, len(tasks)),
@@ -141,10 +129,12 @@ def run_on_ray(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str
     )
     # Largest shards first, so a big shard does not start last and hold up the end.
     ordered = sorted(tasks, key=lambda t: -t.source.size)
-    dataset = ray.data.from_items([{"task": _task_json(t)} for t in ordered], override_num_blocks=len(ordered))
+    dataset = ray.data.from_items(
+        [{"task": json.dumps(t.to_dict())} for t in ordered], override_num_blocks=len(ordered)
+    )
     results = dataset.map_batches(
         ShardEmbedActor,
-        fn_constructor_kwargs={"config": config, "threads": shape.threads, "space_fingerprint": space_fingerprint},
+        fn_constructor_kwargs={"spec": spec, "threads": shape.threads},
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=max(1, shape.min_actors), max_size=max(1, shape.max_actors)),
@@ -155,4 +145,4 @@ def run_on_ray(tasks: list[ShardTask], config: JobConfig, space_fingerprint: str
         # retry cannot duplicate or lose rows.
     )
     for row in results.iter_rows():
-        yield json.loads(row["entry"])
+        yield result_from_dict(json.loads(row["entry"]))

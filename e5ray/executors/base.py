@@ -1,0 +1,46 @@
+"""The executor seam: who runs the shard tasks, and the name -> executor table.
+
+An executor takes the tasks a run must embed and yields one result per task, in any
+order: a `ShardEntry` for a shard whose files are committed, or a `ShardFailure` for a
+shard whose data could not be embedded. It knows nothing of what embedding a shard
+means (that is `e5ray.worker`), and the job knows nothing of where it runs.
+
+The table names each executor by a dotted path, so that choosing one imports only
+that one (the Ray executor imports ray; the local one must not). A new executor is
+one new module plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # types only: this module stays importable without the worker's dependencies
+    from e5ray.config import ComputeConfig
+    from e5ray.shards import ShardTask
+    from e5ray.worker import ShardResult, WorkerSpec
+
+EXECUTORS: dict[str, str] = {
+    "ray": "e5ray.executors.ray:run_on_ray",
+    "local": "e5ray.executors.local:run_local",
+}
+
+
+class Executor(Protocol):
+    """Embed `tasks` with workers built from `spec`, placed as `compute` says."""
+
+    def __call__(self, tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig) -> Iterable[ShardResult]: ...
+
+
+def get_executor(name: str) -> Executor:
+    """The executor registered as `name`."""
+    try:
+        target = EXECUTORS[name]
+    except KeyError:
+        from e5ray.errors import UsageError
+
+        raise UsageError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}") from None
+    module, attr = target.split(":")
+    executor: Executor = getattr(importlib.import_module(module), attr)
+    return executor

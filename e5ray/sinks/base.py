@@ -1,0 +1,71 @@
+"""The sink seam: how one shard's vectors become files, and how such a file is checked.
+
+A sink writes the vectors of one source shard to local temporary files; the worker
+then names each file by its content hash, moves it to the output atomically and
+records it in the shard entry (`FileRef`). So a sink never deals with object stores,
+names or commits, and a sink that writes several files fits as well as one that
+writes a single file. `check` is the sink's half of `e5ray verify`.
+
+The table names each sink by a dotted path (the name is what the manifest records as
+`output.format`); a new sink is one new module plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+SINKS: dict[str, str] = {
+    "parquet": "e5ray.sinks.parquet:ParquetSink",
+    "jsonl": "e5ray.sinks.jsonl:JsonlSink",
+}
+
+
+@dataclass(frozen=True)
+class SinkFile:
+    """A finished local file: where it is, the suffix its final name takes, its rows."""
+
+    local_path: str
+    suffix: str
+    rows: int
+
+
+class ShardSink(Protocol):
+    """Writes one shard. Call order: open, write (any number of times), close. The worker
+    calls abort after every shard: committed files have been moved away by then, and
+    whatever is still there (an unfinished shard, or one whose commit failed) goes."""
+
+    format: ClassVar[str]
+
+    def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
+        """Start the shard's files in `directory` (None: the system's temporary directory)."""
+
+    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
+        """Append rows: `ids[i]` has vector `vectors[i]`; `extra` holds further columns by name."""
+
+    def close(self) -> list[SinkFile]:
+        """Finish the files; each is complete and will not be touched again."""
+
+    def abort(self) -> None:
+        """Remove the local files this sink made that are still there, finished or not."""
+
+    @classmethod
+    def check(cls, fs: Any, path: str, dim: int) -> tuple[int, list[str]]:
+        """Rows in the written file at `path` and every problem with it (empty: sound)."""
+
+
+def get_sink(name: str) -> type[ShardSink]:
+    """The sink class registered as `name`."""
+    try:
+        target = SINKS[name]
+    except KeyError:
+        from e5ray.errors import UsageError
+
+        raise UsageError(f"unknown output format {name!r}; valid: {', '.join(SINKS)}") from None
+    module, attr = target.split(":")
+    sink: type[ShardSink] = getattr(importlib.import_module(module), attr)
+    return sink

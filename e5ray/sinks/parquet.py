@@ -1,0 +1,86 @@
+"""Parquet sink: the output contract other tools read.
+
+One file per shard, columns `id` (the input's type kept) and `embedding`
+(`fixed_size_list<float32>[dim]`, not Ray's tensor extension type, so any Parquet
+reader understands it). ids are zstd-compressed; embeddings are stored uncompressed,
+since float noise does not compress and the codec would only cost CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from e5ray.sinks.base import SinkFile
+
+
+def embedding_schema(id_type: pa.DataType, dim: int, extra: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    fields = [("id", id_type), ("embedding", pa.list_(pa.float32(), dim))]
+    return pa.schema(fields + list((extra or {}).items()))
+
+
+class ParquetSink:
+    format: ClassVar[str] = "parquet"
+    suffix: ClassVar[str] = ".parquet"
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
+        self._id_type: pa.DataType = pa.int64()
+        self._dim = 0
+
+    def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
+        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{self.suffix}.tmp", dir=directory)
+        os.close(fd)
+        os.chmod(self._path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
+        self._id_type, self._dim = id_type, dim
+
+    def _start(self, extra: dict[str, pa.DataType] | None) -> pq.ParquetWriter:
+        # The writer starts at the first write, when the extra columns' types are known.
+        assert self._path is not None, "open() first"
+        schema = embedding_schema(self._id_type, self._dim, extra)
+        return pq.ParquetWriter(self._path, schema, compression={"id": "zstd", "embedding": "none"})
+
+    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
+        columns = {name: pa.array(values) for name, values in (extra or {}).items()}
+        if self._writer is None:
+            self._writer = self._start({name: col.type for name, col in columns.items()})
+        schema = self._writer.schema
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+        arrays = [pa.array(ids, type=self._id_type), pa.FixedSizeListArray.from_arrays(flat, self._dim)]
+        self._writer.write_table(pa.Table.from_arrays([*arrays, *columns.values()], schema=schema))
+        self._rows += len(ids)
+
+    def close(self) -> list[SinkFile]:
+        if self._writer is None:  # a shard with no rows still gets its (empty) output file
+            self._writer = self._start(None)
+        self._writer.close()
+        self._writer = None
+        assert self._path is not None
+        return [SinkFile(self._path, self.suffix, self._rows)]
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._path is not None and os.path.exists(self._path):
+            os.unlink(self._path)
+
+    @classmethod
+    def check(cls, fs: Any, path: str, dim: int) -> tuple[int, list[str]]:
+        try:
+            with fs.open(path, "rb") as fh:
+                meta = pq.ParquetFile(fh)
+                schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        except (OSError, pa.ArrowException) as exc:  # an unreadable file is a finding, not a crash
+            return 0, [f"unreadable Parquet ({exc})"]
+        expected = pa.list_(pa.float32(), dim)
+        if schema.names[:2] != ["id", "embedding"] or schema.field("embedding").type != expected:
+            return rows, [f"schema {schema}, expected id + embedding {expected}"]
+        return rows, []

@@ -1,0 +1,156 @@
+"""What runs where the model is: build the embedder once, check its space, embed tasks.
+
+An executor places `EmbeddingWorker`s (one per Ray actor, or one in-process) and feeds
+them `ShardTask`s; each call returns a `ShardEntry` (the shard's files are committed
+and its marker written) or a `ShardFailure`. No driver code lives here: a worker never
+plans, lists versions or commits a manifest.
+
+Only data errors become a `ShardFailure`: an unreadable or truncated file, a missing
+column, bytes that do not decode. Retrying such a shard fails the same way, and it
+must not cost the work done on the other shards. Any other exception is a bug (or a
+lost node) and propagates, so that it is seen as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from e5ray.config import JobConfig, ModelConfig
+from e5ray.corpus import SourceShard
+from e5ray.errors import DataError, DeadlineExceeded, UsageError
+from e5ray.failures import describe, endpoint_of
+from e5ray.manifest import ShardEntry
+from e5ray.shards import ShardTask, embed_shard
+from e5ray.sinks.base import get_sink
+from e5ray.storage import OutputDir, s3_options
+from e5ray.timeouts import StoragePolicy
+
+log = logging.getLogger("e5ray")
+
+# What a shard's data can raise while being read: our own corpus errors, Arrow's parse
+# errors, I/O errors (a missing or unreadable file, a bad gzip stream), a truncated
+# gzip (EOFError), undecodable bytes.
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    DataError,
+    pa.ArrowException,
+    OSError,
+    EOFError,
+    UnicodeDecodeError,
+    zlib.error,
+)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, as plain picklable data (no filesystems, no sessions)."""
+
+    model: ModelConfig
+    device: str
+    precision: str
+    output_uri: str
+    output_format: str
+    chunk_rows: int
+    space_fingerprint: str
+    s3_endpoint: str | None = None
+    storage: StoragePolicy = field(default_factory=StoragePolicy)  # e5ray.timeouts
+
+    @classmethod
+    def for_job(cls, config: JobConfig, space_fingerprint: str) -> WorkerSpec:
+        return cls(
+            model=config.model,
+            device=config.compute.device,
+            precision=config.precision,
+            output_uri=config.output.uri,
+            output_format=config.output.format,
+            chunk_rows=config.compute.chunk_rows,
+            space_fingerprint=space_fingerprint,
+            s3_endpoint=config.s3_endpoint,
+            storage=config.storage,
+        )
+
+    def storage_options(self) -> dict[str, Any] | None:
+        return s3_options(self.s3_endpoint, self.storage) or None
+
+    def embedder_kwargs(self, threads: int | None) -> dict[str, Any]:
+        return {
+            "model": self.model.name,
+            "model_path": self.model.path,
+            "device": self.device,
+            "threads": threads,
+            "max_length": self.model.max_length,
+            "token_budget": self.model.token_budget,
+            "precision": self.precision,
+            "cache_dir": self.model.cache_dir,
+            "storage_options": self.storage_options(),
+            "int8_min_cosine": self.model.int8_min_cosine,
+        }
+
+
+@dataclass(frozen=True)
+class ShardFailure:
+    """A shard whose data could not be embedded, and why."""
+
+    source: SourceShard
+    error: str
+    exit_code: int | None = None  # set for storage failures (e5ray.failures): not the shard's fault
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": self.error, "source": self.source.to_dict(), "exit_code": self.exit_code}
+
+
+ShardResult = ShardEntry | ShardFailure
+
+
+def result_from_dict(data: dict[str, Any]) -> ShardResult:
+    """A result sent across processes as its `to_dict`."""
+    if "error" in data:
+        return ShardFailure(SourceShard.from_dict(data["source"]), data["error"], data.get("exit_code"))
+    return ShardEntry.from_dict(data)
+
+
+def check_embedder_space(embedder: Any, spec: WorkerSpec) -> None:
+    """A worker whose model copy differs from the driver's must not write vectors."""
+    actual = embedder.space.with_prefix(spec.model.prefix)
+    if actual.fingerprint != spec.space_fingerprint:
+        raise UsageError(
+            f"this worker's model ({embedder.files.onnx_path}, sha256 {actual.model_sha256[:16]}) "
+            f"gives embedding space {actual.fingerprint[:16]}, the job planned {spec.space_fingerprint[:16]}: "
+            "the nodes hold different copies of the model"
+        )
+
+
+class EmbeddingWorker:
+    """One embedder, loaded once, that embeds shard after shard into the output."""
+
+    def __init__(self, spec: WorkerSpec, threads: int | None = None) -> None:
+        from e5ray.embedder import E5Embedder
+
+        self.spec = spec
+        self.embedder = E5Embedder(**spec.embedder_kwargs(threads))
+        check_embedder_space(self.embedder, spec)
+        self.sink_class = get_sink(spec.output_format)
+        self.output = OutputDir(spec.output_uri, spec.storage_options())  # this process's own handle
+
+    def embed(self, task: ShardTask) -> ShardResult:
+        """The shard's entry, or a ShardFailure when its data cannot be embedded."""
+        try:
+            return embed_shard(
+                task, self.embedder, self.output, self.sink_class(), self.spec.storage_options(), self.spec.chunk_rows
+            )
+        except DeadlineExceeded:
+            raise
+        except Exception as exc:
+            options = self.spec.storage_options()
+            found = describe(exc, f"embedding {task.source.uri} into", self.spec.output_uri, endpoint_of(options))
+            if found is not None:  # storage refused or stopped answering: every shard would fail alike
+                log.error("shard %s: %s", task.source.uri, found)
+                return ShardFailure(task.source, str(found), found.exit_code)
+            if not isinstance(exc, DATA_ERRORS):
+                raise
+            log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
+            return ShardFailure(task.source, f"{type(exc).__name__}: {exc}")
