@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,7 +64,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _endpoint(item: BaseException, fallback: str | None) -> str:
     kwargs = getattr(item, "kwargs", None) or {}
-    return str(kwargs.get("endpoint_url") or fallback or "the default AWS endpoint")
+    url = str(kwargs.get("endpoint_url") or fallback or "")
+    parts = urlsplit(url)
+    # the endpoint itself; the object is named by the operation
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else (url or "the default AWS endpoint")
 
 
 def classify(exc: BaseException, endpoint: str | None = None) -> StorageFailure | None:

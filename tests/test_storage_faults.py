@@ -86,9 +86,8 @@ def corpus(server, env, request):
 
 
 def config(inp: str, out: str, model_dir: Any, **kw: Any) -> JobConfig:
-    return JobConfig.from_options(
-        input=inp, output=out, model="tiny", model_path=str(model_dir), executor="local", **kw
-    )
+    kw.setdefault("executor", "local")
+    return JobConfig.from_options(input=inp, output=out, model="tiny", model_path=str(model_dir), **kw)
 
 
 CASES = {
@@ -236,3 +235,66 @@ def test_storage_errors_are_classified_from_their_causes():
     found = describe(timeout, "listing the input", "s3://b/in")
     assert isinstance(found, StorageUnavailableError) and "http://store:9000 did not answer" in str(found)
     assert describe(ValueError("a bug"), "x", "y") is None
+
+
+@pytest.fixture
+def own_ray(server):
+    """A local Ray of this test's own: `address="local"` never joins a cluster another
+    process named in Ray's temp dir; workers get the fault server's credentials."""
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    temp_dir = tempfile.mkdtemp(prefix="e5f-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        _node_ip_address="127.0.0.1",
+        _temp_dir=temp_dir,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_a_frozen_store_fails_a_ray_run_too(server, corpus, bert_model_dir, own_ray):
+    """The case first seen hanging: Ray actors in `put_file`, the driver waiting for them."""
+    from e5ray.executors.ray import run_on_ray
+
+    inp, out = corpus
+    fast = {**FAST, "s3_endpoint": server.endpoint_url}
+    fs = server.filesystem()
+    base = inp.removeprefix("s3://").rsplit("/", 1)[0]
+    for s in range(2, 6):
+        write_shard(f"{base}/corpus/p{s}.parquet", list(range(100 * s, 100 * s + 20)), make_texts(20, s), fs)
+    bound = StoragePolicy(**{k.removeprefix("s3_"): v for k, v in FAST.items()}).worst_case_s()
+    frozen: dict[str, float] = {}
+
+    def executor(tasks, spec, compute) -> Iterator[Any]:
+        results = iter(run_on_ray(tasks, spec, compute))
+        yield next(results)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        frozen["at"] = time.monotonic()
+        yield from results
+
+    try:
+        with pytest.raises(StorageUnavailableError, match=f"{server.endpoint_url} did not answer"):
+            run_job(config(inp, out, bert_model_dir, executor="ray", **fast), executor=executor)
+        elapsed = time.monotonic() - frozen["at"]
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    print(f"frozen store under Ray: the run failed {elapsed:.1f} s after SIGSTOP (one call's bound {bound:.1f} s)")
+    assert elapsed < bound + 10
+    assert not fs.exists(f"{out.removeprefix('s3://')}/manifest.json")  # nothing committed
+    resumed = embed_job(config(inp, out, bert_model_dir, **fast))
+    assert resumed["run"]["reused_shards"] >= 1 and resumed["totals"]["embedded"] == 120
+    assert verify_output(OutputDir(out)) == []
