@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from urllib.parse import urlsplit
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from e5ray.errors import EXIT_STORAGE_UNAVAILABLE, DeadlineExceeded, StorageError, StorageUnavailableError
 
