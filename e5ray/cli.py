@@ -1,4 +1,4 @@
-"""`e5ray` command line: embed, refresh, verify, gc.
+"""`e5ray` command line: embed, refresh, verify, gc, search, eval, compare.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
 `add_job_arguments` and `config_from_args`. Defaults come from `e5ray.config`.
@@ -33,16 +33,42 @@ from e5ray.dupes import POLICIES
 from e5ray.errors import EXIT_INTERRUPTED, E5RayError
 from e5ray.executors.base import EXECUTORS
 from e5ray.failures import check_bucket, describe, endpoint_of, storage_step
+from e5ray.pooling import POOLINGS
 from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
+from e5ray.search import add_search_command
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES
 from e5ray.storage import s3_options
 from e5ray.timeouts import StoragePolicy
+from e5ray.windows import LONG_TEXT_MODES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 GC_KEEP = 3
 GC_MIN_AGE_S = 3600.0
+
+
+def add_space_arguments(group: argparse._ArgumentGroup) -> None:
+    """Pooling and long-text flags: part of the embedding space, like the model."""
+    group.add_argument(
+        "--pooling",
+        choices=list(POOLINGS),
+        default=ModelConfig.pooling,
+        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
+    )
+    group.add_argument(
+        "--long-text",
+        choices=LONG_TEXT_MODES,
+        default=ModelConfig.long_text,
+        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
+        "average (one vector per text: token-weighted mean of its windows)",
+    )
+    group.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
+    )
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +108,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
     )
     model.add_argument("--int8-min-cosine", type=float, default=ModelConfig.int8_min_cosine)
+    add_space_arguments(model)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
     model.add_argument("--token-budget", type=int, default=None, help="padded tokens per ONNX batch")
     pool = parser.add_argument_group("compute")
@@ -269,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     add_storage_arguments(gc)
     gc.set_defaults(func=_gc)
+    from e5ray.compare import add_compare_arguments, compare_from_args
+    from e5ray.eval import add_eval_arguments, eval_from_args
+
+    for name, text, add_arguments, run in (
+        ("eval", "retrieval metrics of embedding variants on labelled pairs, A/B", add_eval_arguments, eval_from_args),
+        ("compare", "how far two outputs' vectors moved: cosine, neighbours", add_compare_arguments, compare_from_args),
+    ):
+        command = sub.add_parser(name, help=text)
+        add_arguments(command)
+        command.set_defaults(func=run)
+    add_search_command(sub)
     return parser
 
 

@@ -28,11 +28,13 @@ from e5ray.dupes import POLICIES
 from e5ray.errors import ConfigError
 from e5ray.executors.base import EXECUTORS
 from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
+from e5ray.pooling import E5_POOLING, POOLINGS
 from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
 from e5ray.timeouts import StoragePolicy
+from e5ray.windows import LONG_TEXT_MODES
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -85,9 +87,16 @@ class ModelConfig:
     int8_min_cosine: float = 0.99
     token_budget: int | None = None  # None: the embedder's per-device default
     cache_dir: str | None = None
+    # Space parameters beyond the model (e5ray.pooling, e5ray.windows).
+    pooling: str = E5_POOLING
+    long_text: str = "truncate"
+    stride: int | None = None  # tokens of overlap between windows; None: max_length // 8
 
     def __post_init__(self) -> None:
         _choice("model.prefix (--prefix)", self.prefix, list(PREFIXES))
+        _choice("model.pooling (--pooling)", self.pooling, list(POOLINGS))
+        _choice("model.long_text (--long-text)", self.long_text, LONG_TEXT_MODES)
+        _at_least("model.stride (--stride)", self.stride, 0, optional=True)
         _choice("model.precision (--precision)", self.precision, PRECISIONS, optional=True)
         _at_least("model.max_length (--max-length)", self.max_length, 2)
         _at_least("model.token_budget (--token-budget)", self.token_budget, 1, optional=True)

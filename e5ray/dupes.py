@@ -122,25 +122,19 @@ def precedence(entries: Sequence[ShardEntry], policy: str, carried_uris: set[str
     return sorted(range(len(entries)), key=lambda i: entries[i].source.uri)
 
 
-def _read_rows(output: OutputDir, ref: FileRef, output_format: str) -> tuple[list[Any], np.ndarray]:
-    """The ids and vectors of one embedding file (Parquet or JSONL sink)."""
+def _read_ids(output: OutputDir, ref: FileRef, output_format: str) -> list[Any]:
+    """The ids of one embedding file (Parquet or JSONL sink)."""
     with output.fs.open(output.path(ref.path), "rb") as fh:
         if output_format == "parquet":
-            table = pq.read_table(fh)
-            ids = table.column("id").to_pylist()
-            flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            return ids, np.asarray(flat, dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros(
-                (0, 0), np.float32
-            )
-        records = [json.loads(line) for line in fh.read().decode("utf-8").splitlines() if line.strip()]
-    vectors = np.asarray([r["embedding"] for r in records], dtype=np.float32)
-    return [r["id"] for r in records], vectors
+            ids: list[Any] = pq.read_table(fh, columns=["id"]).column("id").to_pylist()
+            return ids
+        return [json.loads(line)["id"] for line in fh.read().decode("utf-8").splitlines() if line.strip()]
 
 
 def _partition_rows(output: OutputDir, entry: ShardEntry, lo: int, hi: int, output_format: str) -> pa.Table:
     """The rows of an entry's ids whose hash is in [lo, hi)."""
     if entry.ids is None:  # written before ids files existed: hash the embedding files' ids
-        keys = [id_key(v) for ref in entry.files for v in _read_rows(output, ref, output_format)[0]]
+        keys = [id_key(v) for ref in entry.files for v in _read_ids(output, ref, output_format)]
         table = pa.table(
             {
                 "h": pa.array(hash64(keys)),
@@ -223,30 +217,37 @@ def _upload(output: OutputDir, local: str, stem: str, suffix: str, rows: int | N
     return FileRef(rel, size, sha, rows)
 
 
-def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_format: str, dim: int) -> ShardEntry:
-    """The entry with `drops` rejected: its files rewritten under new names, counts updated."""
+def _filter_file(output: OutputDir, ref: FileRef, output_format: str, dropped: set[str], local: str) -> int:
+    """Write `ref` without the rows whose id is in `dropped` to `local` (every column kept,
+    so long-text window columns survive); returns the rows kept."""
+    with output.fs.open(output.path(ref.path), "rb") as fh:
+        if output_format == "parquet":
+            table = pq.read_table(fh)
+            keys = pa.array([id_key(v) for v in table.column("id").to_pylist()], pa.string())
+            kept = table.filter(pc.invert(pc.is_in(keys, value_set=pa.array(sorted(dropped), pa.string()))))
+            pq.write_table(kept, local, compression={"id": "zstd", "embedding": "none"})
+            return int(kept.num_rows)
+        lines = [line for line in fh.read().decode("utf-8").splitlines() if line.strip()]
+    kept_lines = [line for line in lines if id_key(json.loads(line)["id"]) not in dropped]
+    with open(local, "w", encoding="utf-8") as out:
+        out.writelines(line + "\n" for line in kept_lines)
+    return len(kept_lines)
+
+
+def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_format: str) -> ShardEntry:
+    """The entry with `drops` (documents) rejected: its files rewritten under new names
+    (content-addressed, so a rewrite done twice names the same files), counts updated."""
     dropped = {d.id for d in drops}
-    sink_class = get_sink(output_format)
-    suffix = str(getattr(sink_class, "suffix", ""))
-    first = entry.files[0]
-    tail = f"-{first.sha256[:12]}{suffix}"
-    stem = first.path[: -len(tail)] if first.path.endswith(tail) else first.path.removesuffix(suffix)
-    ids: list[Any] = []
-    parts = []
-    for ref in entry.files:
-        file_ids, vectors = _read_rows(output, ref, output_format)
-        keep = [i for i, v in enumerate(file_ids) if id_key(v) not in dropped]
-        ids += [file_ids[i] for i in keep]
-        parts.append(vectors[keep] if len(keep) else None)
-    removed = entry.rows - len(ids)
-    as_int = entry.id_type == "int64" if entry.id_type else not (ids and isinstance(ids[0], str))
+    suffix = str(getattr(get_sink(output_format), "suffix", ""))
+    files, removed = [], 0
     with tempfile.TemporaryDirectory(prefix="e5ray-dupes-") as tmp:
-        sink = sink_class()
-        sink.open(tmp, stem.rsplit("/", 1)[-1], pa.int64() if as_int else pa.string(), dim)
-        good = [p for p in parts if p is not None and len(p)]
-        if ids:
-            sink.write(ids, np.concatenate(good))
-        files = tuple(_upload(output, f.local_path, stem, f.suffix, f.rows) for f in sink.close())
+        for n, ref in enumerate(entry.files):
+            tail = f"-{ref.sha256[:12]}{suffix}"
+            stem = ref.path[: -len(tail)] if ref.path.endswith(tail) else ref.path.removesuffix(suffix)
+            local = f"{tmp}/{n}{suffix}"
+            rows = _filter_file(output, ref, output_format, dropped, local)
+            removed += (ref.rows if ref.rows is not None else rows) - rows
+            files.append(_upload(output, local, stem, suffix, rows))
         new_stem = files[0].path.removesuffix(suffix)
         ids_ref = None
         if entry.ids is not None:
@@ -262,6 +263,7 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
     if entry.rejects is not None:
         text = output.read_bytes(entry.rejects.path).decode("utf-8")
         records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    as_int = entry.id_type == "int64"
     for d in sorted(drops, key=lambda d: d.row):
         where = f"{d.kept_by} row {d.kept_row}" if d.kept_row >= 0 else d.kept_by
         records.append({"row": d.row, "id": int(d.id) if as_int else d.id, "reason": f"duplicate id: kept in {where}"})
@@ -269,12 +271,16 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
     blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
     rejects = FileRef(f"{new_stem}.rejects.jsonl", len(blob), hashlib.sha256(blob).hexdigest(), len(records))
     output.write_atomic(rejects.path, blob)
+    documents = len(drops)  # ids are unique within a shard: one dropped id is one document
+    chunked = entry.documents is not None and entry.rows != entry.documents  # rows are windows
     return dataclasses.replace(
         entry,
-        files=files,
+        files=tuple(files),
         rows=entry.rows - removed,
-        rejected=entry.rejected + removed,
-        duplicates=entry.duplicates + removed,
+        rejected=entry.rejected + documents,
+        documents=entry.documents - documents if entry.documents is not None else None,
+        windows=entry.windows - removed if chunked and entry.windows is not None else entry.windows,
+        duplicates=entry.duplicates + documents,
         duplicates_of=tuple(sorted(set(entry.duplicates_of) | {d.kept_by for d in drops})),
         rejects=rejects,
         ids=ids_ref,
@@ -287,7 +293,6 @@ def resolve_duplicates(
     policy: str,
     carried_uris: set[str],
     output_format: str,
-    dim: int,
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
 ) -> tuple[list[ShardEntry], int]:
     """The version's entries with cross-shard duplicates rejected under `policy`, and how many."""
@@ -297,7 +302,7 @@ def resolve_duplicates(
     drops = find_duplicates(output, entries, order, output_format, rows_per_partition)
     out = list(entries)
     for index, rows in drops.items():
-        out[index] = apply_drops(output, entries[index], rows, output_format, dim)
+        out[index] = apply_drops(output, entries[index], rows, output_format)
     return out, sum(len(rows) for rows in drops.values())
 
 

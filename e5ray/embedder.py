@@ -1,13 +1,17 @@
 """E5Embedder: texts in, paper-faithful E5 vectors out.
 
-Pipeline per call: add the E5 prefix, tokenise once (truncating at `max_length`, and
-counting what was cut), order by length and cut token-budget batches, run the ONNX
-encoder, mean-pool over the attention mask and L2-normalise in numpy, restore the
-input order. Each step is a plain function or method so that tests can check it.
+Pipeline per call: add the E5 prefix (replacing one the text already carries),
+tokenise once (truncating at `max_length` and counting what was cut, or cutting long
+texts into windows: e5ray.windows), order by length and cut token-budget batches, run
+the ONNX encoder, mean-pool over the attention mask and L2-normalise in numpy, restore
+the input order. Each step is a plain function or method so that tests can check it.
+Pooling (mean, or legacy cls), normalisation and the long-text mode are part of the
+embedder's `space`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -24,22 +28,27 @@ from e5ray.config import DEVICES, PRECISIONS
 from e5ray.devices import available_cpus, require_cuda
 from e5ray.errors import DeviceUnavailableError, UsageError
 from e5ray.model_space import describe_space, space_of
-from e5ray.pooling import POOLED_OUTPUT, POOLINGS
+from e5ray.pooling import POOLED_OUTPUT, POOLINGS, check_pooling
 from e5ray.precision import GATE_SAMPLE, check_int8_quality, prepare_model_file
+from e5ray.prefixes import strip_e5_prefixes
 from e5ray.resolve import ModelFiles, read_json_file, resolve_model
 from e5ray.space import PREFIXES, Prefix, prefix_text
+from e5ray.windows import Windows, WindowTokenizer, average_windows, check_long_text, default_stride
 
 __all__ = [
     "DEVICES",
     "PRECISIONS",
     "PREFIXES",
     "E5Embedder",
+    "EmbedResult",
     "Prefix",
+    "Tokenized",
     "available_cpus",
     "describe_space",
     "prefix_text",
     "require_cuda",
 ]
+log = logging.getLogger("e5ray")
 
 # Padded tokens per batch. CPU: small, so activations stay in cache and padding stays
 # near 3% (`jobs/benchmark.py --sweep`, e5-small shape, 2 threads: budget 512 ran 4,837
@@ -50,11 +59,13 @@ DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 1024}
 
 @dataclass
 class Tokenized:
-    """Token ids of a list of texts, in input order, ready to be batched."""
+    """Token ids of a list of texts (or of their windows), in input order, ready to be batched."""
 
     ids: list[list[int]]
     lengths: np.ndarray
-    truncated: np.ndarray  # bool per text: cut at max_length
+    truncated: np.ndarray  # bool per row: cut at max_length
+    long_text: str = "truncate"
+    windows: Windows | None = None  # chunk and average: which document and span each row is
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -62,10 +73,14 @@ class Tokenized:
 
 @dataclass
 class EmbedResult:
-    """Vectors in input order plus what it cost to make them."""
+    """Vectors in input order plus what it cost to make them.
+
+    chunk mode: one row per window, `windows` says whose and where; average mode: one
+    row per document, `windows` counts the windows that were embedded."""
 
     vectors: np.ndarray
     truncated: np.ndarray
+    windows: Windows | None = None
     tokens: int = 0
     padded_tokens: int = 0
     seconds: float = 0.0
@@ -94,6 +109,9 @@ class E5Embedder:
         storage_options: dict[str, Any] | None = None,
         gpu_id: int = 0,
         int8_min_cosine: float = 0.99,
+        pooling: str = "mean",
+        long_text: str = "truncate",
+        stride: int | None = None,
     ) -> None:
         if device not in DEVICES:
             raise UsageError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
@@ -106,6 +124,13 @@ class E5Embedder:
             raise UsageError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
         if threads is not None and threads < 1:
             raise UsageError(f"threads must be >= 1, got {threads}")
+        self.pooling = check_pooling(pooling)
+        self.long_text = check_long_text(long_text)
+        if pooling == "cls":
+            log.warning(
+                "pooling 'cls' is not the E5 paper's pooling (mean over tokens) and gives other vectors; "
+                "use it only to extend an index built that way while a move to mean pooling is prepared"
+            )
 
         self.model = model
         self.device = device
@@ -116,19 +141,26 @@ class E5Embedder:
         self.files: ModelFiles = resolve_model(model, model_path, cache_dir, storage_options)
 
         config = read_json_file(self.files.config_path)  # parsed once, for the space and the pad id
-        self.space = space_of(model, self.files, max_length, precision, config=config)
+        self.space = space_of(
+            model, self.files, max_length, precision, config=config, pooling=pooling, long_text=long_text, stride=stride
+        )
         self.max_length = self.space.max_length
+        self.stride = default_stride(self.max_length) if stride is None else stride
+        if not 0 <= self.stride < self.max_length:
+            raise UsageError(f"stride must be in 0..{self.max_length - 1} (tokens of overlap), got {self.stride}")
         self.dim = self.space.dim
         self.pool = POOLINGS[self.space.pooling].pool
         self.pad_id = int(config.get("pad_token_id", 0) or 0)
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer_path))
         self.tokenizer.no_padding()  # we pad per batch, to the batch's own longest row
         self.tokenizer.enable_truncation(self.max_length)
+        self._windows: WindowTokenizer | None = None  # made on first use of chunk/average
+        self._warned_prefix = False
 
         if device == "gpu":
             require_cuda()  # before converting anything: fail fast on a CPU-only install
         # Quantised and half-precision copies are separate files with their own hashes.
-        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir)
+        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, pooling)
         self.session = self._make_session(gpu_id)
         self.input_names = {i.name for i in self.session.get_inputs()}
         for required in ("input_ids", "attention_mask"):
@@ -169,7 +201,15 @@ class E5Embedder:
     def _token_output_name(self) -> str:
         outputs = self.session.get_outputs()
         by_name = {o.name: o for o in outputs}
-        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already E5-pooled
+        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already pooled
+            from e5ray.graph import POOLING_METADATA
+
+            # Heads made before the metadata existed were all mean pooling.
+            head = self.session.get_modelmeta().custom_metadata_map.get(POOLING_METADATA, "mean")
+            if head != self.pooling:
+                raise UsageError(
+                    f"{self.onnx_path}: its pooling head pools by {head!r}, this embedder by {self.pooling!r}"
+                )
             return POOLED_OUTPUT
         if "last_hidden_state" in by_name:
             return "last_hidden_state"
@@ -186,21 +226,42 @@ class E5Embedder:
     def _int8_agreement(self) -> float:
         """Mean cosine between this (int8) model's vectors and the fp32 model's on GATE_SAMPLE;
         the fp32 session is made for this measurement only and dropped after it."""
-        tokens = self.tokenize(GATE_SAMPLE, "passage")
+        tokens = self.tokenize(GATE_SAMPLE, "passage", "truncate")
         reference = ort.InferenceSession(str(self.files.onnx_path), providers=["CPUExecutionProvider"])
         quantized = self.run(tokens).vectors
         fp32 = self.run(tokens, session=reference).vectors
         return float(np.mean(np.sum(quantized * fp32, axis=1)))
 
-    def tokenize(self, texts: Sequence[str], prefix: Prefix = "passage") -> Tokenized:
-        """Prefix and tokenise `texts`, truncating at max_length and recording which were cut."""
+    def tokenize(self, texts: Sequence[str], prefix: Prefix = "passage", long_text: str | None = None) -> Tokenized:
+        """Prefix and tokenise `texts`: truncated at max_length (recording which were cut), or
+        cut into windows (`long_text` 'chunk' or 'average'; default: the embedder's mode)."""
         head = prefix_text(prefix)
-        encodings = self.tokenizer.encode_batch([head + t for t in texts], add_special_tokens=True)
-        ids = [e.ids for e in encodings]
+        mode = check_long_text(long_text or self.long_text)
+        bodies, cut = strip_e5_prefixes(texts) if head else (list(texts), [0] * len(texts))
+        if any(cut) and not self._warned_prefix:
+            self._warned_prefix = True  # once per embedder: a corpus may hold millions of them
+            log.warning(
+                "some texts already start with 'query: ' or 'passage: ' (e.g. %.60r); that prefix is removed "
+                "and %r added, so no text carries two",
+                texts[next(i for i, c in enumerate(cut) if c)],
+                head,
+            )
+        if mode == "truncate":
+            encodings = self.tokenizer.encode_batch([head + t for t in bodies], add_special_tokens=True)
+            ids = [e.ids for e in encodings]
+            truncated = np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(ids))
+            windows = None
+        else:
+            if self._windows is None:
+                self._windows = WindowTokenizer(self.tokenizer, self.max_length, self.stride)
+            ids, windows = self._windows.split(texts, bodies, cut, head)
+            truncated = np.zeros(len(ids), dtype=bool)  # windows cover the whole text
         return Tokenized(
             ids=ids,
             lengths=np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids)),
-            truncated=np.fromiter((len(e.overflowing) > 0 for e in encodings), dtype=bool, count=len(ids)),
+            truncated=truncated,
+            long_text=mode,
+            windows=windows,
         )
 
     def run(self, tokens: Tokenized, session: ort.InferenceSession | None = None) -> EmbedResult:
@@ -219,9 +280,14 @@ class E5Embedder:
             output = self._forward(input_ids, mask, session)
             out[batch.indices] = output if self.output_name == POOLED_OUTPUT else self.pool(output, mask)
             padded += batch.padded_tokens
+        truncated = tokens.truncated
+        if tokens.long_text == "average" and tokens.windows is not None:
+            out = average_windows(out, tokens.windows)
+            truncated = np.zeros(tokens.windows.documents, dtype=bool)
         return EmbedResult(
             vectors=out,
-            truncated=tokens.truncated,
+            truncated=truncated,
+            windows=tokens.windows,
             tokens=int(tokens.lengths.sum()),
             padded_tokens=padded,
             seconds=time.perf_counter() - start,
@@ -237,10 +303,13 @@ class E5Embedder:
         result: np.ndarray = (session or self.session).run([self.output_name], feed)[0]
         return result
 
-    def embed(self, texts: Sequence[str], prefix: Prefix = "passage") -> EmbedResult:
-        """Vectors (n, dim) float32 for `texts` with statistics; see embed_passages for arrays only."""
+    def embed(self, texts: Sequence[str], prefix: Prefix = "passage", long_text: str | None = None) -> EmbedResult:
+        """Vectors (n, dim) float32 for `texts` with statistics; see embed_passages for arrays only.
+
+        `long_text` (default: the embedder's mode): 'truncate' or 'average' give one row per
+        text; 'chunk' one row per window, `result.windows` naming its text and span."""
         texts = _check_texts(texts)
-        return self.run(self.tokenize(texts, prefix))
+        return self.run(self.tokenize(texts, prefix, long_text))
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         """E5 vectors of documents (prefix 'passage: '), shape (n, dim), float32, unit norm."""

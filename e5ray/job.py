@@ -104,7 +104,16 @@ def _run_job(config: JobConfig, executor: Executor | None, deadline: Deadline) -
     deadline.check("loading the model")
     model = config.model
     space = describe_space(
-        model.name, model.path, model.max_length, config.precision, model.prefix, model.cache_dir, options
+        model.name,
+        model.path,
+        model.max_length,
+        config.precision,
+        model.prefix,
+        model.cache_dir,
+        options,
+        pooling=model.pooling,
+        long_text=model.long_text,
+        stride=model.stride,
     )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:
@@ -215,7 +224,6 @@ def _embed_and_commit(
             config.rows.duplicate_ids,
             {e.source.uri for e in plan.carried},
             config.output.format,
-            space.dim,
         )
     tokens = sum(e.tokens for e in embedded)
     run_info = RunInfo(

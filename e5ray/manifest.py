@@ -71,6 +71,15 @@ class ShardEntry:
     id_type: str | None = None
     duplicates: int = 0
     duplicates_of: tuple[str, ...] = ()  # source URIs of the shards that kept those ids
+    # Long texts cut into windows (chunk, average): documents embedded and windows run.
+    # `rows` counts output rows: windows in chunk mode, documents otherwise.
+    documents: int | None = None
+    windows: int | None = None
+
+    @property
+    def embedded_documents(self) -> int:
+        """Documents this shard embedded (input rows that were not rejected)."""
+        return self.rows if self.documents is None else self.documents
 
     @property
     def bytes(self) -> int:
@@ -91,6 +100,9 @@ class ShardEntry:
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
         out["ids"] = self.ids.to_dict() if self.ids else None
         out["duplicates_of"] = list(self.duplicates_of)
+        for name in ("documents", "windows"):  # absent when texts were truncated, as before
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
@@ -137,10 +149,12 @@ class RunInfo:
 
 
 def totals(shards: list[ShardEntry] | tuple[ShardEntry, ...]) -> dict[str, int]:
+    windowed = [s.windows for s in shards if s.windows is not None]
     return {
         "shards": len(shards),
         "input_rows": sum(s.input_rows for s in shards),
-        "embedded": sum(s.rows for s in shards),
+        "embedded": sum(s.embedded_documents for s in shards),
+        **({"windows": sum(windowed)} if windowed else {}),
         "rejected": sum(s.rejected for s in shards),
         "duplicates": sum(s.duplicates for s in shards),
         "truncated": sum(s.truncated for s in shards),

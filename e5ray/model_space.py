@@ -2,7 +2,8 @@
 
 The driver plans a run from this (no ONNX session, no tokenizer); every worker's
 embedder derives its own space the same way and must arrive at the same fingerprint.
-Pooling and normalisation are taken from the pooling mode E5 uses (`e5ray.pooling`).
+Pooling and normalisation are taken from the pooling mode chosen (`e5ray.pooling`: the
+paper's mean by default); the long-text mode and its stride from `e5ray.windows`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 from typing import Any
 
 from e5ray.catalog import DEFAULT_MODEL
-from e5ray.pooling import E5_POOLING, POOLINGS
+from e5ray.pooling import E5_POOLING, POOLINGS, check_pooling
 from e5ray.resolve import ModelFiles, model_sha256, read_json_file, resolve_model
 from e5ray.space import EmbeddingSpace, Prefix, prefix_text
+from e5ray.windows import check_long_text, default_stride
 
 
 def effective_max_length(files: ModelFiles, config: dict[str, Any], requested: int) -> int:
@@ -41,10 +43,14 @@ def describe_space(
     prefix: Prefix = "passage",
     cache_dir: str | os.PathLike[str] | None = None,
     storage_options: dict[str, Any] | None = None,
+    pooling: str = E5_POOLING,
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> EmbeddingSpace:
     """The space an E5Embedder with these settings embeds into, without loading the model."""
     prefix_text(prefix)  # validates
-    return space_of(model, resolve_model(model, model_path, cache_dir, storage_options), max_length, precision, prefix)
+    files = resolve_model(model, model_path, cache_dir, storage_options)
+    return space_of(model, files, max_length, precision, prefix, pooling=pooling, long_text=long_text, stride=stride)
 
 
 def space_of(
@@ -54,18 +60,26 @@ def space_of(
     precision: str,
     prefix: Prefix = "passage",
     config: dict[str, Any] | None = None,
+    pooling: str = E5_POOLING,
+    long_text: str = "truncate",
+    stride: int | None = None,
 ) -> EmbeddingSpace:
     """The embedding space of `files` used with these settings (read from the files, not the
-    session). `config`: the model's config.json when the caller has parsed it already."""
+    session). `config`: the model's config.json when the caller has parsed it already.
+    The stride belongs to the space only when long texts are cut into windows."""
     if config is None:
         config = read_json_file(files.config_path)
+    length = effective_max_length(files, config, max_length)
+    windowed = check_long_text(long_text) != "truncate"
     return EmbeddingSpace(
         model=model,
         model_sha256=model_sha256(files),
         dim=int(config["hidden_size"]),
-        max_length=effective_max_length(files, config, max_length),
-        pooling=E5_POOLING,
-        normalized=POOLINGS[E5_POOLING].normalized,
+        max_length=length,
+        pooling=check_pooling(pooling),
+        normalized=POOLINGS[pooling].normalized,
         precision=precision,
         prefix=prefix,
+        long_text=long_text,
+        stride=(default_stride(length) if stride is None else stride) if windowed else 0,
     )

@@ -2,6 +2,8 @@
 
 Kept apart from the ONNX run so that it can be tested on its own and so that no
 model wrapper's own pooling (CLS, or mean without normalisation) leaks into the vectors.
+`cls` (the first token's vector, normalised) exists only to extend indexes built by
+older tools that pooled that way; it is not the E5 paper's pooling.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ def e5_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     return l2_normalize(mean_pool(hidden, attention_mask))
 
 
+def cls_pool(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """The first token's vector of each row ([CLS] / <s>), L2-normalised: legacy pooling."""
+    if hidden.ndim != 3:
+        raise ValueError(f"expected token embeddings of shape (batch, seq, dim), got {hidden.shape}")
+    if hidden.shape[0] and not np.all(np.asarray(attention_mask)[:, 0]):
+        raise ValueError("cls_pool: a row's first position is padding; sequences must be left-aligned")
+    return l2_normalize(hidden[:, 0, :].astype(np.float32, copy=False))
+
+
 @dataclass(frozen=True)
 class PoolingMode:
     """A pooling function (token states, attention mask) -> sentence vectors, and whether
@@ -58,5 +69,20 @@ class PoolingMode:
 # normalised; a new mode is a function (here or in a module of its own) plus one line.
 POOLINGS: dict[str, PoolingMode] = {
     "mean": PoolingMode(e5_pool, normalized=True),
+    "cls": PoolingMode(cls_pool, normalized=True),  # legacy: extending indexes built that way
 }
 E5_POOLING = "mean"
+
+
+def check_pooling(pooling: str) -> str:
+    """`pooling`, if it is one e5ray knows; else a UsageError listing the valid ones."""
+    if pooling not in POOLINGS:
+        from e5ray.errors import UsageError
+
+        raise UsageError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    return pooling
+
+
+def pool(hidden: np.ndarray, attention_mask: np.ndarray, pooling: str = E5_POOLING) -> np.ndarray:
+    """Sentence vectors by `pooling` ('mean', the paper's, or legacy 'cls')."""
+    return POOLINGS[check_pooling(pooling)].pool(hidden, attention_mask)

@@ -45,11 +45,17 @@ def _cache_path(source: Path, tag: str, cache_dir: str | os.PathLike[str] | None
     return root / "converted" / key / name
 
 
-def prepare_model_file(source: Path, precision: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The model file to load for `precision`, converting (once, under a lock) if needed."""
+def prepare_model_file(
+    source: Path, precision: str, cache_dir: str | os.PathLike[str] | None = None, pooling: str = "mean"
+) -> Path:
+    """The model file to load for `precision`, converting (once, under a lock) if needed.
+
+    The fp16 copy carries its pooling head, so each pooling method has its own file
+    (`model.fp16.onnx` for mean, as before; `model.fp16-cls.onnx` for cls)."""
     if precision == "fp32":
         return source
-    target = _cache_path(source, precision, cache_dir)
+    tag = precision if precision != "fp16" or pooling == "mean" else f"fp16-{pooling}"
+    target = _cache_path(source, tag, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
@@ -58,7 +64,7 @@ def prepare_model_file(source: Path, precision: str, cache_dir: str | os.PathLik
         if precision == "int8":
             quantize_int8(source, tmp)
         elif precision == "fp16":
-            convert_fp16(source, tmp)
+            convert_fp16(source, tmp, pooling)
         else:
             raise UsageError(f"unknown precision {precision!r}; valid: fp32, fp16, int8")
         os.replace(tmp, target)
@@ -72,10 +78,10 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def convert_fp16(source: Path, target: Path) -> None:
+def convert_fp16(source: Path, target: Path, pooling: str = "mean") -> None:
     """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, convert
-    weights to fp16 keeping fp32 inputs and outputs, and append the E5 pooling head so the
-    device returns pooled, normalised vectors (pooling arithmetic in fp32)."""
+    weights to fp16 keeping fp32 inputs and outputs, and append the pooling head (`pooling`)
+    so the device returns pooled, normalised vectors (pooling arithmetic in fp32)."""
     try:
         from onnxruntime.transformers.optimizer import optimize_model
 
@@ -84,7 +90,7 @@ def convert_fp16(source: Path, target: Path) -> None:
         raise UsageError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
     optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
     optimized.convert_float_to_float16(keep_io_types=True)
-    model = add_e5_pooling(optimized.model)
+    model = add_e5_pooling(optimized.model, pooling=pooling)
     size = sum(t.ByteSize() for t in model.graph.initializer)
     optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
 

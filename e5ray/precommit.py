@@ -57,13 +57,12 @@ def finish_version(
     duplicate_ids: str,
     carried_uris: set[str],
     output_format: str,
-    dim: int,
     rows_per_partition: int = DEFAULT_ROWS_PER_PARTITION,
 ) -> tuple[list[ShardEntry], int]:
     """The version's entries ready to commit, and how many cross-shard duplicates were rejected."""
     check_uniform_id_types(shards)
     shards, duplicates = resolve_duplicates(
-        output, shards, duplicate_ids, carried_uris, output_format, dim, rows_per_partition
+        output, shards, duplicate_ids, carried_uris, output_format, rows_per_partition
     )
     if duplicates:
         log.warning(

@@ -4,8 +4,9 @@ For a source shard the worker streams chunks, rejects rows that cannot be embedd
 (recorded with the reason, never dropped silently), embeds the rest, and writes through
 the output's sink (`e5ray.sinks`):
 - `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
-  columns `id` and `embedding`); each name carries a prefix of its own sha256, so a
-  name always denotes one content;
+  columns `id` and `embedding`, and in long-text chunk mode the window columns after
+  them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
+  of its own sha256, so a name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
@@ -152,7 +153,9 @@ class ChunkValidator:
 @dataclass
 class ShardStats:
     input_rows: int = 0
-    embedded: int = 0
+    embedded: int = 0  # documents
+    rows: int = 0  # output rows: one per window in chunk mode, else one per document
+    windows: int = 0
     rejected: int = 0
     truncated: int = 0
     tokens: int = 0
@@ -228,6 +231,7 @@ def embed_shard(
     validator: ChunkValidator | None = None
     opened = False
     collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
+    mode = getattr(embedder, "long_text", "truncate")
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
@@ -256,9 +260,16 @@ def embed_shard(
             if not opened:
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
                 opened = True
-            sink.write([chunk.ids[p] for p in good], result.vectors)
-            collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])
+            ids = [chunk.ids[p] for p in good]
+            extra = None
+            if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
+                ids = [ids[d] for d in result.windows.doc]
+                extra = dict(result.windows.columns())
+            sink.write(ids, result.vectors, extra)
+            collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # documents, not windows
             stats.embedded += len(good)
+            stats.rows += len(ids)
+            stats.windows += len(result.windows) if result.windows is not None else len(good)
             stats.truncated += int(result.truncated.sum())
             stats.tokens += result.tokens
             stats.padded_tokens += result.padded_tokens
@@ -269,7 +280,7 @@ def embed_shard(
         stats.rejected = len(rejects)
         id_type = id_type_name(validator.id_type() if validator else pa.int64())
         seconds = time.perf_counter() - started
-        return _commit(task, output, files, rejects, stats, seconds, collected, id_type)
+        return _commit(task, output, files, rejects, stats, seconds, collected, id_type, mode)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
@@ -284,6 +295,7 @@ def _commit(
     seconds: float,
     collected: IdCollector,
     id_type: str,
+    mode: str = "truncate",
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
@@ -302,7 +314,7 @@ def _commit(
     ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected)
     entry = ShardEntry(
         files=tuple(refs),
-        rows=stats.embedded,
+        rows=stats.rows,
         input_rows=stats.input_rows,
         rejected=stats.rejected,
         truncated=stats.truncated,
@@ -316,6 +328,9 @@ def _commit(
         rejects=rejects_ref,
         ids=ids_ref,
         id_type=id_type,
+        # rows are windows (chunk), or documents made of several windows (average)
+        documents=stats.embedded if mode != "truncate" else None,
+        windows=stats.windows if mode != "truncate" else None,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

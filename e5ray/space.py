@@ -4,6 +4,11 @@ Two vectors are comparable only if every field here is equal. The manifest recor
 the space and a refresh refuses to mix vectors from two spaces. `pooling` and
 `normalized` are filled in by the embedder from what it actually computes
 (`e5ray.pooling`), never assumed.
+
+Fields added later (`long_text`, `stride`: e5ray.windows) enter the canonical form, and
+so the fingerprint, only when they differ from the behaviour that preceded them
+(truncation): an output written before they existed keeps its fingerprint, and a
+truncating run today still extends it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ def as_prefix(value: str) -> Prefix:
     return cast(Prefix, value)
 
 
+# Later fields and the value that reproduces the earlier behaviour.
+_LEGACY_DEFAULTS: dict[str, Any] = {"long_text": "truncate", "stride": 0}
+
+
 @dataclass(frozen=True)
 class EmbeddingSpace:
     model: str
@@ -44,14 +53,20 @@ class EmbeddingSpace:
     normalized: bool
     precision: str = "fp32"
     prefix: str = "passage"
+    long_text: str = "truncate"
+    stride: int = 0  # tokens of overlap between windows; 0 when long_text is truncate
 
     def with_prefix(self, prefix: str) -> EmbeddingSpace:
         return replace(self, prefix=prefix)
 
+    def canonical(self) -> dict[str, Any]:
+        """Every field, minus later fields at their legacy value (see the module docstring)."""
+        return {k: v for k, v in asdict(self).items() if k not in _LEGACY_DEFAULTS or v != _LEGACY_DEFAULTS[k]}
+
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of every field."""
-        blob = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        """sha256 of the canonical JSON of the fields."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,8 +33,11 @@ def verify_output(output: OutputDir, manifest_path: str = MANIFEST) -> list[str]
             problems += found
         if readable and rows != shard.rows:
             problems.append(f"{label}: {rows} rows, manifest says {shard.rows}")
-        if shard.rows + shard.rejected != shard.input_rows:
-            problems.append(f"{label}: rows {shard.rows} + rejected {shard.rejected} != input rows {shard.input_rows}")
+        documents = shard.embedded_documents  # rows, unless long texts were cut into windows
+        if documents + shard.rejected != shard.input_rows:
+            problems.append(
+                f"{label}: embedded {documents} + rejected {shard.rejected} != input rows {shard.input_rows}"
+            )
         if shard.rejected and not shard.rejects:
             problems.append(f"{label}: {shard.rejected} rejected rows but no rejects file")
         for extra in (shard.rejects, shard.ids):  # the ids file: e5ray.dupes
@@ -59,7 +62,7 @@ def _file_problems(output: OutputDir, ref: FileRef) -> list[str]:
 
 def _totals_problems(manifest: Manifest) -> list[str]:
     sums = {
-        "embedded": sum(s.rows for s in manifest.shards),
+        "embedded": sum(s.embedded_documents for s in manifest.shards),
         "rejected": sum(s.rejected for s in manifest.shards),
         "input_rows": sum(s.input_rows for s in manifest.shards),
     }

@@ -88,6 +88,9 @@ class WorkerSpec:
             "cache_dir": self.model.cache_dir,
             "storage_options": self.storage_options(),
             "int8_min_cosine": self.model.int8_min_cosine,
+            "pooling": self.model.pooling,
+            "long_text": self.model.long_text,
+            "stride": self.model.stride,
         }
 
 

@@ -4,13 +4,15 @@
     python jobs/benchmark.py --shape e5-small --sweep --skip-fastembed --skip-job
     python jobs/benchmark.py --shape e5-small --precision int8
     python jobs/benchmark.py --device gpu --shape e5-large --docs 20000  # one H100: fp16 vs fp32, tokens/s
+    python jobs/benchmark.py --model-path ~/models/multilingual-e5-small  # your own ONNX export
 
-Contestants (random-weight encoder of a real E5 shape, synthetic lognormal-length corpus):
+Contestants (random-weight encoder of a real E5 shape, or your export with --model-path;
+synthetic lognormal-length corpus, sized with the model's own tokenizer):
 1. plain fastembed as a user calls it (`TextEmbedding(...).embed(texts)`, defaults);
 2. e5ray's embedder in-process (`E5Embedder(...).embed_passages(texts)`);
 3. the whole e5ray job (Parquet shards -> run_job(executor="ray") on a local Ray -> shards + manifest);
 4. the ceiling: tokens/s that onnxruntime's measured MatMul FLOP/s on these cores allows.
-The machinery lives in e5ray/benchmarking.py.
+The machinery lives in e5ray/bench/ (install with `pip install -e ".[bench]"`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from e5ray.benchmarking import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig, run_benchmark
-from e5ray.testmodels import SHAPES
+from e5ray.bench.config import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig
+from e5ray.bench.run import run_benchmark
+from e5ray.testing.shapes import SHAPES
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -41,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["bert", "xlmr"],
         default=None,
         help="default: the real model's (bert for e5-small, xlmr for base/large)",
+    )
+    parser.add_argument(
+        "--model-path",
+        default=None,
+        help="a real exported model directory (model.onnx or onnx/model.onnx beside tokenizer.json and "
+        "config.json) instead of a random-weight one; not with --shape or --arch",
     )
     parser.add_argument(
         "--docs", type=int, default=None, help="documents for the comparison (default: 600 on CPU, 20000 on GPU)"
@@ -98,7 +107,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model, corpus and outputs (default: a new temporary dir); reused models are not rewritten",
     )
     parser.add_argument("--out", default=None, help="write the result JSON here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model_path and (args.shape or args.arch):
+        parser.error("--model-path takes the shape and arch from the model's config.json: drop --shape/--arch")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
@@ -106,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
     config = BenchConfig(
         shape=args.shape or ("e5-large" if gpu else "e5-small"),
         arch=args.arch,
+        model_path=args.model_path,
         docs=args.docs or (20_000 if gpu else 600),
         fastembed_docs=args.fastembed_docs,
         threads=args.threads,

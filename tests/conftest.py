@@ -81,7 +81,7 @@ def s3_env(s3_server, monkeypatch):
 @pytest.fixture(scope="session")
 def bert_model_dir(tmp_path_factory):
     """A tiny BERT-typed E5-like model (token_type_ids input, pad id 0), like multilingual-e5-small."""
-    from e5ray.testmodels import write_test_model
+    from e5ray.testing import write_test_model
 
     return write_test_model(tmp_path_factory.mktemp("bert-model"), arch="bert", seed=1)
 
@@ -89,7 +89,7 @@ def bert_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def xlmr_model_dir(tmp_path_factory):
     """A tiny XLM-R-typed model (no token_type_ids, pad id 1, offset positions), like multilingual-e5-large."""
-    from e5ray.testmodels import write_test_model
+    from e5ray.testing import write_test_model
 
     return write_test_model(tmp_path_factory.mktemp("xlmr-model"), arch="xlmr", seed=2)
 

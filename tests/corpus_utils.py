@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from e5ray.config import JobConfig
 from e5ray.job import run_job
-from e5ray.testmodels import sample_words
+from e5ray.testing import sample_words
 
 
 def make_texts(n: int, seed: int, max_words: int = 40) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import math
@@ -12,17 +13,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from e5ray.benchmarking import (
-    BenchConfig,
+from e5ray.bench.ceiling import flops_per_token, matmul_throughput
+from e5ray.bench.config import BenchConfig
+from e5ray.bench.corpus import (
     fixed_batch_padded_tokens,
-    flops_per_token,
     length_stats,
     lognormal_token_targets,
     make_corpus,
-    matmul_throughput,
     token_lengths,
 )
-from e5ray.testmodels import SHAPES, write_test_model
+from e5ray.testing import SHAPES, write_test_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,7 +227,7 @@ def test_gpu_path_fails_fast_without_cuda(tmp_path, capsys):
 
 
 def test_config_rejects_bad_values(tmp_path):
-    from e5ray.benchmarking import run_benchmark
+    from e5ray.bench.run import run_benchmark
 
     with pytest.raises(ValueError, match="device"):
         run_benchmark(BenchConfig(device="tpu"))
@@ -235,3 +235,71 @@ def test_config_rejects_bad_values(tmp_path):
         BenchConfig(arch="gpt").resolved_arch()
     with pytest.raises(ValueError, match="precision"):
         run_benchmark(BenchConfig(shape="tiny", precision="fp16", workdir=str(tmp_path)))
+
+
+def test_model_path_benchmarks_an_export_laid_out_like_optimum(tmp_path):
+    # onnx/model.onnx below the tokenizer files, as Optimum and transformers.js export it.
+    export = write_test_model(tmp_path / "export", arch="xlmr", shape="tiny", onnx_name="onnx/model.onnx", seed=5)
+    job = load_job_module()
+    out = tmp_path / "export.json"
+    args = job.parse_args(
+        [
+            "--model-path",
+            str(export),
+            "--docs",
+            "20",
+            "--skip-job",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert job.main(args) == 0
+    result = json.loads(out.read_text())
+    model = result["model"]
+    assert model["source"] == "model_path" and model["dir"] == str(export.resolve())
+    assert model["onnx_file"] == "onnx/model.onnx" and model["arch"] == "xlmr"
+    assert (model["layers"], model["hidden"], model["heads"]) == (2, 32, 4)
+    assert not (tmp_path / "work" / "model-xlmr-tiny").exists()  # no synthetic model was written
+    c = result["contestants"]
+    assert set(c) == {"fastembed", "embedder"}
+    for name in c:
+        _check_contestant(c[name], 20)
+    assert result["agreement"]["fastembed_vs_e5ray"]["min"] >= 0.9999
+    assert result["ceiling"]["flops_per_token"] == flops_per_token(SHAPES["tiny"], result["ceiling"]["seq_len"])
+
+
+def test_model_path_refuses_a_shape_or_arch_of_its_own(tmp_path, capsys):
+    job = load_job_module()
+    with pytest.raises(SystemExit):
+        job.parse_args(["--model-path", str(tmp_path), "--shape", "e5-small"])
+    assert "--model-path takes the shape and arch" in capsys.readouterr().err
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_bench_package_never_imports_ray(tmp_path):
+    # The checker sees imports inside functions, where a lazy `import ray` would hide.
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    import ray.data\n    from ray import tune\n")
+    assert _imported_modules(probe) == {"ray.data", "ray"}
+    files = sorted((REPO / "e5ray" / "bench").glob("*.py"))
+    assert len(files) >= 10  # the package is where this test looks for it
+    offenders = {
+        f"{path.name}: {module}"
+        for path in files
+        for module in _imported_modules(path)
+        if module == "ray" or module.startswith("ray.")
+    }
+    assert not offenders, f"e5ray/bench must reach Ray only through run_job: {sorted(offenders)}"

@@ -7,7 +7,7 @@ import pytest
 
 from e5ray import E5Embedder
 from e5ray.embedder import PREFIXES
-from e5ray.testmodels import load_reference, sample_words
+from e5ray.testing import load_reference, sample_words
 
 
 def texts_of_mixed_lengths(n: int = 24, seed: int = 0) -> list[str]:

@@ -17,12 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "e5ray"
 
-RAY_ALLOWED = {
-    "e5ray/executors/ray.py",
-    # Benchmark tooling (moving to e5ray/bench/): it starts a local Ray to time the whole job.
-    "e5ray/benchmarking.py",
-}
-RAY_ALLOWED_DIRS = ("jobs/", "e5ray/bench/")
+RAY_ALLOWED = {"e5ray/executors/ray.py"}
+RAY_ALLOWED_DIRS = ("jobs/",)
 
 
 def module_name(path: Path) -> str:

@@ -19,7 +19,7 @@ from e5ray.errors import SpaceMismatchError
 from e5ray.manifest import Manifest
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
-from e5ray.testmodels import write_test_model
+from e5ray.testing import write_test_model
 from e5ray.verify import verify_output
 from e5ray.versions import commit, list_versions
 

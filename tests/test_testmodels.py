@@ -1,4 +1,4 @@
-"""Tests for the synthetic E5-like test models (e5ray.testmodels)."""
+"""Tests for the synthetic E5-like test models (e5ray.testing)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from tokenizers import Tokenizer  # noqa: E402
 
-from e5ray.testmodels import (  # noqa: E402
+from e5ray.testing import (  # noqa: E402
     SHAPES,
     EncoderShape,
     ReferenceEncoder,
-    _erf,
     load_reference,
     sample_words,
     write_test_model,
 )
+from e5ray.testing.reference import _erf  # noqa: E402
 
 ARCHS = ("bert", "xlmr")
 # (cls, sep, unk, pad) ids per architecture.
@@ -390,3 +390,21 @@ def test_reference_erf_is_accurate() -> None:
     xs = np.linspace(-7.0, 7.0, 4001)
     expected = np.array([math.erf(x) for x in xs])
     np.testing.assert_allclose(_erf(xs), expected, rtol=0, atol=1e-13)
+
+
+def test_without_onnx_the_error_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    # sys.modules["onnx"] = None makes `import onnx` fail as if it were not installed.
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from e5ray.testing import SHAPES, sample_words\n"
+        "assert SHAPES['tiny'].hidden == 32 and sample_words()\n"
+        "try:\n"
+        "    from e5ray.testing import write_test_model\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "onnx" in out.stdout and 'pip install "e5ray[test]"' in out.stdout, out.stdout + out.stderr

@@ -36,7 +36,7 @@ class JsonlSink:
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
         assert self._fh is not None, "open() first"
         rows = np.asarray(vectors, dtype=np.float32).tolist()
-        columns = extra or {}
+        columns = {name: np.asarray(values).tolist() for name, values in (extra or {}).items()}
         for i, (id_value, vector) in enumerate(zip(ids, rows, strict=True)):
             record = {"id": id_value, "embedding": vector, **{name: values[i] for name, values in columns.items()}}
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
