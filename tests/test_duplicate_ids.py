@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
 
@@ -156,3 +157,18 @@ def test_a_run_killed_after_the_rewrite_commits_the_same_files_next_time(tmp_pat
     rewritten = sorted(p.name for p in (out / "shards").glob("b.parquet-*.parquet"))
     assert len(rewritten) == 2  # the original (its marker's) and the one rewrite, written twice with one name
     assert verify_output(OutputDir(str(out))) == [] and sorted(read_output(str(out))) == [1, 2, 3, 4]
+
+
+def test_a_duplicate_in_chunk_mode_drops_every_window_of_the_document(tmp_path, bert_model_dir):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    long_text = " ".join(make_texts(1, seed=3, max_words=2)[0] for _ in range(40))  # several windows
+    write_shard(inp / "a.parquet", [1, 2], [long_text, "two"])
+    write_shard(inp / "b.parquet", [3, 1], ["three", long_text])
+    manifest = embed_job(config(inp, out, bert_model_dir, long_text="chunk", max_length=16))
+    shards = by_name(manifest)
+    b = shards["b.parquet"]
+    assert (b["documents"], b["rejected"], b["duplicates"]) == (1, 1, 1)
+    table = pq.read_table(out / b["files"][0]["path"])
+    assert table.column_names[:3] == ["id", "embedding", "window"] and set(table["id"].to_pylist()) == {3}
+    assert b["rows"] == table.num_rows and b["windows"] == table.num_rows
+    assert verify_output(OutputDir(str(out))) == []
