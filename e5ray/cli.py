@@ -21,6 +21,7 @@ from e5ray.config import (
     DEVICES,
     OPTIONS,
     PRECISIONS,
+    REUSE_MODES,
     ComputeConfig,
     JobConfig,
     ModelConfig,
@@ -167,6 +168,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_storage_arguments(parser, endpoint=False)
     parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
+    parser.add_argument(
+        "--reuse",
+        choices=REUSE_MODES,
+        default=JobConfig.__dataclass_fields__["reuse"].default,
+        help="rows: embed only texts the output does not hold (by content hash); "
+        "shard: re-embed changed shards whole; none: re-embed every shard",
+    )
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -224,6 +232,7 @@ def setup_logging(quiet: bool = False, level: str | None = None) -> None:
 
 def run_job_from_args(args: argparse.Namespace) -> int:
     from e5ray.job import run_job
+    from e5ray.reuse_plan import reuse_summary
 
     setup_logging(args.quiet, args.log_level)
     manifest = run_job(config_from_args(args))
@@ -232,6 +241,7 @@ def run_job_from_args(args: argparse.Namespace) -> int:
         "totals": manifest.totals,
         "changes": manifest.changes["counts"],
         "tokens_per_s": manifest.run.tokens_per_s,
+        "reuse": reuse_summary(manifest.run.reuse),
     }
     print(json.dumps(summary))
     return 0

@@ -38,6 +38,7 @@ from e5ray.windows import LONG_TEXT_MODES
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
+REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
@@ -166,8 +167,10 @@ class JobConfig:
     storage: StoragePolicy = field(default_factory=StoragePolicy)
     s3_endpoint: str | None = None  # None: $AWS_ENDPOINT_URL; credentials come from the AWS chain
     full: bool = False  # re-embed every shard (allowed across embedding spaces)
+    reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.reuse_plan)
 
     def __post_init__(self) -> None:
+        _choice("reuse (--reuse)", self.reuse, REUSE_MODES)
         if self.precision == "fp16" and self.compute.device != "gpu":
             raise ConfigError("model.precision (--precision) 'fp16' needs compute.device (--device) 'gpu'")
 
@@ -229,5 +232,6 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     **{f"s3_{f.name}": ("storage", f.name) for f in dataclasses.fields(StoragePolicy)},
     "s3_endpoint": ("", "s3_endpoint"),
     "full": ("", "full"),
+    "reuse": ("", "reuse"),
 }
 OPTIONS = tuple(_OPTION_FIELDS)

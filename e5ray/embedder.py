@@ -93,6 +93,8 @@ class E5Embedder:
     `threads` is the exact number of CPU threads the ONNX session may use (default: the
     CPUs this process may run on); set it when several embedders share a node.
     `device="gpu"` needs onnxruntime-gpu with CUDA; there is no silent CPU fallback.
+    `fuse_attention` (fp32): load a copy with attention fused by onnxruntime's transformer
+    optimiser when that fuses anything (e5ray.fusion); fp16 copies are always fused.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class E5Embedder:
         pooling: str = "mean",
         long_text: str = "truncate",
         stride: int | None = None,
+        fuse_attention: bool = True,
     ) -> None:
         if device not in DEVICES:
             raise UsageError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
@@ -160,7 +163,7 @@ class E5Embedder:
         if device == "gpu":
             require_cuda()  # before converting anything: fail fast on a CPU-only install
         # Quantised and half-precision copies are separate files with their own hashes.
-        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, pooling)
+        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, pooling, fuse=fuse_attention)
         self.session = self._make_session(gpu_id)
         self.input_names = {i.name for i in self.session.get_inputs()}
         for required in ("input_ids", "attention_mask"):

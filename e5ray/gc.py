@@ -21,6 +21,7 @@ from typing import Any
 from e5ray.errors import UsageError
 from e5ray.lease import read_leases
 from e5ray.manifest import ShardEntry
+from e5ray.reuse import INDEX_DIR, index_path
 from e5ray.shards import SHARDS_DIR
 from e5ray.storage import OutputDir, info_seconds
 from e5ray.versions import MANIFEST, VERSIONS_DIR, list_versions, read_manifest, version_name
@@ -34,7 +35,7 @@ def collect_garbage(
     if keep < 1:
         raise UsageError(f"keep must be >= 1 (the current version is always kept), got {keep}")
     candidates: dict[str, dict[str, Any]] = {}
-    for directory in (SHARDS_DIR, VERSIONS_DIR):
+    for directory in (SHARDS_DIR, VERSIONS_DIR, INDEX_DIR):
         if output.exists(directory):
             candidates.update(output.fs.find(output.path(directory), detail=True))
     # A run killed while replacing manifest.json leaves its temporary file at the root.
@@ -56,6 +57,8 @@ def collect_garbage(
     for manifest in manifests:
         referenced.add(version_name(manifest.version))
         referenced |= manifest.referenced()
+    # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
+    referenced |= kept_index_files(output, [m.version for m in manifests])
     # Markers of referenced shards stay too: they let a resumed run reuse those files.
     deleted = []
     for path, info in sorted(candidates.items()):
@@ -79,3 +82,12 @@ def _marks_referenced(output: OutputDir, marker: str, referenced: set[str]) -> b
     except (OSError, ValueError, KeyError, TypeError):  # unreadable: an orphan like any other
         return False
     return any(path in referenced for path in entry.paths())
+
+
+def kept_index_files(output: OutputDir, versions: list[int]) -> set[str]:
+    """Files of the reuse indexes of `versions`, relative to the output root."""
+    kept: set[str] = set()
+    for version in versions:
+        if output.exists(index_path(version)):
+            kept.update(output.rel(path) for path in output.fs.find(output.path(index_path(version))))
+    return kept

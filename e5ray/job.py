@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import replace
 
 from e5ray import __version__
 from e5ray.config import JobConfig
@@ -27,6 +28,7 @@ from e5ray.model_space import describe_space
 from e5ray.paths import check_entry_paths
 from e5ray.plan import plan_refresh
 from e5ray.precommit import finish_version, recheck_carried
+from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
 from e5ray.shards import ShardTask
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
@@ -164,18 +166,32 @@ def _embed_and_commit(
             config.rows.id_type,
         )
 
-    plan = plan_refresh(sources, previous, make_task, config.full)
+    reembed_all = config.full or config.reuse == "none"
+    plan = plan_refresh(sources, previous, make_task, reembed_all)
     deadline.check("checking the files of carried shards")
     with storage_step("listing the shards of", config.output.uri, options):
         recheck_carried(output, plan, sources, make_task)
-    # --full embeds again what the previous version holds, but still reuses what a killed
-    # --full run finished since (files no version references yet): an interrupted switch
-    # to a new space resumes instead of starting over.
-    held = previous.referenced() if config.full and previous else set()
+    # --full (and --reuse none) embeds again what the previous version holds, but still
+    # reuses what a killed such run finished since (files no version references yet): an
+    # interrupted switch to a new space resumes instead of starting over.
+    held = previous.referenced() if reembed_all and previous else set()
     deadline.check("checking completion markers")
     with storage_step("checking completion markers in", config.output.uri, options):
         reused, todo = reuse_completed(plan.tasks, output, exclude=held)
         lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
+    # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
+    reuse = prepare_reuse(
+        config.reuse,
+        config.full,
+        previous,
+        config.output.format,
+        config.model.long_text,
+        output.uri,
+        options,
+        needs_index=bool(todo),
+    )
+    index = reuse.index.path if reuse.index else None
+    todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]
     log.info(
         "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
         run_id,
@@ -243,6 +259,7 @@ def _embed_and_commit(
         tokens_per_s=round(tokens / embed_seconds, 1) if embed_seconds > 0 and tokens else 0.0,
         duplicate_ids=config.rows.duplicate_ids,
         duplicates_rejected=duplicates,
+        reuse=summarize(reuse, reused + embedded, len(plan.carried)),
     )
     inp = config.input
     manifest = next_manifest(
@@ -260,4 +277,5 @@ def _embed_and_commit(
     with storage_step("committing a version to", config.output.uri, options):
         name = commit(output, manifest)
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
+    log_reuse(run_info.reuse)
     return manifest

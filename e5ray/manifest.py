@@ -71,6 +71,10 @@ class ShardEntry:
     id_type: str | None = None
     duplicates: int = 0
     duplicates_of: tuple[str, ...] = ()  # source URIs of the shards that kept those ids
+    # Row-level refresh (e5ray.reuse_plan): the scheme of the files' content_hash column
+    # (None: written before it existed), and rows_reused/rows_embedded/duplicates_folded.
+    hash_scheme: str | None = None
+    reuse: dict[str, Any] | None = None
     # Long texts cut into windows (chunk, average): documents embedded and windows run.
     # `rows` counts output rows: windows in chunk mode, documents otherwise.
     documents: int | None = None
@@ -139,6 +143,7 @@ class RunInfo:
     tokens_per_s: float
     duplicate_ids: str = "reject"  # the --duplicate-ids policy of the run (e5ray.dupes)
     duplicates_rejected: int = 0  # rows this run rejected as cross-shard duplicates
+    reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.reuse_plan.summarize)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from e5ray.errors import QualityGateError, UsageError
 from e5ray.resolve import default_cache_dir
+
+if TYPE_CHECKING:
+    from e5ray.fusion import FusionReport
 
 # A fixed multilingual sample for the int8 gate: short and long, several scripts.
 GATE_SAMPLE = [
@@ -46,14 +51,20 @@ def _cache_path(source: Path, tag: str, cache_dir: str | os.PathLike[str] | None
 
 
 def prepare_model_file(
-    source: Path, precision: str, cache_dir: str | os.PathLike[str] | None = None, pooling: str = "mean"
+    source: Path,
+    precision: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    pooling: str = "mean",
+    fuse: bool = True,
 ) -> Path:
     """The model file to load for `precision`, converting (once, under a lock) if needed.
 
     The fp16 copy carries its pooling head, so each pooling method has its own file
-    (`model.fp16.onnx` for mean, as before; `model.fp16-cls.onnx` for cls)."""
+    (`model.fp16.onnx` for mean, as before; `model.fp16-cls.onnx` for cls). fp32 with `fuse`:
+    a copy with attention fused by onnxruntime's transformer optimiser (e5ray.fusion), used
+    only when attention did fuse; otherwise `source` itself."""
     if precision == "fp32":
-        return source
+        return _fused_fp32(source, cache_dir) if fuse else source
     tag = precision if precision != "fp16" or pooling == "mean" else f"fp16-{pooling}"
     target = _cache_path(source, tag, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -63,12 +74,60 @@ def prepare_model_file(
         tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
         if precision == "int8":
             quantize_int8(source, tmp)
+            os.replace(tmp, target)
         elif precision == "fp16":
-            convert_fp16(source, tmp, pooling)
+            from e5ray.fusion import write_report
+
+            report = convert_fp16(source, tmp, pooling)
+            os.replace(tmp, target)
+            write_report(report, target)  # what fused, for whoever reads the GPU figures
         else:
             raise UsageError(f"unknown precision {precision!r}; valid: fp32, fp16, int8")
-        os.replace(tmp, target)
     return target
+
+
+def _fused_fp32(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
+    from e5ray.fusion import fuse_attention, read_report, report_path
+
+    try:  # the optimiser needs the onnx package, which a core install does not have
+        import onnx  # noqa: F401
+    except ImportError:
+        logging.getLogger("e5ray").warning(
+            "attention is not fused: the onnx package is missing (pip install 'e5ray[quant]'); "
+            "vectors are the same, only slower"
+        )
+        return source
+    target = _cache_path(source, "fused", cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        report = read_report(target) if _newer(report_path(target), source) else None
+        if report is not None and report.fused and not _newer(target, source):
+            report = None
+        if report is None:
+            # Written in a private folder under its final name, so that a split-out weights
+            # file keeps the name the graph refers to; the graph moves into place last.
+            work = target.parent / f".{target.name}.tmp-{os.getpid()}"
+            work.mkdir(exist_ok=True)
+            try:
+                report = fuse_attention(source, work / target.name)
+                if report.fused:
+                    for path in sorted(work.iterdir(), key=lambda p: p.name == target.name):
+                        os.replace(path, target.parent / path.name)
+                else:  # nothing gained over the source: keep only the report
+                    os.replace(report_path(work / target.name), report_path(target))
+            finally:
+                for path in work.glob("*"):
+                    path.unlink()
+                work.rmdir()
+    return target if report.fused else source
+
+
+def _newer(path: Path, source: Path) -> bool:
+    """`path` exists and is no older than `source`."""
+    try:
+        return path.stat().st_mtime >= source.stat().st_mtime
+    except OSError:
+        return False
 
 
 def quantize_int8(source: Path, target: Path) -> None:
@@ -78,21 +137,23 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def convert_fp16(source: Path, target: Path, pooling: str = "mean") -> None:
+def convert_fp16(source: Path, target: Path, pooling: str = "mean") -> FusionReport:
     """fp16 copy for GPUs: fuse attention with onnxruntime's transformer optimiser, convert
     weights to fp16 keeping fp32 inputs and outputs, and append the pooling head (`pooling`)
-    so the device returns pooled, normalised vectors (pooling arithmetic in fp32)."""
+    so the device returns pooled, normalised vectors (pooling arithmetic in fp32). Returns
+    what fused."""
     try:
-        from onnxruntime.transformers.optimizer import optimize_model
+        import onnx  # noqa: F401  (the optimiser and the graph edit need it)
 
+        from e5ray.fusion import optimize_encoder, save_optimized
         from e5ray.graph import add_e5_pooling
-    except ImportError as exc:  # the optimiser and the graph edit need the onnx package
+    except ImportError as exc:
         raise UsageError("fp16 conversion needs the onnx package: pip install 'e5ray[gpu]'") from exc
-    optimized = optimize_model(str(source), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+    optimized, report = optimize_encoder(source, use_gpu=True)
     optimized.convert_float_to_float16(keep_io_types=True)
-    model = add_e5_pooling(optimized.model, pooling=pooling)
-    size = sum(t.ByteSize() for t in model.graph.initializer)
-    optimized.save_model_to_file(str(target), use_external_data_format=size > 1_800_000_000)
+    add_e5_pooling(optimized.model, pooling=pooling)
+    save_optimized(optimized, target)
+    return report
 
 
 def check_int8_quality(int8_path: Path, measure: Callable[[], float], min_cosine: float) -> float:

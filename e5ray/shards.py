@@ -34,6 +34,7 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 
+from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.dupes import IDS_SUFFIX, IdCollector
 from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
@@ -57,6 +58,9 @@ class ShardTask:
     output_format: str = DEFAULT_OUTPUT_FORMAT
     on_invalid_utf8: str = "reject"  # e5ray.rows
     id_type: str = "auto"  # e5ray.rows
+    # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
+    reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
+    reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
 
     @property
     def key(self) -> str:
@@ -88,6 +92,8 @@ class ShardTask:
             "output_format": self.output_format,
             "on_invalid_utf8": self.on_invalid_utf8,
             "id_type": self.id_type,
+            "reuse_rows": self.reuse_rows,
+            "reuse_index": self.reuse_index,
         }
 
     @classmethod
@@ -261,7 +267,8 @@ def embed_shard(
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
                 opened = True
             ids = [chunk.ids[p] for p in good]
-            extra = None
+            # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
+            extra = hash_columns(sink, tokens.ids) if mode == "truncate" else None
             if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
                 ids = [ids[d] for d in result.windows.doc]
                 extra = dict(result.windows.columns())
@@ -279,11 +286,39 @@ def embed_shard(
         files = sink.close()
         stats.rejected = len(rejects)
         id_type = id_type_name(validator.id_type() if validator else pa.int64())
+        reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
         seconds = time.perf_counter() - started
-        return _commit(task, output, files, rejects, stats, seconds, collected, id_type, mode)
+        scheme = hash_scheme_of(sink) if mode == "truncate" else None
+        return _commit(
+            task,
+            output,
+            files,
+            rejects,
+            stats,
+            seconds,
+            mode,
+            reuse=reuse,
+            hash_scheme=scheme,
+            collected=collected,
+            id_type=id_type,
+        )
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
+
+
+def hash_columns(
+    sink: ShardSink, token_ids: list[list[int]] | None = None, hashes: list[bytes] | None = None
+) -> dict[str, Any] | None:
+    """The content_hash column for `sink` (of `hashes`, or of the rows' `token_ids`), or
+    None for a sink whose files do not carry hashes (row-level refresh reads Parquet only)."""
+    if sink.format != "parquet":
+        return None
+    return {HASH_COLUMN: hash_array(hashes if hashes is not None else hash_token_ids(token_ids or []))}
+
+
+def hash_scheme_of(sink: ShardSink) -> str | None:
+    return SCHEME if sink.format == "parquet" else None
 
 
 def _commit(
@@ -293,9 +328,11 @@ def _commit(
     rejects: list[dict[str, Any]],
     stats: ShardStats,
     seconds: float,
-    collected: IdCollector,
-    id_type: str,
     mode: str = "truncate",
+    reuse: dict[str, Any] | None = None,
+    hash_scheme: str | None = None,
+    collected: IdCollector | None = None,  # e5ray.dupes: the ids embedded, for the cross-shard check
+    id_type: str | None = None,  # e5ray.rows
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
@@ -311,7 +348,7 @@ def _commit(
         rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
         output.write_atomic(rejects_name, blob)
         rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
-    ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected)
+    ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected) if collected else None
     entry = ShardEntry(
         files=tuple(refs),
         rows=stats.rows,
@@ -331,6 +368,8 @@ def _commit(
         # rows are windows (chunk), or documents made of several windows (average)
         documents=stats.embedded if mode != "truncate" else None,
         windows=stats.windows if mode != "truncate" else None,
+        hash_scheme=hash_scheme,
+        reuse=reuse,
     )
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())

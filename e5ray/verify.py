@@ -6,6 +6,9 @@ that wrote it (the manifest's `output.format`), row counts, and the totals.
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
+
+from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.manifest import FileRef, Manifest
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir
@@ -27,6 +30,8 @@ def verify_output(output: OutputDir, manifest_path: str = MANIFEST) -> list[str]
             found = _file_problems(output, ref)
             if not found:
                 file_rows, found = sink.check(output.fs, output.path(ref.path), manifest.space.dim)
+                if not found and shard.hash_scheme is not None and file_rows:
+                    found = hash_column_problems(output, ref.path, shard.hash_scheme)
                 found = [f"{ref.path}: {p}" for p in found]
                 rows += file_rows
             readable = readable and not found
@@ -71,3 +76,14 @@ def _totals_problems(manifest: Manifest) -> list[str]:
         for key, value in sums.items()
         if manifest.totals.get(key) != value
     ]
+
+
+def hash_column_problems(output: OutputDir, rel: str, scheme: str) -> list[str]:
+    """A file whose entry names a hash scheme must have the content_hash column, of its type."""
+    if scheme != SCHEME:
+        return [f"hash scheme {scheme!r} is not one this e5ray knows ({SCHEME})"]
+    with output.fs.open(output.path(rel), "rb") as fh:
+        schema = pq.ParquetFile(fh).schema_arrow
+    if HASH_COLUMN not in schema.names or schema.field(HASH_COLUMN).type != HASH_TYPE:
+        return [f"no {HASH_COLUMN} column of type {HASH_TYPE}, though the manifest names a hash scheme"]
+    return []

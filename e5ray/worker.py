@@ -25,6 +25,7 @@ from e5ray.corpus import SourceShard
 from e5ray.errors import DataError, DeadlineExceeded, UsageError
 from e5ray.failures import describe, endpoint_of
 from e5ray.manifest import ShardEntry
+from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
@@ -142,7 +143,9 @@ class EmbeddingWorker:
     def embed(self, task: ShardTask) -> ShardResult:
         """The shard's entry, or a ShardFailure when its data cannot be embedded."""
         try:
-            return embed_shard(
+            # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
+            embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
+            return embed(
                 task, self.embedder, self.output, self.sink_class(), self.spec.storage_options(), self.spec.chunk_rows
             )
         except DeadlineExceeded:

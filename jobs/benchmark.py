@@ -5,6 +5,10 @@
     python jobs/benchmark.py --shape e5-small --precision int8
     python jobs/benchmark.py --device gpu --shape e5-large --docs 20000  # one H100: fp16 vs fp32, tokens/s
     python jobs/benchmark.py --model-path ~/models/multilingual-e5-small  # your own ONNX export
+    python jobs/benchmark.py --graph nodes ...     # the node-by-node graph of the first tables
+
+The random-weight model is laid out as torch.onnx exports BERT/XLM-R (`--graph export`, the
+default, where attention fuses as in real exports) or node by node (`--graph nodes`).
 
 Contestants (random-weight encoder of a real E5 shape, or your export with --model-path;
 synthetic lognormal-length corpus, sized with the model's own tokenizer):
@@ -22,6 +26,7 @@ import sys
 
 from e5ray.bench.config import SWEEP_BUDGETS, SWEEP_ROWS, BenchConfig
 from e5ray.bench.run import run_benchmark
+from e5ray.testing.export import GRAPHS
 from e5ray.testing.shapes import SHAPES
 
 
@@ -44,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["bert", "xlmr"],
         default=None,
         help="default: the real model's (bert for e5-small, xlmr for base/large)",
+    )
+    parser.add_argument(
+        "--graph",
+        choices=GRAPHS,
+        default="export",
+        help="layout of the random-weight model: as torch exports it (attention fuses) or node by node",
     )
     parser.add_argument(
         "--model-path",
@@ -119,6 +130,7 @@ def main(args: argparse.Namespace) -> int:
         shape=args.shape or ("e5-large" if gpu else "e5-small"),
         arch=args.arch,
         model_path=args.model_path,
+        graph=args.graph,
         docs=args.docs or (20_000 if gpu else 600),
         fastembed_docs=args.fastembed_docs,
         threads=args.threads,

@@ -69,3 +69,14 @@ def test_pooling_head_matches_numpy_pooling(arch, bert_model_dir, xlmr_model_dir
         feed["token_type_ids"] = np.zeros_like(ids)
     (on_device,) = pooled.run(["e5_embedding"], feed)
     np.testing.assert_allclose(on_device, e5_pool(embedder._forward(ids, mask), mask), atol=1e-6)
+
+
+def test_without_the_onnx_package_fp32_loads_the_unfused_source(bert_model_dir, tmp_path, monkeypatch, caplog):
+    from pathlib import Path
+
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # `import onnx` now raises ImportError
+    source = Path(bert_model_dir) / "model.onnx"
+    with caplog.at_level("WARNING", logger="e5ray"):
+        chosen = prepare_model_file(source, "fp32", tmp_path / "cache")
+    assert chosen == source
+    assert "onnx package is missing" in caplog.text

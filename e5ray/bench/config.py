@@ -29,6 +29,10 @@ class BenchConfig:
     # A real exported model directory: its tokenizer and ONNX file replace the synthetic
     # model (shape and arch then come from its config.json); the corpus stays synthetic.
     model_path: str | None = None
+    # Layout of the random-weight graph: "export" (as torch.onnx writes BERT/XLM-R, so
+    # attention fuses as in real exports) or "nodes" (the node-by-node graph of the first
+    # BENCHMARKS.md tables); see e5ray.testing.export.
+    graph: str = "export"
     docs: int = 600
     fastembed_docs: int | None = None  # default: all docs (compare tokens/s, never totals)
     threads: int | None = None  # None: every CPU this process may use, for every contestant

@@ -73,13 +73,13 @@ def prepare_model(cfg: BenchConfig, workdir: Path) -> BenchModel:
         arch = cfg.resolved_arch()
         if cfg.shape not in SHAPES:
             raise ValueError(f"unknown shape {cfg.shape!r}; valid: {', '.join(SHAPES)}")
-        from e5ray.testing.models import write_test_model
+        from e5ray.testing.export import write_model
 
         shape, label, onnx_file = SHAPES[cfg.shape], cfg.shape, "model.onnx"
-        directory = workdir / f"model-{arch}-{cfg.shape}"
+        directory = workdir / f"model-{cfg.graph}-{arch}-{cfg.shape}"
         reused = (directory / "config.json").exists()
         if not reused:
-            write_test_model(directory, arch=arch, shape=cfg.shape, seed=cfg.seed)
+            write_model(directory, graph=cfg.graph, arch=arch, shape=cfg.shape, seed=cfg.seed)
         tokenizer_path = directory / "tokenizer.json"
     info = {
         "shape": label,
@@ -89,6 +89,7 @@ def prepare_model(cfg: BenchConfig, workdir: Path) -> BenchModel:
         "dir": str(directory),
         "onnx_file": onnx_file,
         "source": "model_path" if cfg.model_path else "synthetic",
+        "graph": None if cfg.model_path else cfg.graph,
         "write_seconds": round(time.perf_counter() - t0, 2),
         "reused": reused,
     }

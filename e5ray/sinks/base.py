@@ -44,8 +44,9 @@ class ShardSink(Protocol):
     def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
         """Start the shard's files in `directory` (None: the system's temporary directory)."""
 
-    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
-        """Append rows: `ids[i]` has vector `vectors[i]`; `extra` holds further columns by name."""
+    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
+        """Append rows: `ids[i]` has vector `vectors[i]`; `extra` holds further columns by name
+        (each a list or an Arrow array)."""
 
     def close(self) -> list[SinkFile]:
         """Finish the files; each is complete and will not be touched again."""

@@ -33,7 +33,7 @@ class JsonlSink:
         os.chmod(self._path, 0o644)
         self._fh = os.fdopen(fd, "w", encoding="utf-8")
 
-    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
+    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         assert self._fh is not None, "open() first"
         rows = np.asarray(vectors, dtype=np.float32).tolist()
         columns = {name: np.asarray(values).tolist() for name, values in (extra or {}).items()}

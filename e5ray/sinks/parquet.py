@@ -47,8 +47,10 @@ class ParquetSink:
         schema = embedding_schema(self._id_type, self._dim, extra)
         return pq.ParquetWriter(self._path, schema, compression={"id": "zstd", "embedding": "none"})
 
-    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, list[Any]] | None = None) -> None:
-        columns = {name: pa.array(values) for name, values in (extra or {}).items()}
+    def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
+        columns = {
+            name: values if isinstance(values, pa.Array) else pa.array(values) for name, values in (extra or {}).items()
+        }
         if self._writer is None:
             self._writer = self._start({name: col.type for name, col in columns.items()})
         schema = self._writer.schema

@@ -1,0 +1,51 @@
+"""Count nodes before and after onnxruntime's transformer optimiser, per graph layout and target.
+
+    python jobs/fusion_counts.py --shape e5-large        # export and node graphs, use_gpu off and on
+
+Shows whether attention fuses (Attention nodes appear, Softmax goes to 0). The machinery
+is e5ray.bench.fusion_counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from e5ray.bench.fusion_counts import fusion_counts
+from e5ray.testing.export import GRAPHS
+from e5ray.testing.shapes import SHAPES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__)
+    parser.add_argument("--shape", choices=list(SHAPES), default="e5-large")
+    parser.add_argument("--arch", choices=["bert", "xlmr"], default=None, help="default: the real model's")
+    parser.add_argument("--graphs", default=",".join(GRAPHS), help=f"comma-separated, of {', '.join(GRAPHS)}")
+    parser.add_argument("--full-vocab", action="store_true", help="the real word table (same nodes, larger file)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    for graph in args.graphs.split(","):
+        for use_gpu in (False, True):
+            try:
+                counts = fusion_counts(args.shape, args.arch, graph, use_gpu, args.full_vocab)
+            except ValueError as exc:
+                print(f"fusion_counts: error: {exc}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps(counts), flush=True)
+                continue
+            print(
+                f"{counts['shape']} {counts['arch']} graph={graph} use_gpu={use_gpu}: "
+                f"{counts['nodes_before']} -> {counts['nodes_after']} nodes; Softmax {counts['softmax_before']} -> "
+                f"{counts['softmax_after']}; Attention {counts['attention']}; after: {counts['ops_after']}",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
