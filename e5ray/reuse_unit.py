@@ -80,7 +80,10 @@ def _validated(
 
 
 def _digest_rows(digest: Any, chunk: Chunk) -> None:
-    digest.update(json.dumps([chunk.ids, chunk.texts], default=repr, ensure_ascii=False).encode())
+    # surrogatepass: texts may hold lone surrogates (invalid UTF-8, rejected per row by e5ray.rows)
+    digest.update(
+        json.dumps([chunk.ids, chunk.texts], default=repr, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    )
 
 
 def _store(rows: int, dim: int, directory: str) -> np.ndarray:
@@ -108,10 +111,10 @@ def embed_shard_reusing_rows(
     # Pass 1: a hash per good row, in order.
     row_hashes: list[bytes] = []
     first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, _ in _validated(task, chunk_rows, storage_options, rejects):
+    for chunk, good, checker in _validated(task, chunk_rows, storage_options, rejects):
         _digest_rows(first_digest, chunk)
         stats.input_rows += len(chunk.ids)
-        tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
+        tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
         stats.truncated += int(tokens.truncated.sum())
         row_hashes.extend(hash_token_ids(tokens.ids))
     slots: dict[bytes, int] = {}
