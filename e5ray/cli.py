@@ -121,10 +121,30 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)",
     )
     pool.add_argument("--min-actors", type=int, default=ComputeConfig.min_actors)
-    pool.add_argument("--max-actors", type=int, default=None, help="default: as many as the cluster fits")
+    pool.add_argument(
+        "--max-actors",
+        type=int,
+        default=None,
+        help="the pool's size; give it on an autoscaling cluster (default: what the live nodes fit)",
+    )
     pool.add_argument("--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor)
     pool.add_argument(
         "--chunk-rows", type=int, default=ComputeConfig.chunk_rows, help="rows read and embedded per step"
+    )
+    pool.add_argument(
+        "--unit-rows", type=int, default=ComputeConfig.unit_rows, help="a work unit holds at most this many rows"
+    )
+    pool.add_argument(
+        "--unit-tokens",
+        type=int,
+        default=ComputeConfig.unit_tokens,
+        help="and about this many tokens (text bytes / 4); files above it are split, smaller ones grouped",
+    )
+    pool.add_argument(
+        "--retries",
+        type=int,
+        default=ComputeConfig.retries,
+        help="times a unit lost to a transient failure (a node, the network) is run again",
     )
     pool.add_argument(
         "--executor",
@@ -254,7 +274,7 @@ def _verify(args: argparse.Namespace) -> int:
     options = storage_options_from_args(args)
     check_bucket(args.output, options, "verifying")
     with storage_step("verifying", args.output, options):
-        problems = verify_output(OutputDir(args.output, options))
+        problems = verify_output(OutputDir(args.output, options), quick=args.quick)
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -293,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check an output against its manifest")
     verify.add_argument("output")
     add_storage_arguments(verify)
+    verify.add_argument("--quick", action="store_true", help="names and sizes from one listing only (no file is read)")
     verify.set_defaults(func=_verify)
     gc = sub.add_parser("gc", help="delete files no kept manifest version references")
     gc.add_argument("output")

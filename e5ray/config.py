@@ -34,6 +34,7 @@ from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
 from e5ray.timeouts import StoragePolicy
+from e5ray.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
 from e5ray.windows import LONG_TEXT_MODES
 
 DEVICES = ("cpu", "gpu")
@@ -116,6 +117,9 @@ class ComputeConfig:
     max_actors: int | None = None  # None: as many as the cluster fits
     gpus_per_actor: float = 1.0
     chunk_rows: int = 2048
+    unit_rows: int = DEFAULT_UNIT_ROWS  # a work unit closes at this many rows ...
+    unit_tokens: int = DEFAULT_UNIT_TOKENS  # ... or about this many tokens (bytes / 4)
+    retries: int = 3  # times a unit that failed for a transient reason (a lost node) is run again
 
     def __post_init__(self) -> None:
         _choice("compute.device (--device)", self.device, DEVICES)
@@ -126,6 +130,13 @@ class ComputeConfig:
         if self.gpus_per_actor <= 0:
             raise ConfigError(f"compute.gpus_per_actor (--gpus-per-actor) must be > 0, got {self.gpus_per_actor}")
         _at_least("compute.chunk_rows (--chunk-rows)", self.chunk_rows, 1)
+        _at_least("compute.unit_rows (--unit-rows)", self.unit_rows, 1)
+        _at_least("compute.unit_tokens (--unit-tokens)", self.unit_tokens, 1)
+        _at_least("compute.retries (--retries)", self.retries, 0)
+
+    @property
+    def unit_target(self) -> UnitTarget:
+        return UnitTarget(self.unit_rows, self.unit_tokens)
 
 
 @dataclass(frozen=True)

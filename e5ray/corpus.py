@@ -3,13 +3,14 @@
 A corpus is a set of Parquet or JSONL (optionally gzip) files under a local directory,
 a glob, a single file or an object-store prefix. Each file is one *source shard*;
 its fingerprint (size plus ETag or mtime, else a content hash) says whether it changed.
-Readers stream fixed-size chunks so memory does not grow with the shard.
+Readers stream fixed-size chunks so memory does not grow with the shard, and read
+either the whole file or one work unit of it (`e5ray.units.UnitRange`: Parquet row
+groups, or the JSONL lines that start inside a byte range).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -20,9 +21,10 @@ import pyarrow.parquet as pq
 
 from e5ray.errors import CorpusError
 from e5ray.storage import filesystem_for, info_etag, info_mtime, is_remote, sha256_of
+from e5ray.units import RowGroupStats, UnitRange
 
 # Extensions -> format name. A new input format is a reader function (fs, path, uri,
-# id_column, text_column, chunk_rows) -> Iterator[Chunk] registered in READERS below,
+# id_column, text_column, chunk_rows, unit) -> Iterator[Chunk] registered in READERS below,
 # plus its extensions here.
 EXTENSIONS = {
     ".parquet": "parquet",
@@ -129,11 +131,18 @@ class Chunk:
     (malformed JSON line); such rows have None id and text.
     """
 
-    start: int  # row number of the first row in the shard
+    start: int  # row number of the first row in the shard (in the unit, for a JSONL byte range)
     ids: list[Any]
     texts: list[Any]
     errors: dict[int, str]
     id_type: pa.DataType | None = None  # the column's declared type (Parquet only)
+    offsets: list[int] | None = None  # JSONL byte ranges: each row's byte offset in the file
+
+    def locate(self, pos: int) -> dict[str, int]:
+        """Where row `pos` of this chunk is in its file: {"row": n} or, in a byte range, {"offset": b}."""
+        if self.offsets is not None:
+            return {"offset": self.offsets[pos]}
+        return {"row": self.start + pos}
 
 
 def read_chunks(
@@ -142,49 +151,103 @@ def read_chunks(
     text_column: str = "text",
     chunk_rows: int = 2048,
     storage_options: dict[str, Any] | None = None,
+    unit: UnitRange | None = None,
 ) -> Iterator[Chunk]:
-    """Stream a shard in chunks of at most `chunk_rows` rows."""
+    """Stream a shard (or the unit `unit` of it) in chunks of at most `chunk_rows` rows."""
     reader = READERS.get(shard.format)
     if reader is None:
         raise CorpusError(f"unknown format {shard.format!r}; valid: {', '.join(FORMATS)}")
     fs, path = filesystem_for(shard.uri, storage_options)
-    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows)
+    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows, unit)
 
 
-def _parquet_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+def _open_parquet(fh: Any, uri: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(fh)
+    except pa.ArrowInvalid as exc:
+        raise CorpusError(f"{uri} is not a readable Parquet file: {exc}") from exc
+
+
+def parquet_row_groups(
+    shard: SourceShard, text_column: str, storage_options: dict[str, Any] | None = None
+) -> list[RowGroupStats]:
+    """Rows and uncompressed text bytes of each row group, from the footer alone (one ranged read)."""
+    fs, path = filesystem_for(shard.uri, storage_options)
     with fs.open(path, "rb") as fh:
-        try:
-            reader = pq.ParquetFile(fh)
-        except pa.ArrowInvalid as exc:
-            raise CorpusError(f"{uri} is not a readable Parquet file: {exc}") from exc
+        meta = _open_parquet(fh, shard.uri).metadata
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    col = names.index(text_column) if text_column in names else None
+    stats = []
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        text = group.column(col).total_uncompressed_size if col is not None else group.total_byte_size
+        stats.append(RowGroupStats(group.num_rows, int(text)))
+    return stats
+
+
+def _parquet_chunks(
+    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, unit: UnitRange | None = None
+) -> Iterator[Chunk]:
+    with fs.open(path, "rb") as fh:
+        reader = _open_parquet(fh, uri)
         names = reader.schema_arrow.names
         missing = [c for c in (id_column, text_column) if c not in names]
         if missing:
             raise CorpusError(f"{uri}: no column {missing} (columns: {names}); set --id-column/--text-column")
         id_type = reader.schema_arrow.field(id_column).type
+        groups = None
         start = 0
-        for batch in reader.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column]):
+        if unit is not None:
+            if unit.kind != "rows" or unit.stop > reader.num_row_groups:
+                raise CorpusError(f"{uri}: unit {unit.label} does not fit its {reader.num_row_groups} row groups")
+            groups = list(range(unit.start, unit.stop))
+            start = sum(reader.metadata.row_group(i).num_rows for i in range(unit.start))
+        for batch in reader.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column], row_groups=groups):
             ids = batch.column(0).to_pylist()
             texts = batch.column(1).to_pylist()
             yield Chunk(start, ids, texts, {}, id_type)
             start += len(ids)
 
 
-def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int) -> Iterator[Chunk]:
+def _lines(raw: Any, unit: UnitRange | None) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every line of the file, or of those starting in `unit`'s byte range."""
+    if unit is None:
+        offset = 0
+        for line in raw:
+            yield offset, line
+            offset += len(line)
+        return
+    if unit.kind != "bytes":
+        raise CorpusError(f"a JSONL file is split by byte ranges, not {unit.kind!r}")
+    offset = unit.start
+    if offset > 0:
+        # The line that holds byte start-1 belongs to the unit before, unless it ends right there.
+        raw.seek(offset - 1)
+        offset = offset - 1 + len(raw.readline())
+    while offset < unit.stop:
+        line = raw.readline()
+        if not line:
+            return
+        yield offset, line
+        offset += len(line)
+
+
+def _jsonl_chunks(
+    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, unit: UnitRange | None = None
+) -> Iterator[Chunk]:
     # Parsed line by line so that one malformed line becomes one recorded rejection
     # instead of failing the whole shard.
-    with fs.open(path, "rb", compression="infer") as raw:
-        # utf-8-sig: a leading BOM is not part of the first row. surrogateescape: an
-        # invalid byte becomes a lone surrogate that the row validator rejects with its
-        # reason (or repairs under --on-invalid-utf8 replace); never a silent U+FFFD.
-        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape")
-        chunk = Chunk(0, [], [], {})
+    with fs.open(path, "rb", compression="infer" if unit is None else None) as raw:
+        offsets: list[int] | None = [] if unit is not None else None
+        chunk = Chunk(0, [], [], {}, offsets=offsets)
         row = 0
         seen_columns: set[str] = set()
-        for line in _json_rows(stream):
+        for offset, line in _json_rows(_lines(raw, unit)):
             if not line.strip():
                 continue  # blank lines are not rows
             pos = len(chunk.ids)
+            if chunk.offsets is not None:
+                chunk.offsets.append(offset)
             try:
                 record = json.loads(line)
                 if not isinstance(record, dict):
@@ -204,36 +267,48 @@ def _jsonl_chunks(fs: Any, path: str, uri: str, id_column: str, text_column: str
             if len(chunk.ids) >= chunk_rows:
                 _check_columns(path, seen_columns, id_column, text_column)
                 yield chunk
-                chunk = Chunk(row, [], [], {})
+                chunk = Chunk(row, [], [], {}, offsets=[] if unit is not None else None)
         if chunk.ids or row == 0:
             _check_columns(path, seen_columns, id_column, text_column)
             yield chunk
 
 
-def _json_rows(stream: io.TextIOWrapper) -> Iterator[str]:
-    """The rows of a JSONL stream as lines; a file holding one JSON array (a `.json` export)
-    yields each element as a row instead. Such a file is parsed whole: use JSONL for
-    shards larger than memory."""
-    first = ""
-    for first in stream:
+def _decoded(raw_line: bytes, offset: int) -> str:
+    """One line as text. A leading BOM is not part of the first row. surrogateescape: an
+    invalid byte becomes a lone surrogate that the row validator rejects with its reason
+    (or repairs under --on-invalid-utf8 replace); never a silent U+FFFD."""
+    if offset == 0 and raw_line.startswith(b"\xef\xbb\xbf"):
+        raw_line = raw_line[3:]
+    return raw_line.decode("utf-8", errors="surrogateescape")
+
+
+def _json_rows(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, str]]:
+    """(byte offset, row) of a JSONL stream, one row a line; a file holding one JSON array
+    (a `.json` export) yields each element as a row instead (offset 0: such a file is never
+    split into byte ranges, `e5ray.units.is_splittable_jsonl`). Such a file is parsed whole:
+    use JSONL for shards larger than memory."""
+    first, first_offset = "", 0
+    for first_offset, raw_line in lines:
+        first = _decoded(raw_line, first_offset)
         if first.strip():
             break
-    if not first.lstrip().startswith("["):
+    if first_offset != 0 or not first.lstrip().startswith("["):
         if first:
-            yield first
-        yield from stream
+            yield first_offset, first
+        for offset, raw_line in lines:
+            yield offset, _decoded(raw_line, offset)
         return
-    text = first + stream.read()
+    text = first + "".join(_decoded(raw_line, offset) for offset, raw_line in lines)
     try:
         records = json.loads(text)
     except ValueError:  # not one array after all (e.g. a JSONL file of arrays): rows as lines
-        yield from text.splitlines()
+        yield from ((0, line) for line in text.splitlines())
         return
     if not isinstance(records, list):
-        yield from text.splitlines()
+        yield from ((0, line) for line in text.splitlines())
         return
     for record in records:
-        yield json.dumps(record, ensure_ascii=False)
+        yield 0, json.dumps(record, ensure_ascii=False)
 
 
 def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) -> None:
@@ -247,7 +322,7 @@ def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) 
         )
 
 
-Reader = Callable[[Any, str, str, str, str, int], Iterator[Chunk]]
+Reader = Callable[[Any, str, str, str, str, int, UnitRange | None], Iterator[Chunk]]
 READERS: dict[str, Reader] = {
     "parquet": _parquet_chunks,
     "jsonl": _jsonl_chunks,

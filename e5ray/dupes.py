@@ -117,9 +117,14 @@ def precedence(entries: Sequence[ShardEntry], policy: str, carried_uris: set[str
     """Indexes of `entries` in the order in which they claim ids (first wins)."""
     if policy == "keep-first":
         return sorted(
-            range(len(entries)), key=lambda i: (entries[i].source.uri not in carried_uris, entries[i].source.uri)
+            range(len(entries)), key=lambda i: (entries[i].source.uri not in carried_uris, _place(entries[i]))
         )
-    return sorted(range(len(entries)), key=lambda i: entries[i].source.uri)
+    return sorted(range(len(entries)), key=lambda i: _place(entries[i]))
+
+
+def _place(entry: ShardEntry) -> tuple[str, int]:
+    """A work unit's place in the corpus: its source, then where in the source it starts."""
+    return entry.source.uri, entry.unit.start if entry.unit is not None else -1
 
 
 def _read_ids(output: OutputDir, ref: FileRef, output_format: str) -> list[Any]:
@@ -214,7 +219,7 @@ def _upload(output: OutputDir, local: str, stem: str, suffix: str, rows: int | N
     size = os.path.getsize(local)
     rel = f"{stem}-{sha[:12]}{suffix}"
     output.upload(local, rel)
-    return FileRef(rel, size, sha, rows)
+    return FileRef(rel, size, sha, rows, output.stamp(rel))
 
 
 def _filter_file(output: OutputDir, ref: FileRef, output_format: str, dropped: set[str], local: str) -> int:
@@ -257,8 +262,9 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
             local_ids = f"{tmp}/ids.pq"
             pq.write_table(table, local_ids, row_group_size=IDS_ROW_GROUP, compression="zstd")
             sha = sha256_of(fsspec.filesystem("file"), local_ids)
-            ids_ref = FileRef(f"{new_stem}{IDS_SUFFIX}", os.path.getsize(local_ids), sha, table.num_rows)
-            output.upload(local_ids, ids_ref.path)
+            ids_path, ids_size = f"{new_stem}{IDS_SUFFIX}", os.path.getsize(local_ids)
+            output.upload(local_ids, ids_path)  # may move the local file
+            ids_ref = FileRef(ids_path, ids_size, sha, table.num_rows, output.stamp(ids_path))
     records: list[dict[str, Any]] = []
     if entry.rejects is not None:
         text = output.read_bytes(entry.rejects.path).decode("utf-8")
@@ -269,8 +275,11 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
         records.append({"row": d.row, "id": int(d.id) if as_int else d.id, "reason": f"duplicate id: kept in {where}"})
     records.sort(key=lambda r: (r.get("row") is None, r.get("row") or 0))
     blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-    rejects = FileRef(f"{new_stem}.rejects.jsonl", len(blob), hashlib.sha256(blob).hexdigest(), len(records))
-    output.write_atomic(rejects.path, blob)
+    rejects_path = f"{new_stem}.rejects.jsonl"
+    output.write_atomic(rejects_path, blob)
+    rejects = FileRef(
+        rejects_path, len(blob), hashlib.sha256(blob).hexdigest(), len(records), output.stamp(rejects_path)
+    )
     documents = len(drops)  # ids are unique within a shard: one dropped id is one document
     chunked = entry.documents is not None and entry.rows != entry.documents  # rows are windows
     return dataclasses.replace(

@@ -15,67 +15,48 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from typing import Any
 
 from e5ray import __version__
 from e5ray.config import JobConfig
-from e5ray.corpus import SourceShard, discover
-from e5ray.errors import ShardFailures, StorageUnavailableError, UnsafePathError, UsageError
+from e5ray.corpus import SourceShard, discover, parquet_row_groups
+from e5ray.errors import ShardFailures, StorageUnavailableError, UsageError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.failures import storage_error_from, storage_step
 from e5ray.lease import Lease
 from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
 from e5ray.model_space import describe_space
-from e5ray.paths import check_entry_paths
-from e5ray.plan import plan_refresh
+from e5ray.plan import plan_refresh, split_tasks
 from e5ray.precommit import finish_version, recheck_carried
+from e5ray.resume import parallel_map, reuse_completed
 from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
 from e5ray.shards import ShardTask
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
 from e5ray.timeouts import Deadline
+from e5ray.units import RowGroupStats, UnitTarget, needs_footer
 from e5ray.versions import commit, list_versions, load_latest, next_manifest
-from e5ray.worker import ShardFailure, WorkerSpec
+from e5ray.worker import DATA_ERRORS, ShardFailure, WorkerSpec
 
 __all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
 
-def reuse_completed(
-    tasks: list[ShardTask], output: OutputDir, exclude: set[str] | frozenset[str] = frozenset()
-) -> tuple[list[ShardEntry], list[ShardTask]]:
-    """Split tasks into those a previous (killed) run finished, checked, and the rest.
+def read_footers(
+    tasks: list[ShardTask], target: UnitTarget, storage_options: dict[str, Any] | None
+) -> dict[str, list[RowGroupStats]]:
+    """The row groups of the Parquet sources that may hold more than one unit, read in parallel."""
+    big = [t.source for t in tasks if t.source.format == "parquet" and needs_footer(t.source.size, target)]
 
-    A marker naming a file in `exclude` is not reused.
-    """
-    reused, todo = [], []
-    for task in tasks:
-        entry = _checked_marker(output, task, exclude)
-        if entry is None:
-            todo.append(task)
-        else:
-            reused.append(entry)
-    return reused, todo
-
-
-def _checked_marker(output: OutputDir, task: ShardTask, exclude: set[str] | frozenset[str]) -> ShardEntry | None:
-    try:
-        data = json.loads(output.read_bytes(task.marker_path))
-        check_entry_paths(data, f"{task.marker_path}: entry")  # a marker never names a file outside the output
-        entry = ShardEntry.from_dict(data)
-    except UnsafePathError:
-        raise
-    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):  # absent, or not a marker we can read
-        return None
-    if any(f.path in exclude for f in entry.files):
-        return None
-    for ref in entry.refs():
+    def footer(src: SourceShard) -> list[RowGroupStats] | None:
         try:
-            if output.size(ref.path) != ref.bytes or output.sha256(ref.path) != ref.sha256:
-                return None
-        except FileNotFoundError:  # gone (or being collected): embed the shard again
+            return parquet_row_groups(src, tasks[0].text_column, storage_options)
+        except DATA_ERRORS:  # embedded whole: the worker reports what is wrong with it, with the file
             return None
-    return entry
+
+    stats = parallel_map(footer, big)
+    return {src.uri: groups for src, groups in zip(big, stats, strict=True) if groups is not None}
 
 
 def _now() -> str:
@@ -175,9 +156,14 @@ def _embed_and_commit(
     # reuses what a killed such run finished since (files no version references yet): an
     # interrupted switch to a new space resumes instead of starting over.
     held = previous.referenced() if reembed_all and previous else set()
+    target = config.compute.unit_target
+    deadline.check("reading the footers of large Parquet sources")
+    with storage_step("reading the footers of", config.input.uri, options):
+        footers = read_footers(plan.tasks, target, options)
+    units = split_tasks(plan.tasks, target, footers)
     deadline.check("checking completion markers")
     with storage_step("checking completion markers in", config.output.uri, options):
-        reused, todo = reuse_completed(plan.tasks, output, exclude=held)
+        reused, todo = reuse_completed(units, output, exclude=held)
         lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
     # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
     reuse = prepare_reuse(
@@ -193,12 +179,15 @@ def _embed_and_commit(
     index = reuse.index.path if reuse.index else None
     todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]
     log.info(
-        "run %s: %d shards in the corpus; %d carried forward, %d reused from an interrupted run, %d to embed",
+        "run %s: %d shards in the corpus; %d units carried forward, %d reused from an interrupted run, "
+        "%d to embed (%d sources split into %d units)",
         run_id,
         len(sources),
         len(plan.carried),
         len(reused),
         len(todo),
+        len(plan.tasks),
+        len(units),
     )
 
     run = executor or get_executor(config.compute.executor)
@@ -215,8 +204,9 @@ def _embed_and_commit(
         embedded.append(result)
         lease.add(result.paths())
         log.info(
-            "shard %s: %d rows, %d rejected (%d/%d shards)",
+            "unit %s%s: %d rows, %d rejected (%d/%d units)",
             result.source.relpath,
+            f" [{result.unit.label}]" if result.unit else "",
             result.rows,
             result.rejected,
             len(embedded),
@@ -225,18 +215,18 @@ def _embed_and_commit(
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
-            f"{len(failed)} of {len(todo)} shards could not be embedded; nothing was committed "
+            f"{len(failed)} of {len(todo)} shards (work units) could not be embedded; nothing was committed "
             "(finished shards are kept and reused by the next run):\n"
             + "\n".join(f"  {f.source.uri}: {f.error}" for f in failed)
         )
     if len(embedded) != len(todo):
-        raise RuntimeError(f"executor returned {len(embedded)} shard results for {len(todo)} tasks")
+        raise RuntimeError(f"executor returned {len(embedded)} unit results for {len(todo)} tasks")
 
     deadline.check("checking the new version")
     with storage_step("checking the new version of", config.output.uri, options):
         shards, duplicates = finish_version(
             output,
-            sorted(plan.carried + reused + embedded, key=lambda e: e.source.uri),
+            sorted(plan.carried + reused + embedded, key=lambda e: (e.source.uri, e.unit.start if e.unit else -1)),
             config.rows.duplicate_ids,
             {e.source.uri for e in plan.carried},
             config.output.format,

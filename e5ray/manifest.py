@@ -19,6 +19,7 @@ from typing import Any
 from e5ray.corpus import SourceShard
 from e5ray.errors import SpaceMismatchError
 from e5ray.space import EmbeddingSpace
+from e5ray.units import UnitRange
 
 FORMAT = "e5ray.manifest/2"
 READABLE_FORMATS = ("e5ray.manifest/1", FORMAT)
@@ -39,9 +40,13 @@ class FileRef:
     bytes: int
     sha256: str
     rows: int | None = None
+    stamp: str | None = None  # ETag or mtime when written: a resume compares it with a listing
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.stamp is None:
+            del out["stamp"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileRef:
@@ -71,6 +76,7 @@ class ShardEntry:
     id_type: str | None = None
     duplicates: int = 0
     duplicates_of: tuple[str, ...] = ()  # source URIs of the shards that kept those ids
+    unit: UnitRange | None = None  # the range of the source this entry holds; None: all of it
     # Row-level refresh (e5ray.reuse_plan): the scheme of the files' content_hash column
     # (None: written before it existed), and rows_reused/rows_embedded/duplicates_folded.
     hash_scheme: str | None = None
@@ -104,6 +110,7 @@ class ShardEntry:
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
         out["ids"] = self.ids.to_dict() if self.ids else None
         out["duplicates_of"] = list(self.duplicates_of)
+        out["unit"] = self.unit.to_dict() if self.unit else None
         for name in ("documents", "windows"):  # absent when texts were truncated, as before
             if out[name] is None:
                 del out[name]
@@ -120,6 +127,7 @@ class ShardEntry:
         values["rejects"] = FileRef.from_dict(data["rejects"]) if data.get("rejects") else None
         values["ids"] = FileRef.from_dict(data["ids"]) if data.get("ids") else None
         values["duplicates_of"] = tuple(data.get("duplicates_of") or ())
+        values["unit"] = UnitRange.from_dict(data.get("unit"))
         return cls(**values)
 
 

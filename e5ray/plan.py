@@ -1,6 +1,10 @@
-"""Refresh planning: which source shards to embed, which outputs to carry forward.
+"""Refresh planning: which source shards to embed, which outputs to carry forward, and
+the work units the sources to embed are split into.
 
-Plain data in, plain data out: no I/O, so every case is a unit test.
+Plain data in, plain data out: no I/O (Parquet footers are read by the caller and handed
+in), so every case is a unit test. A source is carried or embedded as a whole: an
+unchanged source carries every unit its previous version was embedded as (whatever the
+unit target is now), a changed one is split again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 from e5ray.corpus import SourceShard
 from e5ray.manifest import Manifest, ShardEntry
 from e5ray.shards import ShardTask
+from e5ray.units import RowGroupStats, UnitTarget, source_units
 
 
 @dataclass
@@ -40,20 +45,35 @@ def plan_refresh(
     same fingerprint with the same settings (the task key covers both); that output is
     carried forward without reading the source. `full` re-embeds everything.
     """
-    before = {entry.source.uri: entry for entry in (previous.shards if previous else ())}
+    before: dict[str, list[ShardEntry]] = {}
+    for entry in previous.shards if previous else ():
+        before.setdefault(entry.source.uri, []).append(entry)
     plan = RefreshPlan()
     for source in sources:
         task = make_task(source)
         old = before.pop(source.uri, None)
         if old is None:
             plan.added.append(source.uri)
-        elif old.key == task.key:
+        elif all(e.key == task.key for e in old):
             plan.unchanged.append(source.uri)
             if not full:
-                plan.carried.append(old)
+                plan.carried.extend(old)
                 continue
         else:
             plan.changed.append(source.uri)
         plan.tasks.append(task)
     plan.removed = sorted(before)
     return plan
+
+
+def split_tasks(
+    tasks: list[ShardTask], target: UnitTarget, footers: dict[str, list[RowGroupStats]] | None = None
+) -> list[ShardTask]:
+    """Each whole-source task as its units (`footers`: row groups of the Parquet sources read)."""
+    out = []
+    for task in tasks:
+        src = task.source
+        groups = (footers or {}).get(src.uri)
+        for unit, weight in source_units(src.uri, src.size, src.format, target, groups):
+            out.append(task.with_unit(unit, weight))
+    return out

@@ -63,7 +63,9 @@ def _validated(
 ) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
     """(chunk, positions of its good rows, validator) for each chunk; rejected rows go to `rejects`."""
     validator: ChunkValidator | None = None
-    for chunk in shards.read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+    for chunk in shards.read_chunks(
+        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit
+    ):
         if task.id_type == "string":  # e5ray.rows: every id as text
             chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
             chunk.id_type = pa.string() if chunk.id_type is not None else None
@@ -75,7 +77,7 @@ def _validated(
             if reason is None:
                 good.append(pos)
             elif rejects is not None:
-                rejects.append({"row": chunk.start + pos, "id": _json_safe(id_value), "reason": reason})
+                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
         yield chunk, good, validator
 
 

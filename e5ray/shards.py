@@ -1,17 +1,20 @@
-"""Embedding shards: the output files of one source shard, written once, completely.
+"""Embedding shards: the output files of one work unit, written once, completely.
 
-For a source shard the worker streams chunks, rejects rows that cannot be embedded
+A task is one unit (`e5ray.units`): a whole source shard, or a range of it. For a unit
+the worker streams chunks, rejects rows that cannot be embedded
 (recorded with the reason, never dropped silently), embeds the rest, and writes through
 the output's sink (`e5ray.sinks`):
-- `shards/<name>-<key>-<sha12><suffix>`: the sink's files (Parquet: `.parquet` with
-  columns `id` and `embedding`, and in long-text chunk mode the window columns after
+- `shards/<name>[-<range>]-<key>-<sha12><suffix>`: the sink's files (`<range>`, e.g.
+  `rg0-8` or `b0-4194304`, only for a unit that is part of a file) (Parquet: `.parquet`
+  with columns `id` and `embedding`, and in long-text chunk mode the window columns after
   them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
   of its own sha256, so a name always denotes one content;
 - `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
 - `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
-  same work.
+  same work. Every unit of a source shares the source's key (the range is in the name),
+  so a refresh decides per source whether all its units are carried.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -19,6 +22,7 @@ at most temporary files, which nothing references and `gc` removes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -42,13 +46,14 @@ from e5ray.rows import id_problem, id_type_name, normalise_id, repair_text, unic
 from e5ray.sinks.base import ShardSink, SinkFile
 from e5ray.space import Prefix
 from e5ray.storage import OutputDir, sha256_of
+from e5ray.units import UnitRange
 
 SHARDS_DIR = "shards"
 
 
 @dataclass(frozen=True)
 class ShardTask:
-    """Everything a worker needs to embed one source shard (plain data, picklable)."""
+    """Everything a worker needs to embed one unit (plain data, picklable)."""
 
     source: SourceShard
     space_fingerprint: str
@@ -58,6 +63,8 @@ class ShardTask:
     output_format: str = DEFAULT_OUTPUT_FORMAT
     on_invalid_utf8: str = "reject"  # e5ray.rows
     id_type: str = "auto"  # e5ray.rows
+    unit: UnitRange | None = None  # None: the whole source shard
+    weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
     # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
     reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
     reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
@@ -92,17 +99,26 @@ class ShardTask:
             "output_format": self.output_format,
             "on_invalid_utf8": self.on_invalid_utf8,
             "id_type": self.id_type,
+            "unit": self.unit.to_dict() if self.unit else None,
+            "weight": self.weight,
             "reuse_rows": self.reuse_rows,
             "reuse_index": self.reuse_index,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardTask:
-        return cls(**{**data, "source": SourceShard.from_dict(data["source"])})
+        return cls(
+            **{**data, "source": SourceShard.from_dict(data["source"]), "unit": UnitRange.from_dict(data.get("unit"))}
+        )
+
+    def with_unit(self, unit: UnitRange | None, weight: int) -> ShardTask:
+        return dataclasses.replace(self, unit=unit, weight=weight)
 
     @property
     def stem(self) -> str:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.relpath)
+        if self.unit is not None:
+            name = f"{name}-{self.unit.label}"
         return f"{name}-{self.key}"
 
     @property
@@ -241,7 +257,7 @@ def embed_shard(
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options):
+        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit):
             if task.id_type == "string":  # e5ray.rows: every id as text
                 chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
                 chunk.id_type = pa.string() if chunk.id_type is not None else None
@@ -253,7 +269,7 @@ def embed_shard(
                 if reason is None:
                     good.append(pos)
                 else:
-                    rejects.append({"row": chunk.start + pos, "id": _json_safe(id_value), "reason": reason})
+                    rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
             tokens = embedder.tokenize([validator.text_for(chunk.texts[p]) for p in good], task.prefix)
             yield chunk, good, tokens
 
@@ -341,13 +357,14 @@ def _commit(
         size = os.path.getsize(file.local_path)
         name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
         output.upload(file.local_path, name)
-        refs.append(FileRef(name, size, sha, file.rows))
+        refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
         rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
         output.write_atomic(rejects_name, blob)
-        rejects_ref = FileRef(rejects_name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects))
+        sha = hashlib.sha256(blob).hexdigest()
+        rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
     ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected) if collected else None
     entry = ShardEntry(
         files=tuple(refs),
@@ -365,6 +382,7 @@ def _commit(
         rejects=rejects_ref,
         ids=ids_ref,
         id_type=id_type,
+        unit=task.unit,
         # rows are windows (chunk), or documents made of several windows (average)
         documents=stats.embedded if mode != "truncate" else None,
         windows=stats.windows if mode != "truncate" else None,
@@ -390,4 +408,4 @@ def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef
     finally:
         if os.path.exists(local_path):
             os.unlink(local_path)
-    return FileRef(name, size, sha, len(collected.keys))
+    return FileRef(name, size, sha, len(collected.keys), output.stamp(name))

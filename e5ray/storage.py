@@ -116,6 +116,15 @@ def info_etag(info: dict[str, Any]) -> str | None:
     return str(etag).strip('"') if etag else None
 
 
+def info_stamp(info: dict[str, Any]) -> str | None:
+    """What changes whenever an object is rewritten: its ETag, else its modification time."""
+    etag = info_etag(info)
+    if etag:
+        return "etag:" + etag
+    mtime = info_mtime(info)
+    return None if mtime is None else f"mtime:{info_seconds(info)!r}"
+
+
 def _local_temp_copy(path: str, data: bytes) -> str:
     """`data` written and synced to a temporary file beside `path`; returns its name."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +226,10 @@ class OutputDir:
 
     def size(self, rel: str) -> int:
         return int(self.fs.size(self.path(rel)))
+
+    def stamp(self, rel: str) -> str | None:
+        """The file's `info_stamp`, as a listing of the output reports it."""
+        return info_stamp(self.fs.info(self.path(rel)))
 
     def sha256(self, rel: str) -> str:
         return sha256_of(self.fs, self.path(rel))

@@ -80,14 +80,15 @@ def next_manifest(
     run: RunInfo,
 ) -> Manifest:
     """The version after the newest one (`versions`: the numbers listed at the run's start;
-    `previous`: that version, or a hand-written manifest.json), holding `shards` in source order."""
+    `previous`: that version, or a hand-written manifest.json), holding `shards` in source order,
+    and each source's units in file order."""
     number = (versions[-1] if versions else (previous.version if previous else 0)) + 1
     return Manifest(
         version=number,
         previous=version_name(previous.version) if previous else None,
         space=space,
         input=input,
-        shards=tuple(sorted(shards, key=lambda e: e.source.uri)),
+        shards=tuple(sorted(shards, key=lambda e: (e.source.uri, e.unit.start if e.unit else 0))),
         changes=changes,
         output_format=output_format,
         run=run,

@@ -7,13 +7,16 @@ plans, lists versions or commits a manifest.
 
 Only data errors become a `ShardFailure`: an unreadable or truncated file, a missing
 column, bytes that do not decode. Retrying such a shard fails the same way, and it
-must not cost the work done on the other shards. Any other exception is a bug (or a
-lost node) and propagates, so that it is seen as one.
+must not cost the work done on the other shards. Transient errors (a refused or reset
+connection, a timeout) are retried here, `retries` times with backoff, and then become
+a failure too (the run commits nothing); a lost node is Ray's to retry, as often. Any
+other exception is a bug and propagates, so that it is seen as one.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +47,8 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeDecodeError,
     zlib.error,
 )
+# Errors that say nothing about the data: the same unit may well succeed on a later try.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class WorkerSpec:
     space_fingerprint: str
     s3_endpoint: str | None = None
     storage: StoragePolicy = field(default_factory=StoragePolicy)  # e5ray.timeouts
+    retries: int = 3
 
     @classmethod
     def for_job(cls, config: JobConfig, space_fingerprint: str) -> WorkerSpec:
@@ -72,6 +78,7 @@ class WorkerSpec:
             space_fingerprint=space_fingerprint,
             s3_endpoint=config.s3_endpoint,
             storage=config.storage,
+            retries=config.compute.retries,
         )
 
     def storage_options(self) -> dict[str, Any] | None:
@@ -141,22 +148,36 @@ class EmbeddingWorker:
         self.output = OutputDir(spec.output_uri, spec.storage_options())  # this process's own handle
 
     def embed(self, task: ShardTask) -> ShardResult:
-        """The shard's entry, or a ShardFailure when its data cannot be embedded."""
-        try:
-            # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
-            embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
-            return embed(
-                task, self.embedder, self.output, self.sink_class(), self.spec.storage_options(), self.spec.chunk_rows
-            )
-        except DeadlineExceeded:
-            raise
-        except Exception as exc:
-            options = self.spec.storage_options()
-            found = describe(exc, f"embedding {task.source.uri} into", self.spec.output_uri, endpoint_of(options))
-            if found is not None:  # storage refused or stopped answering: every shard would fail alike
-                log.error("shard %s: %s", task.source.uri, found)
-                return ShardFailure(task.source, str(found), found.exit_code)
-            if not isinstance(exc, DATA_ERRORS):
+        """The unit's entry, or a ShardFailure when its data cannot be embedded.
+
+        A storage failure (refused, or no answer within the storage policy's timeouts) is
+        reported at once: every unit would fail alike, and the policy already retried inside
+        its timeouts, so a frozen store fails the run within them. Other transient errors
+        are tried again, at most `retries` times."""
+        # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
+        embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
+        where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
+        options = self.spec.storage_options()
+        for attempt in range(self.spec.retries + 1):
+            try:
+                return embed(task, self.embedder, self.output, self.sink_class(), options, self.spec.chunk_rows)
+            except DeadlineExceeded:
                 raise
-            log.error("shard %s failed: %s: %s", task.source.uri, type(exc).__name__, exc)
-            return ShardFailure(task.source, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                found = describe(exc, f"embedding {where} into", self.spec.output_uri, endpoint_of(options))
+                if found is not None:
+                    log.error("unit %s: %s", where, found)
+                    return ShardFailure(task.source, str(found), found.exit_code)
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    if attempt == self.spec.retries:
+                        log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)
+                        return ShardFailure(task.source, f"{type(exc).__name__} (after {attempt + 1} tries): {exc}")
+                    log.warning("unit %s: %s: %s; trying again", where, type(exc).__name__, exc)
+                    time.sleep(min(2.0**attempt, 30.0))
+                    continue
+                if not isinstance(exc, DATA_ERRORS):
+                    raise
+                log.error("unit %s failed: %s: %s", where, type(exc).__name__, exc)
+                label = f"[{task.unit.label}] " if task.unit else ""
+                return ShardFailure(task.source, f"{label}{type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable: the last attempt returns")

@@ -1,12 +1,20 @@
-"""The Ray executor: shard tasks through a Ray Data actor pool of E5Embedders.
+"""The Ray executor: work units through a Ray Data actor pool of E5Embedders.
 
-The unit of work is a whole source shard: the dataset holds one small row per shard
-task, each actor (model loaded once) streams its shard in chunks, writes the output
-shard and its completion marker, and returns the manifest entry. This gives 1:1
-lineage without a shuffle, memory bounded by chunk size x actors (not by the corpus),
-and exactly-once output per shard even when an actor dies: a retried task rewrites
-the same deterministic output atomically. There are no separate read or write tasks,
-so the pool may use every CPU without starving Ray Data.
+The dataset holds one small row per *group* of units (`e5ray.units`: a big file's
+ranges are a group each, small files are packed together up to the unit target), so a
+corpus of many tiny files costs one Ray task per group, not per file. Each actor (model
+loaded once) streams each unit of its group in chunks, writes the unit's output and
+completion marker, and returns one manifest entry per unit. This gives 1:1 lineage
+without a shuffle, memory bounded by chunk size x actors (not by the corpus), and
+exactly-once output per unit even when an actor dies: a retried task rewrites the same
+deterministic outputs atomically. There are no separate read or write tasks, so the
+pool may use every CPU without starving Ray Data.
+
+The pool starts at its full size (no ramp-up from one actor), takes one task per actor
+at a time (a small unit never queues behind a big one on a busy actor), and gets the
+largest groups first, so the run does not end on one long unit. Its size comes from
+`--max-actors` when given, which may exceed what the live nodes fit: on an autoscaling
+cluster the pending actors are what asks the autoscaler for nodes.
 
 Only this module and `jobs/` import ray (tests/test_imports.py holds us to it).
 """
@@ -26,6 +34,7 @@ import ray
 from e5ray.config import ComputeConfig
 from e5ray.errors import DeviceUnavailableError, UsageError
 from e5ray.shards import ShardTask
+from e5ray.units import group_small
 from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
 
 log = logging.getLogger("e5ray")
@@ -54,25 +63,29 @@ def ensure_ray() -> None:
 
 
 def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
-    """Size the actor pool from the resources the cluster reports.
+    """Size the actor pool from the config and the resources the cluster reports.
 
     CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
     threads (no oversubscription); default threads = the smallest node's CPUs, capped at
     MAX_THREADS_PER_ACTOR, so an actor always fits on a node. GPU: one actor per GPU
-    (or per `gpus_per_actor`), with one CPU for reading and tokenising.
+    (or per `gpus_per_actor`), with up to 4 CPUs for reading and tokenising.
+    `max_actors` is the declared capacity: it is honoured even when the nodes alive now
+    fit fewer actors (an autoscaling cluster starts more for the pending ones); without
+    it the pool is what the live nodes fit.
     """
     if nodes is None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
+    declared = compute.max_actors
     if compute.device == "gpu":
         total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-        if total_gpus < compute.gpus_per_actor:
+        if total_gpus < compute.gpus_per_actor and declared is None:
             raise DeviceUnavailableError(
                 f"--device gpu: the cluster reports {total_gpus} GPUs, {compute.gpus_per_actor} needed per actor; "
-                "add GPU workers (cluster.yaml: gpu_worker) or use --device cpu"
+                "add GPU workers (cluster.yaml: gpu_worker), give --max-actors on an autoscaling cluster, "
+                "or use --device cpu"
             )
-        most = int(total_gpus // compute.gpus_per_actor)
-        max_actors = min(compute.max_actors or most, most)
+        max_actors = declared or int(total_gpus // compute.gpus_per_actor)
         # A GPU actor reads and tokenises on the CPU: give it a share of its node's CPUs,
         # at most 4 (on an H200, e5-large, tokenising took 0.55 s of a 3.13 s run on 16 cores).
         per_gpu = [
@@ -83,13 +96,24 @@ def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None
         threads = compute.threads_per_actor or max(1, min(4, min(per_gpu, default=1)))
         return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, compute.gpus_per_actor, threads)
     if not cpus_per_node:
-        raise UsageError("the Ray cluster reports no CPUs")
+        if declared is None:
+            raise UsageError(
+                "the Ray cluster reports no CPUs; on an autoscaling cluster whose workers are not up yet, "
+                "give --max-actors (and --threads-per-actor, the CPUs of one actor)"
+            )
+        threads = compute.threads_per_actor or 1
+        return PoolShape(min(compute.min_actors, declared), declared, threads, 0, threads)
     threads = compute.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
-    if threads > max(cpus_per_node):
+    if threads > max(cpus_per_node) and declared is None:
         raise UsageError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
-    most = max(1, sum(c // threads for c in cpus_per_node))
-    max_actors = min(compute.max_actors or most, most)
+    max_actors = declared or max(1, sum(c // threads for c in cpus_per_node))
     return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, 0, threads)
+
+
+def group_tasks(tasks: list[ShardTask], target_tokens: int) -> list[list[ShardTask]]:
+    """Tasks packed into groups of about `target_tokens` (a big unit alone), largest group first."""
+    groups = [[tasks[i] for i in g] for g in group_small([t.weight or 1 for t in tasks], target_tokens)]
+    return sorted(groups, key=lambda g: -sum(t.weight or 1 for t in g))
 
 
 class ShardEmbedActor:
@@ -102,47 +126,44 @@ class ShardEmbedActor:
         self.worker = EmbeddingWorker(spec, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [self.worker.embed(ShardTask.from_dict(json.loads(blob))) for blob in batch["task"]]
+        results = [self.worker.embed(ShardTask.from_dict(task)) for blob in batch["tasks"] for task in json.loads(blob)]
         return {"entry": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}
 
 
 def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig) -> Iterator[ShardResult]:
-    """Embed `tasks` on the Ray cluster; yields results as shards finish."""
+    """Embed `tasks` on the Ray cluster; yields results as units finish."""
     if not tasks:
         return
     ensure_ray()
+    groups = group_tasks(tasks, compute.unit_tokens)
     shape = pool_shape(compute)
-    shape = PoolShape(
-        min(shape.min_actors, len(tasks)),
-        min(shape.max_actors, len(tasks)),
-        shape.num_cpus,
-        shape.num_gpus,
-        shape.threads,
-    )
+    size = max(1, min(shape.max_actors, len(groups)))
     log.info(
-        "actor pool: %d..%d actors x %s CPUs, %s GPUs, %d threads each",
-        shape.min_actors,
-        shape.max_actors,
+        "actor pool: %d actors x %s CPUs, %s GPUs, %d threads each; %d units in %d tasks",
+        size,
         shape.num_cpus,
         shape.num_gpus,
         shape.threads,
+        len(tasks),
+        len(groups),
     )
-    # Largest shards first, so a big shard does not start last and hold up the end.
-    ordered = sorted(tasks, key=lambda t: -t.source.size)
     dataset = ray.data.from_items(
-        [{"task": json.dumps(t.to_dict())} for t in ordered], override_num_blocks=len(ordered)
+        [{"tasks": json.dumps([t.to_dict() for t in g])} for g in groups], override_num_blocks=len(groups)
     )
     results = dataset.map_batches(
         ShardEmbedActor,
         fn_constructor_kwargs={"spec": spec, "threads": shape.threads},
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=max(1, shape.min_actors), max_size=max(1, shape.max_actors)),
+        # Starts at its full size: a pool that grows from one actor left the others' CPUs
+        # idle for the first 7-9 s of a run.
+        compute=ray.data.ActorPoolStrategy(min_size=size, max_size=size, max_tasks_in_flight_per_actor=1),
         num_cpus=shape.num_cpus,
         num_gpus=shape.num_gpus or None,
-        # Ray Data replaces a lost actor and retries its shard (max_restarts and
-        # max_task_retries default to -1 for actor pools); outputs are idempotent, so a
-        # retry cannot duplicate or lose rows.
+        # A lost actor (a killed node) is replaced and its task run again, a bounded number
+        # of times; outputs are idempotent, so a retry cannot duplicate or lose rows.
+        max_restarts=compute.retries,
+        max_task_retries=compute.retries,
     )
     for row in results.iter_rows():
         yield result_from_dict(json.loads(row["entry"]))

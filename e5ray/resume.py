@@ -1,0 +1,111 @@
+"""Resume without downloading: which units a killed run finished, from one listing.
+
+The driver's cost must not grow with the output's bytes, and its request count only
+with what it must read. So a resume:
+1. lists the output's `shards/` folder once (paginated by the store: ~1 request per
+   1,000 objects on S3) and keeps each file's size and stamp (ETag, else mtime);
+2. reads, in parallel threads, only the markers that the listing shows exist (a unit
+   never started costs no request);
+3. reuses a marker when every file it names is in the listing with the size and stamp
+   the worker recorded in the marker right after writing it. A file rewritten since
+   has a new ETag (or mtime), so it is embedded again; a file is never downloaded here
+   (`e5ray verify` without `--quick` is the check that reads every byte). Markers
+   written before stamps were recorded fall back to reading the file's sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from e5ray.manifest import FileRef, ShardEntry
+from e5ray.paths import UnsafePathError, check_entry_paths
+from e5ray.shards import SHARDS_DIR, ShardTask
+from e5ray.storage import OutputDir, info_stamp
+
+# Object stores answer small reads in tens of ms; this many in flight hides that latency
+# without holding many connections (s3fs' default pool is 10 per host, raised by aiobotocore).
+READ_THREADS = 32
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int = READ_THREADS) -> list[R]:
+    """`[fn(x) for x in items]`, run in threads (I/O bound: the GIL is released while waiting)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A file as a listing shows it."""
+
+    size: int
+    stamp: str | None
+
+
+def list_files(output: OutputDir, folder: str = SHARDS_DIR) -> dict[str, Listed]:
+    """Every file under `folder` of the output, from one (paginated) listing."""
+    if not output.exists(folder):
+        return {}
+    found: dict[str, Any] = output.fs.find(output.path(folder), detail=True)
+    return {output.rel(path): Listed(int(info.get("size") or 0), info_stamp(info)) for path, info in found.items()}
+
+
+def _unchanged(output: OutputDir, ref: FileRef, listed: Listed | None) -> bool:
+    if listed is None or listed.size != ref.bytes:
+        return False
+    if ref.stamp is not None:
+        return listed.stamp == ref.stamp
+    try:  # a marker from before stamps were recorded
+        return output.sha256(ref.path) == ref.sha256
+    except FileNotFoundError:
+        return False
+
+
+def _read_marker(output: OutputDir, rel: str) -> ShardEntry | None:
+    """The marker's entry; None when it is gone or unreadable. A marker naming a file
+    outside the output root is refused (UnsafePathError), never followed."""
+    try:
+        data = json.loads(output.read_bytes(rel))
+        check_entry_paths(data, f"{rel}: entry")  # a marker never names a file outside the output
+        return ShardEntry.from_dict(data)
+    except UnsafePathError:
+        raise
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):  # gone, or not a marker we can read
+        return None
+
+
+def reuse_completed(
+    tasks: list[ShardTask],
+    output: OutputDir,
+    exclude: set[str] | frozenset[str] = frozenset(),
+    listing: dict[str, Listed] | None = None,
+) -> tuple[list[ShardEntry], list[ShardTask]]:
+    """Split tasks into those a previous (killed) run finished, checked, and the rest.
+
+    A marker naming a file in `exclude` is not reused. `listing`: the output's `list_files`,
+    when the caller has made it already.
+    """
+    if listing is None:
+        listing = list_files(output)
+    candidates = [t for t in tasks if t.marker_path in listing]
+    entries = parallel_map(lambda t: _read_marker(output, t.marker_path), candidates)
+    finished: dict[str, ShardEntry] = {}
+    for task, entry in zip(candidates, entries, strict=True):
+        if entry is None or entry.key != task.key or entry.unit != task.unit:
+            continue
+        if any(path in exclude for path in entry.paths()):
+            continue
+        if all(_unchanged(output, ref, listing.get(ref.path)) for ref in entry.refs()):  # files, rejects, ids
+            finished[task.marker_path] = entry
+    reused = [finished[t.marker_path] for t in tasks if t.marker_path in finished]
+    todo = [t for t in tasks if t.marker_path not in finished]
+    return reused, todo
