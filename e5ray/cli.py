@@ -1,9 +1,11 @@
-"""`e5ray` command line: embed, refresh, verify, gc, search, eval, compare.
+"""`e5ray` command line: embed, refresh, verify, stage-model, export, gc, search, eval, compare.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
-`add_job_arguments` and `config_from_args`. Defaults come from `e5ray.config`.
-Errors a user can cause (`E5RayError`) print one line and exit with their code
-(see `e5ray.errors`); anything else is a bug and keeps its traceback.
+`add_job_arguments`, `parse_job_args` and `config_from_args`. Every flag has help text
+and its default in `--help`; `--config FILE` supplies flags from YAML or TOML; errors a
+user can cause (`E5RayError`) print one line and exit with the documented code
+(EXIT_CODES, from `e5ray.errors`); anything else is a bug and keeps its traceback.
+Defaults come from `e5ray.config`: each is written once.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from e5ray import __version__
 from e5ray.catalog import CATALOG
 from e5ray.config import (
     DEVICES,
@@ -23,30 +28,78 @@ from e5ray.config import (
     PRECISIONS,
     REUSE_MODES,
     ComputeConfig,
+    InputConfig,
     JobConfig,
     ModelConfig,
     OutputConfig,
     RowsConfig,
     RunConfig,
 )
+from e5ray.configfile import ConfigFileError, check_keys, load_config_file, normalise
 from e5ray.corpus import FORMATS
 from e5ray.dupes import POLICIES
-from e5ray.errors import EXIT_INTERRUPTED, E5RayError
+from e5ray.errors import EXIT_INTERRUPTED, E5RayError, UsageError
 from e5ray.executors.base import EXECUTORS
 from e5ray.failures import check_bucket, describe, endpoint_of, storage_step
 from e5ray.pooling import POOLINGS
+from e5ray.progress import MODES, PROGRESS_FILE, Progress
+from e5ray.quiet import filtered_stderr
 from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
 from e5ray.search import add_search_command
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES
 from e5ray.storage import s3_options
+from e5ray.summary import human_summary, json_summary
 from e5ray.timeouts import StoragePolicy
 from e5ray.windows import LONG_TEXT_MODES
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # either case on the command line
 GC_KEEP = 3
 GC_MIN_AGE_S = 3600.0
+
+
+EXIT_CODES = """exit codes:
+  0    ok
+  1    data errors: shards that cannot be read (named, with the reason); nothing committed
+  2    usage or configuration errors: a bad flag, a missing column, an unreachable cluster
+  3    the output holds vectors of another embedding space (re-embed with --full)
+  4    another run committed the same version first (run again)
+  5    the store did not answer within its timeouts, or the run's lease lapsed (run again: it resumes)
+  6    the run's --deadline passed (run again: it resumes)
+  130  interrupted (Ctrl-C); finished shards are reused by the next run"""
+
+JOB_EXAMPLES = """examples:
+  # the sample corpus with the demo model (python -m e5ray.testing .demo-model)
+  e5ray embed --input samples/corpus --output out/sample --model demo --model-path .demo-model
+
+  # what would a refresh do? (no model loaded, nothing written)
+  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ --dry-run
+
+  # a real model staged once, the language and url columns kept beside the vectors
+  e5ray stage-model intfloat/multilingual-e5-small s3://bucket/models/e5-small
+  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ \\
+      --model intfloat/multilingual-e5-small --model-path s3://bucket/models/e5-small --keep-columns lang,url
+
+  # flags from a file (keys are the flag names), machine-readable summary
+  e5ray embed --config e5ray.yaml --json
+
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; '(default: X)' added where a flag has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "default" not in text
+            and default not in (None, False, argparse.SUPPRESS)
+            and not isinstance(action, argparse._VersionAction)
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_space_arguments(group: argparse._ArgumentGroup) -> None:
@@ -74,21 +127,30 @@ def add_space_arguments(group: argparse._ArgumentGroup) -> None:
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
-    io.add_argument("--input", required=True, help="local dir, file or glob, or s3://bucket/prefix")
-    io.add_argument("--output", required=True, help="local dir or s3://bucket/prefix for shards + manifest")
+    # Not required= in argparse: --config may supply them; checked after parsing.
+    io.add_argument("--input", help="corpus: a local dir, file or glob, or s3://bucket/prefix (required)")
+    io.add_argument("--output", help="where shards + manifest go: a local dir or s3://bucket/prefix (required)")
     io.add_argument(
         "--format",
         choices=FORMATS,
         default=None,
         help="input format (default: from extensions .parquet, .jsonl, .jsonl.gz)",
     )
-    io.add_argument("--id-column", default="id")
-    io.add_argument("--text-column", default="text")
+    io.add_argument(
+        "--id-column", default=InputConfig.id_column, help="input column with each row's unique id (int or string)"
+    )
+    io.add_argument("--text-column", default=InputConfig.text_column, help="input column with the text to embed")
+    io.add_argument(
+        "--keep-columns",
+        default=None,
+        metavar="A,B,...",
+        help="input columns copied beside the vectors (for example lang,url,text)",
+    )
     io.add_argument(
         "--output-format",
         choices=list(SINKS),
         default=OutputConfig.format,
-        help=f"embedding shard format (default: {OutputConfig.format}; jsonl is for debugging)",
+        help="embedding shard format (jsonl is for debugging)",
     )
     io.add_argument(
         "--s3-endpoint",
@@ -98,36 +160,57 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=ModelConfig.name, help=f"E5 model name (known: {', '.join(CATALOG)})")
     model.add_argument(
-        "--model-path", default=None, help="local or s3:// directory with the ONNX export (skips the hub download)"
+        "--model-path",
+        default=None,
+        help="local or s3:// directory with the ONNX export, e.g. from `e5ray stage-model` (skips the hub download)",
     )
-    model.add_argument("--prefix", choices=list(PREFIXES), default=ModelConfig.prefix)
-    model.add_argument("--max-length", type=int, default=ModelConfig.max_length)
+    model.add_argument(
+        "--prefix",
+        choices=list(PREFIXES),
+        default=ModelConfig.prefix,
+        help="E5 prefix: passage for documents, query for queries",
+    )
+    model.add_argument(
+        "--max-length",
+        type=int,
+        default=ModelConfig.max_length,
+        help="tokens per text; longer texts are truncated and counted",
+    )
     model.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=None,
         help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
     )
-    model.add_argument("--int8-min-cosine", type=float, default=ModelConfig.int8_min_cosine)
+    model.add_argument(
+        "--int8-min-cosine",
+        type=float,
+        default=ModelConfig.int8_min_cosine,
+        help="int8 only: lowest cosine to fp32 on the check texts",
+    )
     add_space_arguments(model)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
-    model.add_argument("--token-budget", type=int, default=None, help="padded tokens per ONNX batch")
     pool = parser.add_argument_group("compute")
-    pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device)
+    pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device, help="where the model runs")
     pool.add_argument(
         "--threads-per-actor",
         type=int,
         default=None,
         help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)",
     )
-    pool.add_argument("--min-actors", type=int, default=ComputeConfig.min_actors)
+    pool.add_argument("--min-actors", type=int, default=ComputeConfig.min_actors, help="actors started at once")
     pool.add_argument(
         "--max-actors",
         type=int,
         default=None,
         help="the pool's size; give it on an autoscaling cluster (default: what the live nodes fit)",
     )
-    pool.add_argument("--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor)
+    pool.add_argument(
+        "--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor, help="GPUs each GPU actor reserves"
+    )
+    pool.add_argument(
+        "--token-budget", type=int, default=None, help="padded tokens per ONNX batch (default: per device)"
+    )
     pool.add_argument(
         "--chunk-rows", type=int, default=ComputeConfig.chunk_rows, help="rows read and embedded per step"
     )
@@ -150,7 +233,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         "--executor",
         choices=list(EXECUTORS),
         default=ComputeConfig.executor,
-        help="ray: actor pools on a cluster or local Ray; local: in this process, no Ray",
+        help="ray: actor pools on the cluster in RAY_ADDRESS, else on a fresh local Ray; local: in this process, no Ray",
     )
     rows = parser.add_argument_group("rows and ids")
     rows.add_argument(
@@ -172,34 +255,55 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=RowsConfig.id_type,
         help="auto: ids keep their type and a corpus mixing types is refused; string: integer ids become text",
     )
-    run = parser.add_argument_group("run limits and coordination with gc")
-    run.add_argument("--deadline", type=float, default=None, help="fail the run after this many seconds")
-    run.add_argument(
+    limits = parser.add_argument_group("run limits and coordination with gc")
+    limits.add_argument("--deadline", type=float, default=None, help="fail the run after this many seconds")
+    limits.add_argument(
         "--lease-interval",
         type=float,
         default=RunConfig.lease_interval,
         help=f"seconds between heartbeats of the run's lease (default {RunConfig.lease_interval:g})",
     )
-    run.add_argument(
+    limits.add_argument(
         "--lease-timeout",
         type=float,
         default=RunConfig.lease_timeout,
         help=f"a lease without heartbeat this long is expired (default {RunConfig.lease_timeout:g})",
     )
     add_storage_arguments(parser, endpoint=False)
-    parser.add_argument("--full", action="store_true", help="re-embed every shard (allowed across spaces)")
-    parser.add_argument(
+    run = parser.add_argument_group("run")
+    run.add_argument("--full", action="store_true", help="re-embed every shard (allowed across embedding spaces)")
+    run.add_argument(
         "--reuse",
         choices=REUSE_MODES,
         default=JobConfig.__dataclass_fields__["reuse"].default,
         help="rows: embed only texts the output does not hold (by content hash); "
         "shard: re-embed changed shards whole; none: re-embed every shard",
     )
-    parser.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the plan and estimates; load no model, write nothing"
+    )
+    run.add_argument("--config", metavar="FILE", help="YAML or TOML file whose keys are these flags (flags win)")
+    run.add_argument(
+        "--progress",
+        choices=MODES,
+        default="auto",
+        help="auto: a bar on a terminal, else a line every --progress-interval seconds",
+    )
+    run.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON line instead of text")
+    run.add_argument("--quiet", action="store_true", help="no progress and no summary (errors only)")
+    run.add_argument("--verbose", action="store_true", help="also Ray Data's own progress and Ray's log lines")
+    add_log_level(
+        run, "e5ray's log level (default: WARNING; INFO with --verbose); DEBUG also prints the traceback of a failure"
+    )
+
+
+def add_log_level(parser: argparse.ArgumentParser | argparse._ArgumentGroup, text: str) -> None:
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=None, help=text)
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser, endpoint: bool = True) -> None:
-    """Storage timeouts and retries (and the S3 endpoint where not added yet), and --log-level."""
+    """Storage timeouts and retries (and the S3 endpoint where not added yet)."""
     group = parser.add_argument_group("storage")
     if endpoint:
         group.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
@@ -221,12 +325,6 @@ def add_storage_arguments(parser: argparse.ArgumentParser, endpoint: bool = True
         default=StoragePolicy.attempts,
         help=f"tries per call, with exponential backoff (default {StoragePolicy.attempts})",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        default=None,
-        help="debug also prints the traceback of a failure (default: info, warning with --quiet)",
-    )
 
 
 def storage_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -236,34 +334,92 @@ def storage_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def job_parser(doc: str) -> argparse.ArgumentParser:
     """The parser of the job entrypoints in jobs/, described by the first line of `doc`."""
-    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=doc.strip().splitlines()[0], epilog=EXIT_CODES, formatter_class=HelpFormatter
+    )
     add_job_arguments(parser)
+    add_version(parser)
     return parser
 
 
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"e5ray {__version__}")
+
+
+def parse_job_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse with `--config FILE` applied first (its keys replace defaults, flags win)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config:
+        try:
+            values = load_config_file(known.config)
+            check_keys(values, _option_flags(parser), known.config)
+        except ConfigFileError as exc:
+            parser.error(str(exc))
+        parser.set_defaults(**normalise(values))
+    args = parser.parse_args(argv)
+    missing = [flag for flag in ("--input", "--output") if not getattr(args, flag[2:])]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (on the command line or in --config)")
+    return args
+
+
+def _option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    skip = {"help", "version", "config"}
+    return {a.dest: a.option_strings[-1] for a in parser._actions if a.option_strings and a.dest not in skip}
+
+
 def config_from_args(args: argparse.Namespace) -> JobConfig:
-    return JobConfig.from_options(**{k: v for k, v in vars(args).items() if k in OPTIONS})
+    options = {k: v for k, v in vars(args).items() if k in OPTIONS}
+    if isinstance(options.get("keep_columns"), str):  # --keep-columns a,b,c
+        options["keep_columns"] = tuple(c.strip() for c in options["keep_columns"].split(",") if c.strip())
+    elif options.get("keep_columns") is None:
+        options.pop("keep_columns", None)
+    return JobConfig.from_options(**options)
 
 
-def setup_logging(quiet: bool = False, level: str | None = None) -> None:
-    chosen = level.upper() if level else ("WARNING" if quiet else "INFO")
-    logging.basicConfig(level=chosen, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def setup_logging(level: str = "WARNING") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _progress_writer(output: str, storage_options: dict[str, Any] | None) -> Callable[[bytes], None]:
+    from e5ray.storage import filesystem_for, join, write_atomic
+
+    def write(blob: bytes) -> None:
+        fs, root = filesystem_for(output, storage_options)
+        write_atomic(fs, join(root, PROGRESS_FILE), blob)
+
+    return write
 
 
 def run_job_from_args(args: argparse.Namespace) -> int:
     from e5ray.job import run_job
     from e5ray.reuse_plan import reuse_summary
 
-    setup_logging(args.quiet, args.log_level)
-    manifest = run_job(config_from_args(args))
-    summary = {
-        "version": manifest.version,
-        "totals": manifest.totals,
-        "changes": manifest.changes["counts"],
-        "tokens_per_s": manifest.run.tokens_per_s,
-        "reuse": reuse_summary(manifest.run.reuse),
-    }
-    print(json.dumps(summary))
+    setup_logging(args.log_level or ("INFO" if args.verbose else "WARNING"))
+    if args.verbose:
+        os.environ["E5RAY_VERBOSE"] = "1"  # read where Ray starts, also in job entrypoints
+    config = config_from_args(args)
+    if args.dry_run:
+        from e5ray.dryrun import format_preview, preview_run
+
+        print(format_preview(preview_run(config)))
+        return 0
+    started = time.perf_counter()
+    with filtered_stderr(enabled=not args.verbose) as stderr:
+        progress = Progress(
+            "off" if args.quiet else args.progress,
+            stderr,
+            interval_s=args.progress_interval,
+            write_json=_progress_writer(config.output.uri, config.storage_options()),
+        )
+        manifest = run_job(config, progress=progress)
+    if args.json:
+        print(json.dumps({**json_summary(manifest), "reuse": reuse_summary(manifest.run.reuse)}))
+    elif not args.quiet:
+        rate = progress.tokens_per_s() or None
+        print(human_summary(manifest, config.output.uri, time.perf_counter() - started, rate))
     return 0
 
 
@@ -300,32 +456,105 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_stage_model_parser(sub: Any) -> None:
+    stage = sub.add_parser(
+        "stage-model",
+        help="copy a model to a directory or s3:// prefix, with SHA256SUMS, for --model-path",
+        description="Copy a model's files (from --model-path, else the catalogue download) to DEST "
+        "with a SHA256SUMS checksum file; then run jobs with --model-path DEST.",
+        epilog="examples:\n  e5ray stage-model intfloat/multilingual-e5-small s3://bucket/models/e5-small\n"
+        "  e5ray stage-model demo /shared/models/demo --model-path .demo-model\n",
+        formatter_class=HelpFormatter,
+    )
+    stage.add_argument("model", help=f"model name (known: {', '.join(CATALOG)}; others need --model-path)")
+    stage.add_argument("destination", help="local directory or s3://bucket/prefix")
+    stage.add_argument("--model-path", default=None, help="copy from this local or s3:// model directory")
+    stage.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
+    stage.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    stage.set_defaults(func=_stage_model)
+
+
+def _stage_model(args: argparse.Namespace) -> int:
+    from e5ray.stage_model import CHECKSUMS, check_staged, stage_model
+    from e5ray.storage import s3_options
+
+    options = s3_options(args.s3_endpoint) or None
+    staged = stage_model(args.model, args.destination, args.model_path, args.cache_dir, options)
+    problems = check_staged(args.destination, options)
+    if problems:
+        raise UsageError(f"staged copy at {args.destination} does not check out: {'; '.join(problems)}")
+    print(
+        f"staged {args.model}: {len(staged.files)} files, {staged.bytes / 1e6:.1f} MB at {args.destination} "
+        f"({CHECKSUMS} checked); use --model {args.model} --model-path {args.destination}"
+    )
+    return 0
+
+
+def add_export_parser(sub: Any) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write an output's current version as a LanceDB table",
+        epilog="example:\n  e5ray export out/sample --to lance out/sample.lancedb --table sample\n",
+        formatter_class=HelpFormatter,
+    )
+    export.add_argument("output", help="the e5ray output (directory or s3:// prefix)")
+    export.add_argument("--to", choices=["lance"], required=True, help="target format")
+    export.add_argument("directory", help="LanceDB database directory (or URI) to write into")
+    export.add_argument("--table", default="embeddings", help="table name (replaced if it exists)")
+    export.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    export.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from e5ray.export_lance import export_lance
+    from e5ray.storage import s3_options
+
+    done = export_lance(args.output, args.directory, args.table, s3_options(args.s3_endpoint) or None)
+    print(
+        f"exported version {done['version']} of {args.output}: {done['rows']:,} rows (dim {done['dim']}) "
+        f"to LanceDB table {done['table']!r} in {done['directory']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="e5ray", description=(__doc__ or "").splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="e5ray",
+        description=__doc__.splitlines()[0],
+        epilog=JOB_EXAMPLES + EXIT_CODES,
+        formatter_class=HelpFormatter,
+    )
+    add_version(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
         ("embed", "embed a corpus (a refresh when OUTPUT has a manifest)"),
         ("refresh", "same as embed: re-embed only what changed"),
     ):
-        job = sub.add_parser(name, help=text)
+        job = sub.add_parser(
+            name, help=text, description=text, epilog=JOB_EXAMPLES + EXIT_CODES, formatter_class=HelpFormatter
+        )
         add_job_arguments(job)
         job.set_defaults(func=run_job_from_args)
-    verify = sub.add_parser("verify", help="check an output against its manifest")
-    verify.add_argument("output")
+    verify = sub.add_parser("verify", help="check an output against its manifest", formatter_class=HelpFormatter)
+    verify.add_argument("output", help="the output directory or s3:// prefix")
     add_storage_arguments(verify)
+    add_log_level(verify, "DEBUG also prints the traceback of a failure")
     verify.add_argument("--quick", action="store_true", help="names and sizes from one listing only (no file is read)")
     verify.set_defaults(func=_verify)
-    gc = sub.add_parser("gc", help="delete files no kept manifest version references")
-    gc.add_argument("output")
-    gc.add_argument("--keep", type=int, default=GC_KEEP, help=f"manifest versions to keep (default {GC_KEEP})")
+    add_stage_model_parser(sub)
+    add_export_parser(sub)
+    gc = sub.add_parser("gc", help="delete files no kept manifest version references", formatter_class=HelpFormatter)
+    gc.add_argument("output", help="the output directory or s3:// prefix")
+    gc.add_argument("--keep", type=int, default=GC_KEEP, help="manifest versions to keep")
     gc.add_argument(
         "--min-age",
         type=float,
         default=GC_MIN_AGE_S,
         help="spare files younger than this many seconds (a run may be about to commit them)",
     )
-    gc.add_argument("--dry-run", action="store_true")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     add_storage_arguments(gc)
+    add_log_level(gc, "DEBUG also prints the traceback of a failure")
     gc.set_defaults(func=_gc)
     from e5ray.compare import add_compare_arguments, compare_from_args
     from e5ray.eval import add_eval_arguments, eval_from_args
@@ -344,19 +573,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; an error a user can cause prints one line (its message names the bad
     value, or the operation and URI for storage) and returns its exit code; `--log-level
-    debug` adds the traceback. Other exceptions are bugs and keep their traceback."""
+    debug` adds the traceback. Ctrl-C says what the next run reuses and returns 130.
+    Other exceptions are bugs and keep their traceback."""
     try:
         return func(args)
     except Exception as exc:
         error = exc if isinstance(exc, E5RayError) else _storage_failure(exc, args)
         if error is None:
             raise
-        if getattr(args, "log_level", None) == "debug":
+        if str(getattr(args, "log_level", None)).upper() == "DEBUG":
             traceback.print_exc()
         print(f"e5ray: error: {type(error).__name__}: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("e5ray: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        from e5ray.job import RunInterrupted
+
+        line = (
+            str(exc)
+            if isinstance(exc, RunInterrupted)
+            else "interrupted before any shard finished: rerun the same command"
+        )
+        print(f"\ne5ray: {line}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -368,8 +605,23 @@ def _storage_failure(exc: BaseException, args: argparse.Namespace) -> E5RayError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("embed", "refresh"):
+        sub = _subparser(parser, argv[0])
+        args = parse_job_args(sub, argv[1:])
+        args.func, args.command = run_job_from_args, argv[0]
+    else:
+        args = parser.parse_args(argv)
     return main_with_errors(args.func, args)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen: argparse.ArgumentParser = action.choices[name]
+            return chosen
+    raise KeyError(name)
 
 
 if __name__ == "__main__":

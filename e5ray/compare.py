@@ -310,12 +310,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", help="output to compare with it (the candidate space)")
     parser.add_argument("--sample", type=int, default=1000, help="ids whose neighbourhoods are compared")
     parser.add_argument("--k", type=int, default=10, help="neighbours per sampled id (overlap@k)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample of ids")
     parser.add_argument("--worst", type=int, default=10, help="lowest-cosine ids to list")
-    parser.add_argument("--batch-rows", type=int, default=8192)
+    parser.add_argument("--batch-rows", type=int, default=8192, help="rows read per batch (bounds memory)")
     parser.add_argument("--memory-mb", type=float, default=1024.0, help="per-bucket budget of the per-id join")
-    parser.add_argument("--json-out", default=None)
-    parser.add_argument("--s3-endpoint", default=None)
+    parser.add_argument("--json-out", default=None, help="write the report as JSON here")
+    parser.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
 
 
 def compare_from_args(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
 from e5ray.timeouts import StoragePolicy
 from e5ray.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
-from e5ray.windows import LONG_TEXT_MODES
+from e5ray.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -61,11 +61,25 @@ class InputConfig:
     format: str | None = None  # None: from each file's extension
     id_column: str = "id"
     text_column: str = "text"
+    keep_columns: tuple[str, ...] = ()  # input columns copied beside the vectors
 
     def __post_init__(self) -> None:
         if not self.uri:
             raise ConfigError("input.uri (--input) is empty")
         _choice("input.format (--format)", self.format, FORMATS, optional=True)
+        object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list from a config file
+        # window columns: long-text chunk mode; content_hash: row-level refresh (e5ray.content_hash)
+        taken = {"id", "embedding", self.id_column, "content_hash", *WINDOW_COLUMNS}
+        clash = [c for c in self.keep_columns if c in taken]
+        if clash:
+            raise ConfigError(
+                f"input.keep_columns (--keep-columns) {clash}: the output already has id (from "
+                f"{self.id_column!r}), embedding, content_hash and, with --long-text chunk, "
+                f"{', '.join(WINDOW_COLUMNS)}; "
+                "keep other columns"
+            )
+        if len(set(self.keep_columns)) != len(self.keep_columns):
+            raise ConfigError(f"input.keep_columns (--keep-columns) names a column twice: {list(self.keep_columns)}")
 
 
 @dataclass(frozen=True)
@@ -232,6 +246,7 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "format": ("input", "format"),
     "id_column": ("input", "id_column"),
     "text_column": ("input", "text_column"),
+    "keep_columns": ("input", "keep_columns"),
     "output": ("output", "uri"),
     "output_format": ("output", "format"),
     "model": ("model", "name"),

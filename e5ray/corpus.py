@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -137,6 +137,8 @@ class Chunk:
     errors: dict[int, str]
     id_type: pa.DataType | None = None  # the column's declared type (Parquet only)
     offsets: list[int] | None = None  # JSONL byte ranges: each row's byte offset in the file
+    # Kept columns (--keep-columns) by name: Arrow arrays from Parquet (types kept), lists from JSONL.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def locate(self, pos: int) -> dict[str, int]:
         """Where row `pos` of this chunk is in its file: {"row": n} or, in a byte range, {"offset": b}."""
@@ -152,13 +154,14 @@ def read_chunks(
     chunk_rows: int = 2048,
     storage_options: dict[str, Any] | None = None,
     unit: UnitRange | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Iterator[Chunk]:
-    """Stream a shard (or the unit `unit` of it) in chunks of at most `chunk_rows` rows."""
+    """Stream a shard (or the unit `unit` of it) in chunks of at most `chunk_rows` rows, with the `keep` columns."""
     reader = READERS.get(shard.format)
     if reader is None:
         raise CorpusError(f"unknown format {shard.format!r}; valid: {', '.join(FORMATS)}")
     fs, path = filesystem_for(shard.uri, storage_options)
-    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows, unit)
+    yield from reader(fs, path, shard.uri, id_column, text_column, chunk_rows, unit, keep)
 
 
 def _open_parquet(fh: Any, uri: str) -> pq.ParquetFile:
@@ -186,7 +189,14 @@ def parquet_row_groups(
 
 
 def _parquet_chunks(
-    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, unit: UnitRange | None = None
+    fs: Any,
+    path: str,
+    uri: str,
+    id_column: str,
+    text_column: str,
+    chunk_rows: int,
+    unit: UnitRange | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Iterator[Chunk]:
     with fs.open(path, "rb") as fh:
         reader = _open_parquet(fh, uri)
@@ -194,6 +204,9 @@ def _parquet_chunks(
         missing = [c for c in (id_column, text_column) if c not in names]
         if missing:
             raise CorpusError(f"{uri}: no column {missing} (columns: {names}); set --id-column/--text-column")
+        missing = [c for c in keep if c not in names]
+        if missing:
+            raise CorpusError(f"{uri}: no column {missing} to keep (columns: {names}); see --keep-columns")
         id_type = reader.schema_arrow.field(id_column).type
         groups = None
         start = 0
@@ -202,10 +215,12 @@ def _parquet_chunks(
                 raise CorpusError(f"{uri}: unit {unit.label} does not fit its {reader.num_row_groups} row groups")
             groups = list(range(unit.start, unit.stop))
             start = sum(reader.metadata.row_group(i).num_rows for i in range(unit.start))
-        for batch in reader.iter_batches(batch_size=chunk_rows, columns=[id_column, text_column], row_groups=groups):
-            ids = batch.column(0).to_pylist()
-            texts = batch.column(1).to_pylist()
-            yield Chunk(start, ids, texts, {}, id_type)
+        columns = list(dict.fromkeys([id_column, text_column, *keep]))  # a kept text column is read once
+        for batch in reader.iter_batches(batch_size=chunk_rows, columns=columns, row_groups=groups):
+            ids = batch.column(id_column).to_pylist()
+            texts = batch.column(text_column).to_pylist()
+            extra = {name: batch.column(name) for name in keep}
+            yield Chunk(start, ids, texts, {}, id_type, extra=extra)
             start += len(ids)
 
 
@@ -233,13 +248,20 @@ def _lines(raw: Any, unit: UnitRange | None) -> Iterator[tuple[int, bytes]]:
 
 
 def _jsonl_chunks(
-    fs: Any, path: str, uri: str, id_column: str, text_column: str, chunk_rows: int, unit: UnitRange | None = None
+    fs: Any,
+    path: str,
+    uri: str,
+    id_column: str,
+    text_column: str,
+    chunk_rows: int,
+    unit: UnitRange | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Iterator[Chunk]:
     # Parsed line by line so that one malformed line becomes one recorded rejection
     # instead of failing the whole shard.
     with fs.open(path, "rb", compression="infer" if unit is None else None) as raw:
         offsets: list[int] | None = [] if unit is not None else None
-        chunk = Chunk(0, [], [], {}, offsets=offsets)
+        chunk = Chunk(0, [], [], {}, offsets=offsets, extra={name: [] for name in keep})
         row = 0
         seen_columns: set[str] = set()
         for offset, line in _json_rows(_lines(raw, unit)):
@@ -255,6 +277,8 @@ def _jsonl_chunks(
                 seen_columns.update(record)
                 chunk.ids.append(record.get(id_column))
                 chunk.texts.append(record.get(text_column))
+                for name in keep:
+                    chunk.extra[name].append(record.get(name))
                 if id_column not in record:
                     chunk.errors[pos] = f"no {id_column!r} field"
                 elif text_column not in record:
@@ -262,12 +286,16 @@ def _jsonl_chunks(
             except ValueError as exc:
                 chunk.ids.append(None)
                 chunk.texts.append(None)
+                for name in keep:
+                    chunk.extra[name].append(None)
                 chunk.errors[pos] = f"malformed JSON line: {str(exc)[:120]}"
             row += 1
             if len(chunk.ids) >= chunk_rows:
                 _check_columns(path, seen_columns, id_column, text_column)
                 yield chunk
-                chunk = Chunk(row, [], [], {}, offsets=[] if unit is not None else None)
+                chunk = Chunk(
+                    row, [], [], {}, offsets=[] if unit is not None else None, extra={name: [] for name in keep}
+                )
         if chunk.ids or row == 0:
             _check_columns(path, seen_columns, id_column, text_column)
             yield chunk
@@ -322,7 +350,7 @@ def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) 
         )
 
 
-Reader = Callable[[Any, str, str, str, str, int, UnitRange | None], Iterator[Chunk]]
+Reader = Callable[[Any, str, str, str, str, int, UnitRange | None, tuple[str, ...]], Iterator[Chunk]]
 READERS: dict[str, Reader] = {
     "parquet": _parquet_chunks,
     "jsonl": _jsonl_chunks,

@@ -1,6 +1,6 @@
 """Ids unique across the shards of one version, checked per hash partition.
 
-Worker side: each finished shard also writes `<name>.ids.pq`, the ids it embedded
+Worker side: each finished shard also writes `ids/<name>.ids.pq`, the ids it embedded
 (as their canonical string), each with a 64-bit hash and its input row number, sorted
 by hash in row groups of `IDS_ROW_GROUP` rows; the entry references it (`ids`) and
 records the ids' type (`id_type`).
@@ -53,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from e5ray.layout import IDS_DIR, REJECTS_DIR, in_folder
 from e5ray.manifest import FileRef, ShardEntry
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, sha256_of
@@ -262,7 +263,7 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
             local_ids = f"{tmp}/ids.pq"
             pq.write_table(table, local_ids, row_group_size=IDS_ROW_GROUP, compression="zstd")
             sha = sha256_of(fsspec.filesystem("file"), local_ids)
-            ids_path, ids_size = f"{new_stem}{IDS_SUFFIX}", os.path.getsize(local_ids)
+            ids_path, ids_size = in_folder(IDS_DIR, f"{new_stem}{IDS_SUFFIX}"), os.path.getsize(local_ids)
             output.upload(local_ids, ids_path)  # may move the local file
             ids_ref = FileRef(ids_path, ids_size, sha, table.num_rows, output.stamp(ids_path))
     records: list[dict[str, Any]] = []
@@ -275,7 +276,7 @@ def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_
         records.append({"row": d.row, "id": int(d.id) if as_int else d.id, "reason": f"duplicate id: kept in {where}"})
     records.sort(key=lambda r: (r.get("row") is None, r.get("row") or 0))
     blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-    rejects_path = f"{new_stem}.rejects.jsonl"
+    rejects_path = in_folder(REJECTS_DIR, f"{new_stem}.rejects.jsonl")
     output.write_atomic(rejects_path, blob)
     rejects = FileRef(
         rejects_path, len(blob), hashlib.sha256(blob).hexdigest(), len(records), output.stamp(rejects_path)

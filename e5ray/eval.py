@@ -237,14 +237,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="KEY=VALUE[,KEY=VALUE] with keys pooling (mean|cls), prefix (on|off), precision (fp32|int8|fp16), "
         "max_length (int), long_text (truncate|chunk|average); repeat; the first is the baseline",
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--model-path", default=None)
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="E5 model name")
+    parser.add_argument("--model-path", default=None, help="local or s3:// directory with the ONNX export")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the model runs")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX threads (default: every CPU here)")
+    parser.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
     parser.add_argument("--json-out", default=None, help="write the report as JSON here")
     parser.add_argument("--chart-out", default=None, help="write a PNG chart here (needs matplotlib: e5ray[eval])")
 

@@ -4,7 +4,10 @@ Kept: the newest `keep` versions and whatever `manifest.json` names. Deleted: ol
 version files, shard, rejects, ids and marker files that no kept version references,
 temporary files, and expired leases. Spared: files younger than `min_age_s`, and every
 file a live lease protects (younger than the lease's start, or listed in it: see
-`e5ray.lease`), since a run in progress is about to commit them.
+`e5ray.lease`), since a run in progress is about to commit them. Temporary files whose
+writer ran on this host and is dead are removed at any age (see `e5ray.tempfiles`).
+Shard, marker, rejects and ids files are looked for in `shards/`, `markers/`, `rejects/`
+and `ids/` (older outputs kept markers and rejects in `shards/`).
 
 Order (why it is safe against a run that commits meanwhile): list the candidate files
 first, then read the leases, then the manifests. A candidate made by a live run was
@@ -21,9 +24,11 @@ from typing import Any
 from e5ray.errors import UsageError
 from e5ray.lease import read_leases
 from e5ray.manifest import ShardEntry
+from e5ray.progress import PROGRESS_FILE
 from e5ray.reuse import INDEX_DIR, index_path
-from e5ray.shards import SHARDS_DIR
+from e5ray.shards import IDS_DIR, MARKERS_DIR, REJECTS_DIR, SHARDS_DIR
 from e5ray.storage import OutputDir, info_seconds
+from e5ray.tempfiles import writer_is_dead
 from e5ray.versions import MANIFEST, VERSIONS_DIR, list_versions, read_manifest, version_name
 
 
@@ -35,13 +40,14 @@ def collect_garbage(
     if keep < 1:
         raise UsageError(f"keep must be >= 1 (the current version is always kept), got {keep}")
     candidates: dict[str, dict[str, Any]] = {}
-    for directory in (SHARDS_DIR, VERSIONS_DIR, INDEX_DIR):
+    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, IDS_DIR, VERSIONS_DIR, INDEX_DIR):
         if output.exists(directory):
             candidates.update(output.fs.find(output.path(directory), detail=True))
-    # A run killed while replacing manifest.json leaves its temporary file at the root.
+    # A run killed while replacing manifest.json (or progress.json) leaves its temporary file at the root.
     if output.exists():
         for info in output.fs.ls(output.root, detail=True):
-            if info.get("type") == "file" and info["name"].rsplit("/", 1)[-1].startswith(f"{MANIFEST}.tmp-"):
+            name = info["name"].rsplit("/", 1)[-1]
+            if info.get("type") == "file" and name.startswith((f"{MANIFEST}.tmp-", f"{PROGRESS_FILE}.tmp-")):
                 candidates[info["name"]] = info
     now = time.time()
     leases = read_leases(output.fs, output.root, now)
@@ -63,8 +69,13 @@ def collect_garbage(
     deleted = []
     for path, info in sorted(candidates.items()):
         rel = output.rel(path)
+        if rel in referenced:
+            continue
+        # A temporary file whose writer on this host is dead can never be finished, whatever
+        # its age or lease; anything else young, or protected by a live lease, stays.
         mtime = info_seconds(info)
-        if rel in referenced or now - mtime < min_age_s or any(lease.protects(rel, mtime) for lease in live):
+        orphan = output.is_local and writer_is_dead(rel)
+        if not orphan and (now - mtime < min_age_s or any(lease.protects(rel, mtime) for lease in live)):
             continue
         if rel.endswith(".done.json") and _marks_referenced(output, rel, referenced):
             continue

@@ -1,10 +1,17 @@
 """One run of the batch job, from a corpus to a committed manifest version.
 
-The steps do not know where the embedding runs: `run_job` plans, hands the shard tasks
-to an executor (`e5ray.executors`), and commits. Re-running on an existing output is a
-refresh; re-running after a crash is a resume, reusing every shard whose completion
-marker checks out. The output is opened once here (an `OutputDir`) and used by every
-driver-side step.
+The steps do not know where the embedding runs: `run_job` plans (`e5ray.run_plan`),
+splits the shard tasks into work units (`e5ray.units`), hands them to an executor
+(`e5ray.executors`), and commits. Re-running on an existing output is a refresh;
+re-running after a crash is a resume, reusing every unit whose completion marker checks
+out (`e5ray.resume`: one listing per output folder, no output downloaded). The output is
+opened once here (an `OutputDir`) and used by every driver-side step.
+
+The run holds a lease on the output from before its first file until it has committed
+(`e5ray.lease`), so a concurrent `e5ray gc` spares what it writes, carries or reuses;
+before the commit it checks ids and that every referenced file exists
+(`e5ray.precommit`). It ends at its `--deadline` (`e5ray.timeouts`), and a store that
+stops answering ends it at once (`e5ray.failures`).
 """
 
 from __future__ import annotations
@@ -15,101 +22,97 @@ import logging
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
 
 from e5ray import __version__
 from e5ray.config import JobConfig
-from e5ray.corpus import SourceShard, discover, parquet_row_groups
-from e5ray.errors import ShardFailures, StorageUnavailableError, UsageError
+from e5ray.errors import ShardFailures, StorageUnavailableError
 from e5ray.executors.base import Executor, get_executor
 from e5ray.failures import storage_error_from, storage_step
+from e5ray.layout import UNIT_FOLDERS
 from e5ray.lease import Lease
-from e5ray.manifest import Manifest, RunInfo, ShardEntry, check_space
-from e5ray.model_space import describe_space
-from e5ray.plan import plan_refresh, split_tasks
-from e5ray.precommit import finish_version, recheck_carried
-from e5ray.resume import parallel_map, reuse_completed
+from e5ray.manifest import Manifest, RunInfo, ShardEntry
+from e5ray.precommit import finish_version
+from e5ray.progress import Progress
+from e5ray.resume import count_markers, reuse_completed
 from e5ray.reuse_plan import log_reuse, prepare_reuse, summarize
+from e5ray.run_plan import PlannedRun, PreparedRun, plan_run, plan_units, prepare_run
 from e5ray.shards import ShardTask
-from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
+from e5ray.tempfiles import remove_dead_temp_files
 from e5ray.timeouts import Deadline
-from e5ray.units import RowGroupStats, UnitTarget, needs_footer
-from e5ray.versions import commit, list_versions, load_latest, next_manifest
-from e5ray.worker import DATA_ERRORS, ShardFailure, WorkerSpec
+from e5ray.units import UnitRange
+from e5ray.versions import VERSIONS_DIR, commit, next_manifest
+from e5ray.worker import ShardFailure, WorkerSpec
 
-__all__ = ["JobConfig", "ShardFailures", "reuse_completed", "run_job"]
+__all__ = ["JobConfig", "PlannedRun", "RunInterrupted", "ShardFailures", "plan_run", "reuse_completed", "run_job"]
 
 log = logging.getLogger("e5ray")
 
 
-def read_footers(
-    tasks: list[ShardTask], target: UnitTarget, storage_options: dict[str, Any] | None
-) -> dict[str, list[RowGroupStats]]:
-    """The row groups of the Parquet sources that may hold more than one unit, read in parallel."""
-    big = [t.source for t in tasks if t.source.format == "parquet" and needs_footer(t.source.size, target)]
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: `finished` units have markers and the next run reuses them."""
 
-    def footer(src: SourceShard) -> list[RowGroupStats] | None:
-        try:
-            return parquet_row_groups(src, tasks[0].text_column, storage_options)
-        except DATA_ERRORS:  # embedded whole: the worker reports what is wrong with it, with the file
-            return None
+    def __init__(self, finished: int, removed_temp_files: int = 0) -> None:
+        super().__init__(finished)
+        self.finished = finished
+        self.removed_temp_files = removed_temp_files
 
-    stats = parallel_map(footer, big)
-    return {src.uri: groups for src, groups in zip(big, stats, strict=True) if groups is not None}
+    def __str__(self) -> str:
+        return f"interrupted; {self.finished} shards finished and will be reused: rerun the same command"
+
+
+def unit_bytes(units: list[ShardTask]) -> dict[tuple[str, UnitRange | None], int]:
+    """Each unit's share of its source's bytes, for progress and ETA: a byte range is its
+    length; row-group ranges share the file in proportion to their estimated tokens."""
+    weights: dict[str, int] = {}
+    for u in units:
+        weights[u.source.uri] = weights.get(u.source.uri, 0) + max(1, u.weight)
+    shares = {}
+    for u in units:
+        if u.unit is None:
+            share = u.source.size
+        elif u.unit.kind == "bytes":
+            share = u.unit.stop - u.unit.start
+        else:
+            share = u.source.size * max(1, u.weight) // weights[u.source.uri]
+        shares[(u.source.uri, u.unit)] = share
+    return shares
+
+
+def _remove_own_temp_files(output: OutputDir) -> list[str]:
+    """After an interrupt: the temporary files of this run's stopped writers (local outputs;
+    on object stores a worker's temporary file lives on its node and goes with it)."""
+    if not output.is_local:
+        return []
+    # Its own too: Ctrl-C may land inside a write of progress.json, whose writer has stopped.
+    return remove_dead_temp_files(output.root, ("", *UNIT_FOLDERS, VERSIONS_DIR), include_own=True)
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_job(config: JobConfig, executor: Executor | None = None) -> Manifest:
+def run_job(config: JobConfig, executor: Executor | None = None, progress: Progress | None = None) -> Manifest:
     """Plan, embed what is needed, commit a new manifest version; returns the manifest.
-    The run holds a lease on the output throughout (e5ray.lease) and ends at its
-    --deadline (e5ray.timeouts)."""
+
+    `progress` (optional) is told the plan and every finished shard. Ctrl-C raises
+    RunInterrupted after this run's temporary files are removed.
+    """
     deadline = Deadline(config.run.deadline)
     with deadline.armed():
-        return _run_job(config, executor, deadline)
+        return _run_job(config, executor, progress, deadline)
 
 
-def _run_job(config: JobConfig, executor: Executor | None, deadline: Deadline) -> Manifest:
+def _run_job(config: JobConfig, executor: Executor | None, progress: Progress | None, deadline: Deadline) -> Manifest:
     started, t0 = _now(), time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     options = config.storage_options()
-    deadline.check("listing the input")
-    with storage_step("listing the input", config.input.uri, options):
-        sources = discover(config.input.uri, config.input.format, options)
-    deadline.check("reading the output's versions")
-    with storage_step("reading the versions of", config.output.uri, options):
-        output = OutputDir(config.output.uri, options)
-        versions = list_versions(output)
-        previous = load_latest(output, versions)
-    deadline.check("loading the model")
-    model = config.model
-    space = describe_space(
-        model.name,
-        model.path,
-        model.max_length,
-        config.precision,
-        model.prefix,
-        model.cache_dir,
-        options,
-        pooling=model.pooling,
-        long_text=model.long_text,
-        stride=model.stride,
-    )
-    check_space(previous, space, config.full)
-    if previous and previous.output_format != config.output.format and not config.full:
-        raise UsageError(
-            f"{config.output.uri} holds {previous.output_format} shards, this run writes {config.output.format}: "
-            "one version holds one format; re-embed everything with --full, or write to another output"
-        )
+    output = OutputDir(config.output.uri, options)
+    prepared = prepare_run(config, output, deadline=deadline)
     with storage_step("taking a lease on", config.output.uri, options):
         lease = Lease(output.fs, output.root, run_id, config.run.lease_interval, config.run.lease_timeout).start()
     try:
-        manifest = _embed_and_commit(
-            config, executor, deadline, output, lease, sources, versions, previous, space, (started, t0)
-        )
+        manifest = _embed_and_commit(config, executor, progress, deadline, output, lease, prepared, (started, t0))
     except StorageUnavailableError:
         lease.release(remove=False)  # the store does not answer: let the lease expire instead
         raise
@@ -123,48 +126,17 @@ def _run_job(config: JobConfig, executor: Executor | None, deadline: Deadline) -
 def _embed_and_commit(
     config: JobConfig,
     executor: Executor | None,
+    progress: Progress | None,
     deadline: Deadline,
     output: OutputDir,
     lease: Lease,
-    sources: list[SourceShard],
-    versions: list[int],
-    previous: Manifest | None,
-    space: EmbeddingSpace,
+    prepared: PreparedRun,
     clock: tuple[str, float],
 ) -> Manifest:
-    (started, t0), run_id, model, options = clock, lease.run_id, config.model, config.storage_options()
-
-    def make_task(source: SourceShard) -> ShardTask:
-        inp = config.input
-        return ShardTask(
-            source,
-            space.fingerprint,
-            inp.id_column,
-            inp.text_column,
-            model.prefix,
-            config.output.format,
-            config.rows.on_invalid_utf8,
-            config.rows.id_type,
-        )
-
-    reembed_all = config.full or config.reuse == "none"
-    plan = plan_refresh(sources, previous, make_task, reembed_all)
-    deadline.check("checking the files of carried shards")
-    with storage_step("listing the shards of", config.output.uri, options):
-        recheck_carried(output, plan, sources, make_task)
-    # --full (and --reuse none) embeds again what the previous version holds, but still
-    # reuses what a killed such run finished since (files no version references yet): an
-    # interrupted switch to a new space resumes instead of starting over.
-    held = previous.referenced() if reembed_all and previous else set()
-    target = config.compute.unit_target
-    deadline.check("reading the footers of large Parquet sources")
-    with storage_step("reading the footers of", config.input.uri, options):
-        footers = read_footers(plan.tasks, target, options)
-    units = split_tasks(plan.tasks, target, footers)
-    deadline.check("checking completion markers")
-    with storage_step("checking completion markers in", config.output.uri, options):
-        reused, todo = reuse_completed(units, output, exclude=held)
-        lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
+    (started, t0), run_id, options = clock, lease.run_id, config.storage_options()
+    planned = plan_units(config, output, prepared, deadline, lease)
+    sources, versions, previous, space = planned.sources, planned.versions, planned.previous, planned.space
+    plan, units, reused, todo = planned.plan, planned.units, planned.reused, planned.todo
     # Row-level reuse (e5ray.reuse_plan): the tasks left to embed look rows up by content hash.
     reuse = prepare_reuse(
         config.reuse,
@@ -191,27 +163,44 @@ def _embed_and_commit(
     )
 
     run = executor or get_executor(config.compute.executor)
+    reporter = progress or Progress(mode="off")
+    reporter.run_id = run_id
+    sizes = unit_bytes(units)
+    reporter.start([sizes[(t.source.uri, t.unit)] for t in todo], carried=len(plan.carried), reused=len(reused))
     t_embed = time.perf_counter()
     embedded: list[ShardEntry] = []
     failed: list[ShardFailure] = []
     deadline.check("embedding shards")
-    for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
-        if isinstance(result, ShardFailure):
-            if result.exit_code is not None:  # storage: every shard would fail the same way, stop now
-                raise storage_error_from({"storage_error": result.error, "exit_code": result.exit_code})
-            failed.append(result)
-            continue
-        embedded.append(result)
-        lease.add(result.paths())
-        log.info(
-            "unit %s%s: %d rows, %d rejected (%d/%d units)",
-            result.source.relpath,
-            f" [{result.unit.label}]" if result.unit else "",
-            result.rows,
-            result.rejected,
-            len(embedded),
-            len(todo),
-        )
+    try:
+        for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
+            if isinstance(result, ShardFailure):
+                if result.exit_code is not None:  # storage: every shard would fail the same way, stop now
+                    raise storage_error_from({"storage_error": result.error, "exit_code": result.exit_code})
+                failed.append(result)
+                continue
+            embedded.append(result)
+            lease.add(result.paths())
+            size = sizes.get((result.source.uri, result.unit), result.source.size)
+            reporter.shard_done(result.rows, result.rejected, result.tokens, size, result.seconds)
+            log.info(
+                "unit %s%s: %d rows, %d rejected (%d/%d units)",
+                result.source.relpath,
+                f" [{result.unit.label}]" if result.unit else "",
+                result.rows,
+                result.rejected,
+                len(embedded),
+                len(todo),
+            )
+    except KeyboardInterrupt:
+        reporter.finish("interrupted")
+        removed = _remove_own_temp_files(output)
+        # Markers on disk, not results received: a unit may have finished after the last one arrived.
+        finished = max(len(embedded), count_markers(todo, output))
+        raise RunInterrupted(finished + len(reused), len(removed)) from None
+    except BaseException:
+        reporter.finish("failed")
+        raise
+    reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:
         raise ShardFailures(
@@ -256,7 +245,13 @@ def _embed_and_commit(
         previous,
         versions,
         space,
-        {"uri": inp.uri, "format": inp.format, "id_column": inp.id_column, "text_column": inp.text_column},
+        {
+            "uri": inp.uri,
+            "format": inp.format,
+            "id_column": inp.id_column,
+            "text_column": inp.text_column,
+            **({"keep_columns": list(inp.keep_columns)} if inp.keep_columns else {}),
+        },
         shards,
         plan.changes(),
         config.output.format,

@@ -3,7 +3,7 @@
 Two checks use it: planning (a carried-forward entry whose files are gone, or have
 another size, is embedded again instead of carried) and the commit (every file the new
 version references must exist with its recorded size, else nothing is committed).
-One listing per directory the entries name (normally just `shards/`), so the cost is
+One listing per directory the entries name (`shards/`, `rejects/`, `ids/`), so the cost is
 a few list requests, not one request per file.
 """
 

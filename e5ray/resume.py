@@ -2,10 +2,13 @@
 
 The driver's cost must not grow with the output's bytes, and its request count only
 with what it must read. So a resume:
-1. lists the output's `shards/` folder once (paginated by the store: ~1 request per
-   1,000 objects on S3) and keeps each file's size and stamp (ETag, else mtime);
+1. lists the output's `markers/`, `shards/`, `rejects/` and `ids/` folders once each (paginated
+   by the store: ~1 request per 1,000 objects on S3) and keeps each file's size and
+   stamp (ETag, else mtime): a constant number of listings, whatever the unit count;
 2. reads, in parallel threads, only the markers that the listing shows exist (a unit
-   never started costs no request);
+   never started costs no request). A unit's marker is in `markers/`; outputs written
+   before that folder existed keep it in `shards/` (`ShardTask.legacy_marker_path`),
+   which is used when `markers/` has none, so such an output still resumes;
 3. reuses a marker when every file it names is in the listing with the size and stamp
    the worker recorded in the marker right after writing it. A file rewritten since
    has a new ETag (or mtime), so it is embedded again; a file is never downloaded here
@@ -21,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from e5ray.layout import MARKERS_DIR, SHARDS_DIR, UNIT_FOLDERS
 from e5ray.manifest import FileRef, ShardEntry
 from e5ray.paths import UnsafePathError, check_entry_paths
-from e5ray.shards import SHARDS_DIR, ShardTask
+from e5ray.shards import ShardTask
 from e5ray.storage import OutputDir, info_stamp
 
 # Object stores answer small reads in tens of ms; this many in flight hides that latency
@@ -59,6 +63,35 @@ def list_files(output: OutputDir, folder: str = SHARDS_DIR) -> dict[str, Listed]
     return {output.rel(path): Listed(int(info.get("size") or 0), info_stamp(info)) for path, info in found.items()}
 
 
+# Every folder a unit writes to: data files, completion markers, rejects, ids (e5ray.layout).
+OUTPUT_FOLDERS = UNIT_FOLDERS
+
+
+def list_output(output: OutputDir, folders: Iterable[str] = OUTPUT_FOLDERS) -> dict[str, Listed]:
+    """`list_files` of each folder (one listing each), merged: what resume and verify look up."""
+    listing: dict[str, Listed] = {}
+    for folder in folders:
+        listing.update(list_files(output, folder))
+    return listing
+
+
+def marker_of(task: ShardTask, listing: dict[str, Listed]) -> str | None:
+    """Where `task`'s marker is, per the listing: `markers/`, else the older layout's `shards/`."""
+    for path in (task.marker_path, task.legacy_marker_path):
+        if path in listing:
+            return path
+    return None
+
+
+def count_markers(tasks: list[ShardTask], output: OutputDir) -> int:
+    """How many of `tasks` have a completion marker (one listing per marker folder, no reads)."""
+    try:
+        listing = list_output(output, (MARKERS_DIR, SHARDS_DIR))
+    except OSError:
+        return 0
+    return sum(1 for t in tasks if marker_of(t, listing) is not None)
+
+
 def _unchanged(output: OutputDir, ref: FileRef, listed: Listed | None) -> bool:
     if listed is None or listed.size != ref.bytes:
         return False
@@ -91,15 +124,15 @@ def reuse_completed(
 ) -> tuple[list[ShardEntry], list[ShardTask]]:
     """Split tasks into those a previous (killed) run finished, checked, and the rest.
 
-    A marker naming a file in `exclude` is not reused. `listing`: the output's `list_files`,
+    A marker naming a file in `exclude` is not reused. `listing`: the output's `list_output`,
     when the caller has made it already.
     """
     if listing is None:
-        listing = list_files(output)
-    candidates = [t for t in tasks if t.marker_path in listing]
-    entries = parallel_map(lambda t: _read_marker(output, t.marker_path), candidates)
+        listing = list_output(output)
+    candidates = [(t, path) for t in tasks if (path := marker_of(t, listing)) is not None]
+    entries = parallel_map(lambda c: _read_marker(output, c[1]), candidates)
     finished: dict[str, ShardEntry] = {}
-    for task, entry in zip(candidates, entries, strict=True):
+    for (task, _), entry in zip(candidates, entries, strict=True):
         if entry is None or entry.key != task.key or entry.unit != task.unit:
             continue
         if any(path in exclude for path in entry.paths()):

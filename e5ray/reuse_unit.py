@@ -39,14 +39,13 @@ from e5ray.dupes import IdCollector
 from e5ray.errors import CorpusError, DataError, UsageError
 from e5ray.manifest import ShardEntry
 from e5ray.reuse import ReadStats, load_index, lookup
-from e5ray.rows import id_type_name, normalise_id
+from e5ray.rows import id_type_name
 from e5ray.shards import (
     SHARDS_DIR,
     ChunkValidator,
     ShardStats,
     ShardTask,
     _commit,
-    _json_safe,
     _prefetch,
     hash_columns,
     hash_scheme_of,
@@ -56,29 +55,6 @@ from e5ray.storage import OutputDir
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
-
-
-def _validated(
-    task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
-) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
-    """(chunk, positions of its good rows, validator) for each chunk; rejected rows go to `rejects`."""
-    validator: ChunkValidator | None = None
-    for chunk in shards.read_chunks(
-        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit
-    ):
-        if task.id_type == "string":  # e5ray.rows: every id as text
-            chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
-            chunk.id_type = pa.string() if chunk.id_type is not None else None
-        if validator is None:
-            validator = ChunkValidator(chunk.id_type, task.on_invalid_utf8)
-        good: list[int] = []
-        for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
-            reason = chunk.errors.get(pos) or validator.check(id_value, text)
-            if reason is None:
-                good.append(pos)
-            elif rejects is not None:
-                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
-        yield chunk, good, validator
 
 
 def _digest_rows(digest: Any, chunk: Chunk) -> None:
@@ -113,7 +89,7 @@ def embed_shard_reusing_rows(
     # Pass 1: a hash per good row, in order.
     row_hashes: list[bytes] = []
     first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, checker in _validated(task, chunk_rows, storage_options, rejects):
+    for chunk, good, checker in shards.validated_chunks(task, chunk_rows, storage_options, rejects):
         _digest_rows(first_digest, chunk)
         stats.input_rows += len(chunk.ids)
         tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
@@ -153,7 +129,7 @@ def embed_shard_reusing_rows(
 
         def prepared() -> Iterator[tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]]:
             nonlocal cursor
-            for chunk, good, validator in _validated(task, chunk_rows, storage_options, None):
+            for chunk, good, validator in shards.validated_chunks(task, chunk_rows, storage_options, None):
                 _digest_rows(second_digest, chunk)
                 chunk_slots = row_slots[cursor : cursor + len(good)]
                 cursor += len(good)
@@ -167,6 +143,7 @@ def embed_shard_reusing_rows(
                 ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
                 yield chunk, good, chunk_slots, todo_slots, tokens, validator
 
+        metadata = shards.file_metadata(task, embedder)
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
         opened = False
@@ -181,15 +158,17 @@ def embed_shard_reusing_rows(
                     stats.padded_tokens += result.padded_tokens
                     stats.embed_seconds += result.seconds
                 if not opened:
-                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                     opened = True
                 hashes = [distinct[int(s)] for s in chunk_slots]
-                sink.write([chunk.ids[p] for p in good], store[chunk_slots], hash_columns(sink, hashes=hashes))
+                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(shards.kept_columns(chunk, good) or {})}
+                sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
                 collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # e5ray.dupes
                 stats.embedded += len(good)
                 stats.rows += len(good)
             if not opened:  # a shard with no rows still gets its (empty) output
-                sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+                id_type = validator.id_type() if validator else pa.int64()
+                sink.open(tmp_dir, task.stem, id_type, embedder.dim, metadata)
             files = sink.close()
             if cursor != len(row_slots) or first_digest.digest() != second_digest.digest():
                 raise CorpusError(f"{task.source.uri} changed while it was being embedded; run again")

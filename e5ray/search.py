@@ -291,7 +291,7 @@ def add_search_command(sub: Any) -> None:
     from e5ray.prefixes import PREFIXES
 
     search = sub.add_parser("search", help="the k rows of an output nearest to a query text")
-    search.add_argument("output")
+    search.add_argument("output", help="the e5ray output (directory or s3:// prefix)")
     search.add_argument("text", help="the query; embedded in the output's own space")
     search.add_argument("-k", type=int, default=10, help="hits to print (default 10)")
     search.add_argument("--input", default=None, help="the corpus, to print the hits' texts")
@@ -301,14 +301,14 @@ def add_search_command(sub: Any) -> None:
     search.add_argument(
         "--prefix", choices=list(PREFIXES), default="query", help="E5 prefix of the text (default query)"
     )
-    search.add_argument("--device", choices=DEVICES, default="cpu")
-    search.add_argument("--threads", type=int, default=None)
+    search.add_argument("--device", choices=DEVICES, default="cpu", help="where the query is embedded")
+    search.add_argument("--threads", type=int, default=None, help="ONNX threads (default: every CPU here)")
     search.add_argument(
         "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="vectors read per step (bounds memory)"
     )
     search.add_argument("--width", type=int, default=100, help="characters of each text to print")
-    search.add_argument("--cache-dir", default=None)
-    search.add_argument("--s3-endpoint", default=None)
+    search.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
+    search.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
     search.set_defaults(func=run_search_command)
 
 

@@ -9,12 +9,20 @@ the output's sink (`e5ray.sinks`):
   with columns `id` and `embedding`, and in long-text chunk mode the window columns after
   them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
   of its own sha256, so a name always denotes one content;
-- `shards/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
-- `shards/<name>-<key>.done.json` last: the completion marker that a resumed run
+- `rejects/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
+- `ids/<name>-<key>-<sha12>.ids.pq`: the ids the unit embedded, hashed, for the
+  cross-shard duplicate check (`e5ray.dupes`);
+- `markers/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
   same work. Every unit of a source shares the source's key (the range is in the name),
-  so a refresh decides per source whether all its units are carried.
+  so a refresh decides per source whether all its units are carried. `shards/` holds
+  only data files, so a reader pointed at it finds nothing else (outputs written before
+  this layout kept markers and rejects in `shards/`; those are still read: see
+  `ShardTask.legacy_marker_path` and `e5ray.resume`). Kept input columns
+  (`--keep-columns`) are written beside `id` and `embedding`, and every file carries the
+  embedding space in its key-value metadata (`e5ray.space`), so a file alone says what
+  its vectors are.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
 at most temporary files, which nothing references and `gc` removes.
@@ -41,14 +49,18 @@ import pyarrow as pa
 from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
 from e5ray.corpus import Chunk, SourceShard, read_chunks
 from e5ray.dupes import IDS_SUFFIX, IdCollector
+
+# The output's folders (e5ray.layout), also named from here by older callers.
+from e5ray.layout import IDS_DIR as IDS_DIR
+from e5ray.layout import MARKERS_DIR as MARKERS_DIR
+from e5ray.layout import REJECTS_DIR as REJECTS_DIR
+from e5ray.layout import SHARDS_DIR as SHARDS_DIR
 from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
 from e5ray.rows import id_problem, id_type_name, normalise_id, repair_text, unicode_problem
 from e5ray.sinks.base import ShardSink, SinkFile
 from e5ray.space import Prefix
 from e5ray.storage import OutputDir, sha256_of
 from e5ray.units import UnitRange
-
-SHARDS_DIR = "shards"
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class ShardTask:
     id_type: str = "auto"  # e5ray.rows
     unit: UnitRange | None = None  # None: the whole source shard
     weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
+    keep_columns: tuple[str, ...] = ()  # input columns copied into the output
     # Row-level reuse (e5ray.reuse_unit); not part of `key`: the output is the same either way.
     reuse_rows: bool = False  # fold duplicate texts and look rows up in `reuse_index`
     reuse_index: str | None = None  # the previous version's reuse index, relative to the output root
@@ -87,6 +100,8 @@ class ShardTask:
             parts.append(f"utf8={self.on_invalid_utf8}")
         if self.id_type != "auto":
             parts.append(f"ids={self.id_type}")
+        if self.keep_columns:  # other columns, other files (and keys of runs without them unchanged)
+            parts.append("keep:" + ",".join(self.keep_columns))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +116,7 @@ class ShardTask:
             "id_type": self.id_type,
             "unit": self.unit.to_dict() if self.unit else None,
             "weight": self.weight,
+            "keep_columns": list(self.keep_columns),
             "reuse_rows": self.reuse_rows,
             "reuse_index": self.reuse_index,
         }
@@ -108,7 +124,12 @@ class ShardTask:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardTask:
         return cls(
-            **{**data, "source": SourceShard.from_dict(data["source"]), "unit": UnitRange.from_dict(data.get("unit"))}
+            **{
+                **data,
+                "source": SourceShard.from_dict(data["source"]),
+                "unit": UnitRange.from_dict(data.get("unit")),
+                "keep_columns": tuple(data.get("keep_columns", ())),
+            }
         )
 
     def with_unit(self, unit: UnitRange | None, weight: int) -> ShardTask:
@@ -123,6 +144,11 @@ class ShardTask:
 
     @property
     def marker_path(self) -> str:
+        return f"{MARKERS_DIR}/{self.stem}.done.json"
+
+    @property
+    def legacy_marker_path(self) -> str:
+        """Where outputs written before the markers/ folder keep this task's marker."""
         return f"{SHARDS_DIR}/{self.stem}.done.json"
 
 
@@ -223,6 +249,44 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None
                 pass
 
 
+def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
+    """Key-value metadata for every output file: the embedding space and the source."""
+    from e5ray import __version__
+
+    space = embedder.space.with_prefix(task.prefix).to_dict()
+    source: dict[str, Any] = {"uri": task.source.uri, "fingerprint": task.source.fingerprint}
+    if task.unit is not None:  # a file's part: which rows or bytes of the source it holds
+        source["unit"] = task.unit.to_dict()
+    return {
+        "e5ray.space": json.dumps(space, sort_keys=True),
+        "e5ray.source": json.dumps(source),
+        "e5ray.version": __version__,
+    }
+
+
+def kept_columns(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
+    """The kept columns' values of the rows that were embedded."""
+    if not chunk.extra:
+        return None
+    index = pa.array(good, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[p] for p in good]
+        for name, values in chunk.extra.items()
+    }
+
+
+def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
+    """Kept columns with each document's value repeated for each of its windows (`rows`:
+    the document of every window)."""
+    if not kept:
+        return {}
+    index = pa.array(rows, type=pa.int64())
+    return {
+        name: values.take(index) if isinstance(values, pa.Array) else [values[d] for d in rows]
+        for name, values in kept.items()
+    }
+
+
 def _json_safe(value: Any) -> Any:
     if isinstance(value, str):  # lone surrogates (invalid UTF-8) cannot be written as UTF-8: escape them
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -231,6 +295,31 @@ def _json_safe(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
+
+
+def validated_chunks(
+    task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
+) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
+    """(chunk, positions of its good rows, validator) for each chunk of the task's unit;
+    rejected rows go to `rejects` (when given) with their location and reason."""
+    validator: ChunkValidator | None = None
+    chunks = read_chunks(
+        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
+    )
+    for chunk in chunks:
+        if task.id_type == "string":  # e5ray.rows: every id as text
+            chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
+            chunk.id_type = pa.string() if chunk.id_type is not None else None
+        if validator is None:
+            validator = ChunkValidator(chunk.id_type, task.on_invalid_utf8)
+        good: list[int] = []
+        for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
+            reason = chunk.errors.get(pos) or validator.check(id_value, text)
+            if reason is None:
+                good.append(pos)
+            elif rejects is not None:
+                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
+        yield chunk, good, validator
 
 
 def embed_shard(
@@ -253,24 +342,14 @@ def embed_shard(
     validator: ChunkValidator | None = None
     opened = False
     collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
+    metadata = file_metadata(task, embedder)
     mode = getattr(embedder, "long_text", "truncate")
 
     def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
         nonlocal validator
-        for chunk in read_chunks(task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit):
-            if task.id_type == "string":  # e5ray.rows: every id as text
-                chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
-                chunk.id_type = pa.string() if chunk.id_type is not None else None
-            if validator is None:
-                validator = ChunkValidator(chunk.id_type, task.on_invalid_utf8)
-            good: list[int] = []
-            for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
-                reason = chunk.errors.get(pos) or validator.check(id_value, text)
-                if reason is None:
-                    good.append(pos)
-                else:
-                    rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
-            tokens = embedder.tokenize([validator.text_for(chunk.texts[p]) for p in good], task.prefix)
+        for chunk, good, current in validated_chunks(task, chunk_rows, storage_options, rejects):
+            validator = current  # read after the loop: the shard's id type
+            tokens = embedder.tokenize([current.text_for(chunk.texts[p]) for p in good], task.prefix)
             yield chunk, good, tokens
 
     chunks = _prefetch(prepared())
@@ -280,14 +359,15 @@ def embed_shard(
             result = embedder.run(tokens)
             assert validator is not None
             if not opened:
-                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim)
+                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
             ids = [chunk.ids[p] for p in good]
             # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
-            extra = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+            extra = {**(hashes or {}), **(kept_columns(chunk, good) or {})} or None
             if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
                 ids = [ids[d] for d in result.windows.doc]
-                extra = dict(result.windows.columns())
+                extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
             sink.write(ids, result.vectors, extra)
             collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # documents, not windows
             stats.embedded += len(good)
@@ -298,7 +378,7 @@ def embed_shard(
             stats.padded_tokens += result.padded_tokens
             stats.embed_seconds += result.seconds
         if not opened:  # a shard with no rows still gets its (empty) output
-            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim)
+            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
         id_type = id_type_name(validator.id_type() if validator else pa.int64())
@@ -361,11 +441,11 @@ def _commit(
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = refs[0].path.removesuffix(files[0].suffix) + ".rejects.jsonl"
+        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
         output.write_atomic(rejects_name, blob)
         sha = hashlib.sha256(blob).hexdigest()
         rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
-    ids_ref = _commit_ids(output, refs[0].path.removesuffix(files[0].suffix), collected) if collected else None
+    ids_ref = _commit_ids(output, f"{IDS_DIR}/{task.stem}-{refs[0].sha256[:12]}", collected) if collected else None
     entry = ShardEntry(
         files=tuple(refs),
         rows=stats.rows,
@@ -395,9 +475,11 @@ def _commit(
 
 
 def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef:
-    """The shard's ids file (e5ray.dupes), written beside its embedding files."""
+    """The unit's ids file (e5ray.dupes), in `ids/`."""
+    if output.is_local:  # the temporary file sits in the output: the commit is a rename
+        os.makedirs(output.path(IDS_DIR), exist_ok=True)
     fd, local_path = tempfile.mkstemp(
-        prefix=".ids-", suffix=".tmp", dir=output.path(SHARDS_DIR) if output.is_local else None
+        prefix=".ids-", suffix=".tmp", dir=output.path(IDS_DIR) if output.is_local else None
     )
     os.close(fd)
     try:

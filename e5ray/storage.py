@@ -23,6 +23,7 @@ import fsspec
 from filelock import FileLock
 from fsspec import AbstractFileSystem
 
+from e5ray.tempfiles import owner_tag
 from e5ray.timeouts import StoragePolicy, with_policy
 
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -128,7 +129,7 @@ def info_stamp(info: dict[str, Any]) -> str | None:
 def _local_temp_copy(path: str, data: bytes) -> str:
     """`data` written and synced to a temporary file beside `path`; returns its name."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{path}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}"  # owner: see e5ray.tempfiles
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.manifest import FileRef, Manifest, ShardEntry
-from e5ray.resume import Listed, list_files, parallel_map
+from e5ray.resume import Listed, list_output, parallel_map
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir
 from e5ray.versions import MANIFEST, read_manifest
@@ -28,7 +28,7 @@ def verify_output(output: OutputDir, manifest_path: str = MANIFEST, quick: bool 
         manifest = read_manifest(output, manifest_path)
     except FileNotFoundError:
         return [f"{output.uri}: no {manifest_path}"]
-    listing = list_files(output)
+    listing = list_output(output)
     found = parallel_map(lambda shard: _shard_problems(output, manifest, shard, listing, quick), manifest.shards)
     problems = [p for shard_problems in found for p in shard_problems]
     problems += _totals_problems(manifest)
@@ -66,7 +66,7 @@ def _shard_problems(
 
 
 def _file_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed], quick: bool) -> list[str]:
-    # The listing covers shards/; a file elsewhere (an older layout) is asked about directly.
+    # The listing covers shards/, markers/, rejects/ and ids/; a file elsewhere is asked about directly.
     if ref.path in listing:
         size = listing[ref.path].size
     elif output.exists(ref.path):

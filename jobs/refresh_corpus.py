@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from e5ray.cli import job_parser, main_with_errors, run_job_from_args
+# The job's working dir (what `ray job submit --working-dir` uploaded) comes first, so the
+# driver runs the same e5ray as the job's workers, which import it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from e5ray.cli import job_parser, main_with_errors, parse_job_args, run_job_from_args  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return job_parser(__doc__).parse_args(argv)
+    return parse_job_args(job_parser(__doc__), argv)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -114,9 +116,20 @@ def local_ray(request):
         env = {}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    # address="local" and a temp dir of its own: a bare ray.init() would join whatever cluster
+    # Ray's address file names (another session's, or a dead one). Short: socket paths.
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        _node_ip_address="127.0.0.1",
+        _temp_dir=temp_dir,
+    )
     yield
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

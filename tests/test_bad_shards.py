@@ -33,7 +33,7 @@ def test_unreadable_shard_is_named_and_nothing_is_committed(executor, bert_model
     ):
         embed_job(config)
     assert load_latest(OutputDir(str(tmp_path / "out"))) is None
-    assert len(list((tmp_path / "out" / "shards").glob("*.done.json"))) == 2
+    assert len(list((tmp_path / "out" / "markers").glob("*.done.json"))) == 2
 
     write_shard(tmp_path / "in" / "part-0009.parquet", [99], ["now a fine document"])
     manifest = embed_job(config)

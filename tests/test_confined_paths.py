@@ -113,10 +113,10 @@ def test_a_rejects_path_outside_the_output_is_refused(output):
         collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
 
 
-def test_a_marker_naming_a_path_outside_the_output_is_refused_on_resume(output, bert_model_dir):
+@pytest.mark.parametrize("where", ["marker_path", "legacy_marker_path"])  # markers/, and shards/ of older outputs
+def test_a_marker_naming_a_path_outside_the_output_is_refused_on_resume(output, bert_model_dir, where):
     inp, out, outside = output
     (inp / "part-0000.parquet").write_bytes((inp / "part-0000.parquet").read_bytes())  # new mtime: changed
-    marker_dir = out / "shards"
     run = json.loads((out / "manifest.json").read_bytes())
     # the marker the next run will look at for the changed shard (its key is in the task)
     from e5ray.corpus import discover
@@ -126,7 +126,9 @@ def test_a_marker_naming_a_path_outside_the_output_is_refused_on_resume(output, 
     task = ShardTask(source, run["space"]["fingerprint"])
     entry = dict(run["shards"][0])
     entry["files"] = [dict(entry["files"][0], path="../outside/x.parquet")]
-    (marker_dir / Path(task.marker_path).name).write_text(json.dumps(entry))
+    marker = out / getattr(task, where)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(json.dumps(entry))
     with pytest.raises(UnsafePathError, match=r"\.done\.json: entry\.files\[0\]\.path: path '\.\./outside/x\.parquet'"):
         run_job(config(inp, out, bert_model_dir))
     assert outside.read_bytes() == b"not yours"

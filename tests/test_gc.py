@@ -36,7 +36,7 @@ def test_gc_keeps_what_kept_versions_reference(tmp_path, bert_model_dir):
     # leftovers of killed runs: a shard being written, a marker, a version and manifest.json half-replaced
     temps = [
         "shards/.part-0000.parquet-0123456789abcdef.x1y2.parquet.tmp",
-        "shards/part-0000.parquet-0123456789abcdef.done.json.tmp-1a2b3c4d",
+        "markers/part-0000.parquet-0123456789abcdef.done.json.tmp-1a2b3c4d",
         "manifests/v000004.json.tmp-5e6f7a8b",
         "manifest.json.tmp-9c0d1e2f",
     ]
@@ -58,7 +58,7 @@ def test_gc_keeps_what_kept_versions_reference(tmp_path, bert_model_dir):
     assert verify_output(OutputDir(str(out))) == []
     assert verify_output(OutputDir(str(out)), manifest_path="manifests/v000002.json") == []  # keep=2: v2 intact
     assert not any(str(p.relative_to(out)) in temps for p in out.rglob("*"))
-    kept_markers = {json.loads(p.read_bytes())["files"][0]["path"] for p in (out / "shards").glob("*.done.json")}
+    kept_markers = {json.loads(p.read_bytes())["files"][0]["path"] for p in (out / "markers").glob("*.done.json")}
     assert kept_markers == {e["files"][0]["path"] for e in v2["shards"] + v3["shards"]}  # markers of kept shards stay
 
     deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)

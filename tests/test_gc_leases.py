@@ -49,6 +49,9 @@ def corpus_at_v1(tmp_path: Any, model_dir: Any) -> tuple[Any, Any]:
 
 def test_gc_during_a_refresh_spares_what_the_refresh_made_and_says_so(tmp_path, bert_model_dir, capsys):
     inp, out = corpus_at_v1(tmp_path, bert_model_dir)
+    for s in range(3):  # each new shard also has a rejected row: the run writes rejects files too
+        ids = [*range(100 * (s + 1), 100 * (s + 1) + 30), 99_000 + s]
+        write_shard(inp / f"new-{s}.parquet", ids, [*make_texts(30, s), ""])
     old_tmp = out / "shards" / ".dead-run.parquet.tmp"
     old_tmp.write_bytes(b"left by a run killed long ago")
     os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
@@ -64,6 +67,9 @@ def test_gc_during_a_refresh_spares_what_the_refresh_made_and_says_so(tmp_path, 
         assert cli_main(["gc", str(out), "--keep", "1", "--min-age", "0"]) == 0
         seen["gc"] = capsys.readouterr().out
         seen["first"] = first
+        seen["markers"] = [
+            f"markers/{p.name}" for p in (out / "markers").iterdir() if p.stat().st_mtime > time.time() - 60
+        ]
         assert being_written.exists()
         being_written.unlink()
         yield from results
@@ -72,7 +78,14 @@ def test_gc_during_a_refresh_spares_what_the_refresh_made_and_says_so(tmp_path, 
     lines = seen["gc"].splitlines()
     assert any(line.startswith("lease ") and "(honoured)" in line for line in lines), lines
     assert f"deleted shards/{old_tmp.name}" in lines  # gc still collects real garbage
-    assert all(not line.startswith(f"deleted {seen['first'].files[0].path}") for line in lines)
+    # nothing the refresh made is deleted: data, marker, rejects and ids files alike
+    first = seen["first"]
+    made = [first.files[0].path, first.rejects.path, first.ids.path, *seen["markers"]]
+    assert [line for line in lines if line.removeprefix("deleted ") in made] == []
+    assert seen["markers"] and all(
+        not line.startswith(("deleted markers/", "deleted rejects/", "deleted ids/")) for line in lines
+    )
+    assert all((out / path).exists() for path in made)
     assert manifest["run"]["embedded_shards"] == 3
     assert verify_output(OutputDir(str(out))) == []
     assert sorted(read_output(str(out))) == [1, 2, 3, 4, 5] + [

@@ -152,7 +152,7 @@ def test_a_refresh_refuses_to_mix_mean_and_cls_unless_full(tmp_path, bert_model_
     assert "SpaceMismatchError" in capsys.readouterr().err
     code = cli_main(
         ["embed", "--input", str(tmp_path / "in"), "--output", str(out), "--model", "tiny", "--pooling", "cls"]
-        + ["--model-path", str(bert_model_dir), "--executor", "local", "--quiet"]
+        + ["--model-path", str(bert_model_dir), "--executor", "local", "--json"]
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["changes"]["unchanged"] == 2
 

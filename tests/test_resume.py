@@ -146,7 +146,8 @@ class Run:
 
 
 def shard_files(out: Path) -> list[str]:
-    return os.listdir(out / "shards") if (out / "shards").exists() else []
+    """Data files and completion markers (markers/ holds the markers), relative to the output."""
+    return [f"{d}/{name}" for d in ("shards", "markers") if (out / d).exists() for name in os.listdir(out / d)]
 
 
 def published_version(out: Path) -> int:
@@ -226,7 +227,7 @@ def test_kill_local_driver_at_several_points_then_resume(refreshed_corpus, bert_
     assert run["carried_shards"] == 1
 
     # gc removes the killed runs' leftovers and nothing that v1 or v2 needs
-    leftovers = {f"shards/{f}" for f in shard_files(out) if ".tmp" in f}
+    leftovers = {f for f in shard_files(out) if ".tmp" in f}
     assert leftovers
     deleted = collect_garbage(OutputDir(str(out)), keep=2, min_age_s=0)
     assert leftovers <= set(deleted)
@@ -237,8 +238,8 @@ def test_kill_local_driver_at_several_points_then_resume(refreshed_corpus, bert_
     assert verify_output(OutputDir(str(out)), manifest_path="manifests/v000001.json") == []
     # keep=1 then drops v1's deleted shard (gone.jsonl) and nothing else
     deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
-    # its embedding file, ids file and marker
-    assert sorted(d.split("-")[0] for d in deleted if d.startswith("shards/")) == ["shards/gone.jsonl"] * 3
+    gone = sorted(d.split("-")[0] for d in deleted if d.startswith(("shards/", "markers/", "ids/")))
+    assert gone == ["ids/gone.jsonl", "markers/gone.jsonl", "shards/gone.jsonl"]  # its data, ids and marker files
     assert verify_output(OutputDir(str(out))) == []
 
 

@@ -208,7 +208,7 @@ def test_cli_reuse_flag_and_summary(tmp_path, bert_model_dir, corpus, capsys):
     assert cli_main(args) == 0
     export(inp, corpus, files=2, seed=9)
     capsys.readouterr()
-    assert cli_main([*args, "--reuse", "rows"]) == 0
+    assert cli_main([*args, "--reuse", "rows", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["reuse"]["rows_reused"] == 120 and summary["reuse"]["rows_embedded"] == 0
     assert summary["reuse"]["previous_version_reads"]["requests"] > 0
@@ -226,7 +226,7 @@ def strip_hashes(out: Path) -> None:
         pq.write_table(table, path)
         ref["bytes"], ref["sha256"] = path.stat().st_size, sha256_of_local(path)
         del shard["hash_scheme"], shard["reuse"]
-        (out / "shards" / f"{Path(ref['path']).name.rsplit('-', 1)[0]}.done.json").unlink()
+        (out / "markers" / f"{Path(ref['path']).name.rsplit('-', 1)[0]}.done.json").unlink()
     blob = json.dumps(manifest, indent=1).encode()
     (out / "manifest.json").write_bytes(blob)
     (out / "manifests" / f"v{manifest['version']:06d}.json").write_bytes(blob)

@@ -123,3 +123,35 @@ def test_id_type_string_makes_mixed_shards_one_table(tmp_path, bert_model_dir):
     # 2 and "2" are one id as text: the later shard's row is a duplicate
     assert sorted(read_back(out, manifest)) == ["1", "2", "x"]
     assert manifest["totals"]["duplicates"] == 1 and verify_output(OutputDir(str(out))) == []
+
+
+def test_a_row_reusing_refresh_applies_the_row_rules_and_the_cross_shard_id_check(tmp_path, bert_model_dir):
+    """The row-reusing path (--reuse rows, the default for a changed shard) reads through the
+    same validated chunks: per-row rejects, an ids file in ids/, duplicates across shards."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    (inp / "a.jsonl").write_text('{"id": 1, "text": "one"}\n{"id": 2, "text": "two"}\n')
+    (inp / "b.jsonl").write_text('{"id": 3, "text": "three"}\n')
+    embed_job(config(inp, out, bert_model_dir, keep_columns=("lang",)))
+    (inp / "b.jsonl").write_bytes(
+        b'{"id": 3, "text": "three", "lang": "en"}\n'  # held by the output: reused
+        b'{"id": 4, "text": "bad \xff byte"}\n'
+        b'{"id": 5, "text": "lone \\ud800 surrogate"}\n'
+        b'{"id": 36893488147419103232, "text": "too big"}\n'
+        b'{"id": 1, "text": "a.jsonl has this id"}\n'
+        b'{"id": 6, "text": "two", "lang": "en"}\n'  # a's text under another id: reused
+    )
+    manifest = embed_job(config(inp, out, bert_model_dir, keep_columns=("lang",)))
+    b = next(s for s in manifest["shards"] if s["source"]["relpath"] == "b.jsonl")
+    assert b["reuse"]["rows_reused"] == 2 and manifest["run"]["embedded_shards"] == 1
+    reasons = {r["id"]: r["reason"] for r in rejects(out, b)}
+    assert reasons[4].startswith("text is not valid Unicode: invalid UTF-8 byte 0xff")
+    assert reasons[5].startswith("text is not valid Unicode: lone surrogate U+D800")
+    assert "outside the int64 range" in reasons[36893488147419103232]
+    assert reasons[1].startswith("duplicate id: kept in ") and "a.jsonl" in reasons[1]
+    assert (b["input_rows"], b["rows"], b["rejected"], b["duplicates"]) == (6, 2, 4, 1)
+    assert b["ids"]["path"].startswith("ids/") and b["rejects"]["path"].startswith("rejects/")
+    table = pq.read_table(out / b["files"][0]["path"])
+    assert table["id"].to_pylist() == [3, 6] and table["lang"].to_pylist() == ["en", "en"]
+    assert sorted(read_back(out, manifest)) == [1, 2, 3, 6]
+    assert verify_output(OutputDir(str(out))) == [] and verify_output(OutputDir(str(out)), quick=True) == []

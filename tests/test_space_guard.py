@@ -126,7 +126,7 @@ def test_cli_reports_space_mismatch_clearly(tmp_path, bert_model_dir, capsys):
     assert cli_main(["refresh", *common, "--max-length", "32"]) == 3  # SpaceMismatchError.exit_code
     err = capsys.readouterr().err
     assert "SpaceMismatchError" in err and "max_length: 512 in the output, 32 now" in err
-    assert cli_main(["refresh", *common, "--max-length", "32", "--full"]) == 0
+    assert cli_main(["refresh", *common, "--max-length", "32", "--full", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"] == 2
 
 

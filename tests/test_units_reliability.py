@@ -59,7 +59,7 @@ def test_a_missing_ids_file_of_a_unit_is_a_verify_problem_even_in_quick_mode(spl
 def test_a_unit_marker_naming_a_path_outside_the_output_is_refused_on_resume(split_jsonl, tmp_path, bert_model_dir):
     out = tmp_path / "out"
     v1 = embed_job(config(split_jsonl, out, bert_model_dir, **SMALL_UNITS))
-    markers = sorted((out / "shards").glob("*.done.json"))
+    markers = sorted((out / "markers").glob("*.done.json"))
     assert len(markers) == len(v1["shards"])
     data = json.loads(markers[0].read_text())
     data["files"][0]["path"] = "../../etc/passwd"

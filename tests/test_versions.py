@@ -103,7 +103,7 @@ def test_resume_reuses_checked_shards_only(tmp_path, bert_model_dir, reads):
     with pytest.raises(Killed):
         embed_job(config(inp, out, bert_model_dir), executor=dying(3))
     assert published(out) == v1 and verify_output(OutputDir(str(out))) == []
-    markers = sorted((out / "shards").glob("new-*.done.json"))
+    markers = sorted((out / "markers").glob("new-*.done.json"))
     assert len(markers) == 3
     done = [json.loads(m.read_bytes()) for m in markers]
     # a completed shard damaged since must not be reused: it is embedded again

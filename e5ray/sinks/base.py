@@ -41,12 +41,15 @@ class ShardSink(Protocol):
 
     format: ClassVar[str]
 
-    def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
-        """Start the shard's files in `directory` (None: the system's temporary directory)."""
+    def open(
+        self, directory: str | None, stem: str, id_type: pa.DataType, dim: int, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Start the shard's files in `directory` (None: the system's temporary directory);
+        `metadata` (the embedding space, the source) goes into formats that hold key-value metadata."""
 
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         """Append rows: `ids[i]` has vector `vectors[i]`; `extra` holds further columns by name
-        (each a list or an Arrow array)."""
+        (lists, or Arrow arrays whose types are kept)."""
 
     def close(self) -> list[SinkFile]:
         """Finish the files; each is complete and will not be touched again."""

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from e5ray.sinks.base import SinkFile
+from e5ray.tempfiles import owner_tag
 
 
 class JsonlSink:
@@ -28,15 +29,22 @@ class JsonlSink:
         self._fh: IO[str] | None = None
         self._rows = 0
 
-    def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
-        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{self.suffix}.tmp", dir=directory)
+    def open(
+        self, directory: str | None, stem: str, id_type: pa.DataType, dim: int, metadata: dict[str, str] | None = None
+    ) -> None:
+        # No place for metadata in JSON lines: the manifest records the space.
+        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
         os.chmod(self._path, 0o644)
         self._fh = os.fdopen(fd, "w", encoding="utf-8")
 
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         assert self._fh is not None, "open() first"
         rows = np.asarray(vectors, dtype=np.float32).tolist()
-        columns = {name: np.asarray(values).tolist() for name, values in (extra or {}).items()}
+        # Arrow arrays (kept Parquet columns) as Python values, nulls kept; numpy (window columns) likewise.
+        columns = {
+            name: values.to_pylist() if isinstance(values, pa.Array) else np.asarray(values).tolist()
+            for name, values in (extra or {}).items()
+        }
         for i, (id_value, vector) in enumerate(zip(ids, rows, strict=True)):
             record = {"id": id_value, "embedding": vector, **{name: values[i] for name, values in columns.items()}}
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -8,6 +8,7 @@ since float noise does not compress and the codec would only cost CPU.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any, ClassVar
@@ -17,11 +18,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray.sinks.base import SinkFile
+from e5ray.tempfiles import owner_tag
 
 
 def embedding_schema(id_type: pa.DataType, dim: int, extra: dict[str, pa.DataType] | None = None) -> pa.Schema:
     fields = [("id", id_type), ("embedding", pa.list_(pa.float32(), dim))]
     return pa.schema(fields + list((extra or {}).items()))
+
+
+def _column(values: Any) -> pa.Array:
+    """An Arrow array of a kept column: Arrow input as it is; Python values inferred, and
+    JSON-encoded where one column mixes types (JSONL inputs may)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
+
+
+def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """A later chunk's values in the type the file took from its first chunk."""
+    if column.type == target:
+        return column
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()], pa.string()).cast(target)
 
 
 class ParquetSink:
@@ -34,26 +57,31 @@ class ParquetSink:
         self._rows = 0
         self._id_type: pa.DataType = pa.int64()
         self._dim = 0
+        self._metadata: dict[str, str] = {}
 
-    def open(self, directory: str | None, stem: str, id_type: pa.DataType, dim: int) -> None:
-        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.", suffix=f"{self.suffix}.tmp", dir=directory)
+    def open(
+        self, directory: str | None, stem: str, id_type: pa.DataType, dim: int, metadata: dict[str, str] | None = None
+    ) -> None:
+        # The writer's host and pid in the name: an interrupted run and `gc` remove it once it is dead.
+        fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
         os.close(fd)
         os.chmod(self._path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
-        self._id_type, self._dim = id_type, dim
+        self._id_type, self._dim, self._metadata = id_type, dim, dict(metadata or {})
 
     def _start(self, extra: dict[str, pa.DataType] | None) -> pq.ParquetWriter:
         # The writer starts at the first write, when the extra columns' types are known.
         assert self._path is not None, "open() first"
-        schema = embedding_schema(self._id_type, self._dim, extra)
+        schema = embedding_schema(self._id_type, self._dim, extra).with_metadata(self._metadata)
         return pq.ParquetWriter(self._path, schema, compression={"id": "zstd", "embedding": "none"})
 
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
-        columns = {
-            name: values if isinstance(values, pa.Array) else pa.array(values) for name, values in (extra or {}).items()
-        }
+        columns = {name: _column(values) for name, values in (extra or {}).items()}
         if self._writer is None:
-            self._writer = self._start({name: col.type for name, col in columns.items()})
+            # A kept column that is all null so far is written as strings (JSON inputs).
+            types = {name: pa.string() if col.type == pa.null() else col.type for name, col in columns.items()}
+            self._writer = self._start(types)
         schema = self._writer.schema
+        columns = {name: _cast(col, schema.field(name).type) for name, col in columns.items()}
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
         arrays = [pa.array(ids, type=self._id_type), pa.FixedSizeListArray.from_arrays(flat, self._dim)]
         self._writer.write_table(pa.Table.from_arrays([*arrays, *columns.values()], schema=schema))

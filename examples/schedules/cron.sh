@@ -16,9 +16,11 @@
 set -euo pipefail
 
 : "${RAY_ADDRESS:=http://ray-head.example.internal:8265}"  # the head's dashboard (Jobs API)
-# Ray >= 2.60 turns token authentication on: give the cluster's token as RAY_AUTH_TOKEN
-# (or in ~/.ray/auth_token), e.g. RAY_AUTH_TOKEN="$(cat /etc/e5ray/ray-auth-token)".
-export RAY_ADDRESS
+# Ray >= 2.60 turns token authentication on. The `ray` CLI sends the cluster's token only
+# with RAY_AUTH_MODE=token, and takes it from RAY_AUTH_TOKEN (or ~/.ray/auth_token), e.g.
+#   RAY_AUTH_TOKEN="$(cat /etc/e5ray/ray-auth-token)"
+: "${RAY_AUTH_MODE:=token}"
+export RAY_ADDRESS RAY_AUTH_MODE
 
 INPUT="${E5RAY_INPUT:-s3://my-bucket/corpus/}"
 OUTPUT="${E5RAY_OUTPUT:-s3://my-bucket/embeddings/multilingual-e5-large/}"
