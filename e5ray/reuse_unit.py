@@ -32,26 +32,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from e5ray import shards
 from e5ray.content_hash import hash_token_ids
 from e5ray.corpus import Chunk
 from e5ray.dupes import IdCollector
 from e5ray.errors import CorpusError, DataError, UsageError
+from e5ray.layout import SHARDS_DIR
 from e5ray.manifest import ShardEntry
 from e5ray.reuse import ReadStats, load_index, lookup
 from e5ray.rows import id_type_name
-from e5ray.shards import (
-    SHARDS_DIR,
-    ChunkValidator,
-    ShardStats,
-    ShardTask,
-    _commit,
-    _prefetch,
-    hash_columns,
-    hash_scheme_of,
-)
+from e5ray.shards import ShardTask, _prefetch, file_metadata
 from e5ray.sinks.base import ShardSink
 from e5ray.storage import OutputDir
+from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.unit_rows import ChunkValidator, kept_columns, validated_chunks
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
@@ -89,7 +82,7 @@ def embed_shard_reusing_rows(
     # Pass 1: a hash per good row, in order.
     row_hashes: list[bytes] = []
     first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, checker in shards.validated_chunks(task, chunk_rows, storage_options, rejects):
+    for chunk, good, checker in validated_chunks(task, chunk_rows, storage_options, rejects):
         _digest_rows(first_digest, chunk)
         stats.input_rows += len(chunk.ids)
         tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
@@ -129,7 +122,7 @@ def embed_shard_reusing_rows(
 
         def prepared() -> Iterator[tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]]:
             nonlocal cursor
-            for chunk, good, validator in shards.validated_chunks(task, chunk_rows, storage_options, None):
+            for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, None):
                 _digest_rows(second_digest, chunk)
                 chunk_slots = row_slots[cursor : cursor + len(good)]
                 cursor += len(good)
@@ -143,7 +136,7 @@ def embed_shard_reusing_rows(
                 ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
                 yield chunk, good, chunk_slots, todo_slots, tokens, validator
 
-        metadata = shards.file_metadata(task, embedder)
+        metadata = file_metadata(task, embedder)
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
         opened = False
@@ -161,7 +154,7 @@ def embed_shard_reusing_rows(
                     sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                     opened = True
                 hashes = [distinct[int(s)] for s in chunk_slots]
-                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(shards.kept_columns(chunk, good) or {})}
+                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(kept_columns(chunk, good) or {})}
                 sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
                 collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # e5ray.dupes
                 stats.embedded += len(good)
@@ -182,7 +175,7 @@ def embed_shard_reusing_rows(
             }
             seconds = time.perf_counter() - started
             id_type = id_type_name(validator.id_type() if validator else pa.int64())
-            return _commit(
+            return commit_unit(
                 task,
                 output,
                 files,
