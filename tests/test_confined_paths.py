@@ -190,3 +190,38 @@ def test_verify_on_s3_refuses_a_dotdot_path_with_one_line(s3_server, s3_bucket, 
         len(err) == 1
         and "UnsafePathError: manifest.json: shards[0].files[0].path: path '../corpus/part-0000.parquet'" in err[0]
     )
+
+
+RUN_KINDS = {
+    "plain": {},
+    "kept columns": {"keep_columns": ("lang",)},
+    "jsonl sink": {"output_format": "jsonl", "keep_columns": ("lang",)},
+    "chunk mode": {"long_text": "chunk", "max_length": 16},
+    "average mode": {"long_text": "average", "max_length": 16},
+    "small units": {"unit_rows": 2},
+    "string ids": {"id_type": "string"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RUN_KINDS))
+def test_every_kind_of_run_and_refresh_writes_manifests_the_schema_and_verify_accept(tmp_path, bert_model_dir, kind):
+    """Whatever a run records (kept columns, file metadata, reuse blocks, units, windows,
+    duplicates, ids files) passes the shipped schema and both verify modes, and so does a
+    refresh that reuses rows and rejects a duplicate id."""
+    from corpus_utils import embed_job, make_texts, write_shard
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    rows = [{"id": i, "text": t, "lang": "de"} for i, t in enumerate(make_texts(5, seed=1), start=1)]
+    (inp / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"id": 9, "text": ""}]))
+    write_shard(inp / "b.jsonl", [10, 11], ["ten", "eleven"])
+    options = RUN_KINDS[kind]
+    embed_job(config(inp, out, bert_model_dir, **options))
+    write_shard(inp / "b.jsonl", [10, 11, 1], ["ten", "eleven changed", "a.jsonl has id 1"])
+    second = embed_job(config(inp, out, bert_model_dir, **options))
+    assert second["totals"]["duplicates"] == 1 and second["run"]["embedded_shards"] >= 1
+    names = ["manifest.json", *sorted(p.relative_to(out).as_posix() for p in (out / "manifests").glob("*.json"))]
+    for name in names:
+        validate_manifest(json.loads((out / name).read_bytes()), name)
+    assert verify_output(OutputDir(str(out))) == [] and verify_output(OutputDir(str(out)), quick=True) == []
+    assert cli_main(["verify", str(out)]) == 0
