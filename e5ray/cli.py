@@ -201,7 +201,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpus-per-actor",
         type=float,
         default=None,
-        help=f"GPUs each GPU actor reserves (default {DEFAULT_GPUS_PER_ACTOR}: two actors share a GPU)",
+        help=f"GPUs each GPU actor reserves (default {DEFAULT_GPUS_PER_ACTOR:.3g}: three actors share a GPU)",
     )
     pool.add_argument(
         "--token-budget", type=int, default=None, help="padded tokens per ONNX batch (default: per device)"

@@ -34,12 +34,13 @@ DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
 
-# GPU defaults, from `jobs/gpu_bench.py` on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU:
-# e5-large export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 13%
-# (2,048-row chunks: 38%), and two ONNX sessions per GPU ran 1.46x one, because one session's
-# GPU work overlaps the other's tokenising. On the CPU a chunk of 2,048 rows already pads 2%.
+# GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
+# export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
+# chunks: 38%), and actors sharing a GPU fill each other's gaps while they tokenise and copy
+# (`jobs/gpu_actors.py`: one actor 360,461 tokens/s, two 465,719, three 516,080).
+# On the CPU a chunk of 2,048 rows already pads 2%.
 DEFAULT_CHUNK_ROWS = {"cpu": 2048, "gpu": 16384}
-DEFAULT_GPUS_PER_ACTOR = 0.5  # two actors per GPU
+DEFAULT_GPUS_PER_ACTOR = 1 / 3  # three actors per GPU
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
@@ -155,7 +156,7 @@ class ComputeConfig:
 
     @property
     def actor_gpus(self) -> float:
-        """GPUs one GPU actor reserves: the given `gpus_per_actor`, else two actors per GPU."""
+        """GPUs one GPU actor reserves: the given `gpus_per_actor`, else three actors per GPU."""
         return self.gpus_per_actor or DEFAULT_GPUS_PER_ACTOR
 
     @property

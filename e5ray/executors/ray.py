@@ -228,8 +228,8 @@ def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None
     CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
     threads (no oversubscription); default threads = the smallest node's CPUs, capped at
     MAX_THREADS_PER_ACTOR, so an actor always fits on a node. GPU: `actor_gpus` per actor
-    (two actors per GPU by default, so one tokenises while the other runs the GPU), each with
-    its share of the node's CPUs, at most 4, for reading and tokenising.
+    (three actors per GPU by default, so that some tokenise while another runs the GPU), each
+    with its share of the node's CPUs, at most 4, for reading and tokenising.
     `max_actors` is the declared capacity: it is honoured even when the nodes alive now
     fit fewer actors (an autoscaling cluster starts more for the pending ones); without
     it the pool is what the live nodes fit.
