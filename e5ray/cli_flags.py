@@ -13,6 +13,8 @@ from typing import Any
 
 from e5ray.catalog import CATALOG
 from e5ray.config import (
+    DEFAULT_CHUNK_ROWS,
+    DEFAULT_GPUS_PER_ACTOR,
     DEVICES,
     PRECISIONS,
     REUSE_MODES,
@@ -187,13 +189,19 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         help="the pool's size; give it on an autoscaling cluster (default: what the live nodes fit)",
     )
     pool.add_argument(
-        "--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor, help="GPUs each GPU actor reserves"
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        help=f"GPUs each GPU actor reserves (default {DEFAULT_GPUS_PER_ACTOR:.3g}: three actors share a GPU)",
     )
     pool.add_argument(
         "--token-budget", type=int, default=None, help="padded tokens per ONNX batch (default: per device)"
     )
     pool.add_argument(
-        "--chunk-rows", type=int, default=ComputeConfig.chunk_rows, help="rows read and embedded per step"
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help=f"rows read, length-sorted and embedded per step (default: {DEFAULT_CHUNK_ROWS} by device)",
     )
     pool.add_argument(
         "--unit-rows", type=int, default=ComputeConfig.unit_rows, help="a work unit holds at most this many rows"

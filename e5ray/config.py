@@ -41,6 +41,14 @@ DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
 
+# GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
+# export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
+# chunks: 38%), and actors sharing a GPU fill each other's gaps while they tokenise and copy
+# (`jobs/gpu_actors.py`: one actor 360,461 tokens/s, two 465,719, three 516,080).
+# On the CPU a chunk of 2,048 rows already pads 2%.
+DEFAULT_CHUNK_ROWS = {"cpu": 2048, "gpu": 16384}
+DEFAULT_GPUS_PER_ACTOR = 1 / 3  # three actors per GPU
+
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
     if (value is None and optional) or value in valid:
@@ -129,8 +137,8 @@ class ComputeConfig:
     threads_per_actor: int | None = None  # None: a whole small node, at most 8
     min_actors: int = 1
     max_actors: int | None = None  # None: as many as the cluster fits
-    gpus_per_actor: float = 1.0
-    chunk_rows: int = 2048
+    gpus_per_actor: float | None = None  # None: DEFAULT_GPUS_PER_ACTOR (GPU runs only)
+    chunk_rows: int | None = None  # None: DEFAULT_CHUNK_ROWS of the device
     unit_rows: int = DEFAULT_UNIT_ROWS  # a work unit closes at this many rows ...
     unit_tokens: int = DEFAULT_UNIT_TOKENS  # ... or about this many tokens (bytes / 4)
     retries: int = 3  # times a unit that failed for a transient reason (a lost node) is run again
@@ -141,12 +149,22 @@ class ComputeConfig:
         _at_least("compute.threads_per_actor (--threads-per-actor)", self.threads_per_actor, 1, optional=True)
         _at_least("compute.min_actors (--min-actors)", self.min_actors, 1)
         _at_least("compute.max_actors (--max-actors)", self.max_actors, 1, optional=True)
-        if self.gpus_per_actor <= 0:
+        if self.gpus_per_actor is not None and self.gpus_per_actor <= 0:
             raise ConfigError(f"compute.gpus_per_actor (--gpus-per-actor) must be > 0, got {self.gpus_per_actor}")
-        _at_least("compute.chunk_rows (--chunk-rows)", self.chunk_rows, 1)
+        _at_least("compute.chunk_rows (--chunk-rows)", self.chunk_rows, 1, optional=True)
         _at_least("compute.unit_rows (--unit-rows)", self.unit_rows, 1)
         _at_least("compute.unit_tokens (--unit-tokens)", self.unit_tokens, 1)
         _at_least("compute.retries (--retries)", self.retries, 0)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        """Rows read and embedded per step: the given `chunk_rows`, else the device's default."""
+        return self.chunk_rows or DEFAULT_CHUNK_ROWS[self.device]
+
+    @property
+    def actor_gpus(self) -> float:
+        """GPUs one GPU actor reserves: the given `gpus_per_actor`, else three actors per GPU."""
+        return self.gpus_per_actor or DEFAULT_GPUS_PER_ACTOR
 
     @property
     def unit_target(self) -> UnitTarget:

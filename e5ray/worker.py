@@ -74,7 +74,7 @@ class WorkerSpec:
             precision=config.precision,
             output_uri=config.output.uri,
             output_format=config.output.format,
-            chunk_rows=config.compute.chunk_rows,
+            chunk_rows=config.compute.rows_per_chunk,
             space_fingerprint=space_fingerprint,
             s3_endpoint=config.s3_endpoint,
             storage=config.storage,
