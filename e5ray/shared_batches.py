@@ -7,7 +7,7 @@ handful of rows, a scratch directory, and a Parquet file, sha256, rename, stat a
 fsynced marker written while the model waited. Here the small units of a task are read
 and validated in threads, tokenised in one call per wave, embedded in the embedder's
 own length-sorted token-budget batches across units, and their vectors split back per
-unit; each unit's files are then written and committed (`shards._commit`) in threads,
+unit; each unit's files are then written and committed (`unit_commit.commit_unit`) in threads,
 so file writes and fsyncs overlap each other and the next wave's model time.
 
 Invariants, the same as one unit at a time (`shards.embed_shard`):
@@ -40,21 +40,16 @@ import numpy as np
 import pyarrow as pa
 
 from e5ray.content_hash import hash_token_ids
+from e5ray.dupes import IdCollector
+from e5ray.layout import SHARDS_DIR
 from e5ray.manifest import ShardEntry
 from e5ray.reuse import ReadStats
-from e5ray.shards import (
-    SHARDS_DIR,
-    ShardStats,
-    ShardTask,
-    _commit,
-    file_metadata,
-    hash_columns,
-    hash_scheme_of,
-    kept_columns,
-    validated_chunks,
-)
+from e5ray.rows import id_type_name
+from e5ray.shards import ShardTask, file_metadata
 from e5ray.sinks.base import ShardSink
 from e5ray.storage import OutputDir
+from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.unit_rows import kept_columns, validated_chunks
 
 SMALL_UNIT_TOKENS = 32_768  # estimated tokens (e5ray.units) up to which a unit joins shared batches
 # Rows per wave, in the embedder's largest batches: a wave's units are written (threads)
@@ -91,11 +86,12 @@ class ReadUnit:
     """A unit read and validated, waiting for its vectors."""
 
     task: ShardTask
-    texts: list[str]  # good rows, in input order
+    texts: list[str]  # good rows, in input order (repaired where the row rules say so)
     pieces: list[_Piece]
     rejects: list[dict[str, Any]]
     input_rows: int
     id_type: pa.DataType
+    collected: IdCollector  # e5ray.dupes: the unit's ids, for the cross-shard check
     # Filled in by `_embed_wave`:
     vectors: np.ndarray | None = None  # one per good row
     hashes: list[bytes] = field(default_factory=list)
@@ -110,13 +106,15 @@ def read_unit(task: ShardTask, storage_options: dict[str, Any] | None, chunk_row
     pieces: list[_Piece] = []
     input_rows = 0
     id_type = pa.int64()  # a unit with no rows at all
+    collected = IdCollector()
     for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, rejects):
         id_type = validator.id_type()
         input_rows += len(chunk.ids)
         start = len(texts)
-        texts.extend(chunk.texts[p] for p in good)
+        texts.extend(validator.text_for(chunk.texts[p]) for p in good)
         pieces.append(_Piece([chunk.ids[p] for p in good], kept_columns(chunk, good), start, len(texts)))
-    return ReadUnit(task, texts, pieces, rejects, input_rows, id_type)
+        collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])
+    return ReadUnit(task, texts, pieces, rejects, input_rows, id_type, collected)
 
 
 def _embed_wave(units: list[ReadUnit], embedder: Any) -> None:
@@ -181,8 +179,18 @@ def write_unit(
         files = sink.close()
         stats.input_rows, stats.rejected = unit.input_rows, len(unit.rejects)
         stats.embedded = stats.rows = stats.windows = len(unit.texts)
-        scheme = hash_scheme_of(sink)
-        return _commit(task, output, files, unit.rejects, stats, seconds, reuse=unit.reuse, hash_scheme=scheme)
+        return commit_unit(
+            task,
+            output,
+            files,
+            unit.rejects,
+            stats,
+            seconds,
+            reuse=unit.reuse,
+            hash_scheme=hash_scheme_of(sink),
+            collected=unit.collected,
+            id_type=id_type_name(unit.id_type),
+        )
     finally:
         sink.abort()  # removes what is left locally (nothing, after a commit)
 

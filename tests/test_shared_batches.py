@@ -76,6 +76,9 @@ def test_a_unit_embedded_with_others_gets_the_vectors_and_ids_order_it_gets_alon
             want.truncated,
         )
         assert got.reuse == want.reuse and got.hash_scheme == want.hash_scheme and got.key == want.key
+        # its own ids file for the cross-shard duplicate check, as one at a time
+        assert got.ids is not None and want.ids is not None and got.id_type == want.id_type
+        assert (got.ids.rows, got.ids.sha256) == (want.ids.rows, want.ids.sha256)
         # the content-hash column names the same tokens
         hashes = [
             pq.read_table(p / e.files[0].path).column("content_hash")
