@@ -52,9 +52,10 @@ from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme
 from e5ray.unit_rows import kept_columns, validated_chunks
 
 SMALL_UNIT_TOKENS = 32_768  # estimated tokens (e5ray.units) up to which a unit joins shared batches
-# Rows per wave, in the embedder's largest batches: a wave's units are written (threads)
-# while the next wave is embedded. 4 batches (512 rows on CPU) ran a 256-unit task in
-# 2.8-3.9 s against 3.5-4.2 s for one wave of 4096 rows (same actor, loaded machine).
+# Rows per wave, in the embedder's largest batches (512 rows on CPU): a wave's units are
+# written (threads) while the next wave is embedded. Waves of 256 rows ran a 256-unit task
+# in 2.8-3.9 s against 3.5-4.2 s for one wave of 4096 rows (one actor, loaded machine);
+# larger waves keep GPU batches full.
 WAVE_BATCHES = 4
 IO_THREADS = 8  # reads and commits in flight; they mostly wait on files and the store
 
