@@ -1,10 +1,11 @@
 """`e5ray` command line: embed, refresh, verify, stage-model, export, gc, search, eval, compare.
 
 `jobs/embed_corpus.py` and `jobs/refresh_corpus.py` use the same flags through
-`add_job_arguments`, `parse_job_args` and `config_from_args`. Every flag has help text
-and its default in `--help`; `--config FILE` supplies flags from YAML or TOML; errors a
-user can cause (`E5RayError`) print one line and exit with the documented code
-(EXIT_CODES, from `e5ray.errors`); anything else is a bug and keeps its traceback.
+`add_job_arguments` (`e5ray.cli_flags`), `parse_job_args` and `config_from_args`. Every
+flag has help text and its default in `--help`; `--config FILE` supplies flags from YAML
+or TOML; errors a user can cause (`E5RayError`) print one line and exit with the
+documented code (EXIT_CODES, from `e5ray.errors`), storage failures included (with the
+operation and the URI); anything else is a bug and keeps its traceback.
 Defaults come from `e5ray.config`: each is written once.
 """
 
@@ -16,244 +17,32 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from e5ray import __version__
 from e5ray.catalog import CATALOG
-from e5ray.config import (
-    DEVICES,
-    OPTIONS,
-    PRECISIONS,
-    REUSE_MODES,
-    ComputeConfig,
-    InputConfig,
-    JobConfig,
-    ModelConfig,
-    OutputConfig,
+from e5ray.cli_flags import (
+    EXIT_CODES,
+    JOB_EXAMPLES,
+    HelpFormatter,
+    add_job_arguments,
+    add_log_level,
+    add_storage_arguments,
+    storage_options_from_args,
 )
+from e5ray.config import OPTIONS, JobConfig
 from e5ray.configfile import ConfigFileError, check_keys, load_config_file, normalise
-from e5ray.corpus import FORMATS
 from e5ray.errors import EXIT_INTERRUPTED, E5RayError, UsageError
-from e5ray.executors.base import EXECUTORS
-from e5ray.pooling import POOLINGS
-from e5ray.progress import MODES, PROGRESS_FILE, Progress
+from e5ray.failures import check_bucket, describe, endpoint_of, storage_step
+from e5ray.progress import PROGRESS_FILE, Progress
 from e5ray.quiet import filtered_stderr
 from e5ray.search import add_search_command
-from e5ray.sinks.base import SINKS
-from e5ray.space import PREFIXES
 from e5ray.summary import human_summary, json_summary
-from e5ray.windows import LONG_TEXT_MODES
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 GC_KEEP = 3
 GC_MIN_AGE_S = 3600.0
-
-
-EXIT_CODES = """exit codes:
-  0    ok
-  1    data errors: shards that cannot be read (named, with the reason); nothing committed
-  2    usage or configuration errors: a bad flag, a missing column, an unreachable cluster
-  3    the output holds vectors of another embedding space (re-embed with --full)
-  4    another run committed the same version first (run again)
-  130  interrupted (Ctrl-C); finished shards are reused by the next run"""
-
-JOB_EXAMPLES = """examples:
-  # the sample corpus with the demo model (python -m e5ray.testing .demo-model)
-  e5ray embed --input samples/corpus --output out/sample --model demo --model-path .demo-model
-
-  # what would a refresh do? (no model loaded, nothing written)
-  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ --dry-run
-
-  # a real model staged once, the language and url columns kept beside the vectors
-  e5ray stage-model intfloat/multilingual-e5-small s3://bucket/models/e5-small
-  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ \\
-      --model intfloat/multilingual-e5-small --model-path s3://bucket/models/e5-small --keep-columns lang,url
-
-  # flags from a file (keys are the flag names), machine-readable summary
-  e5ray embed --config e5ray.yaml --json
-
-"""
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written; '(default: X)' added where a flag has a default worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and "default" not in text
-            and default not in (None, False, argparse.SUPPRESS)
-            and not isinstance(action, argparse._VersionAction)
-        ):
-            text += " (default: %(default)s)"
-        return text
-
-
-def add_space_arguments(group: argparse._ArgumentGroup) -> None:
-    """Pooling and long-text flags: part of the embedding space, like the model."""
-    group.add_argument(
-        "--pooling",
-        choices=list(POOLINGS),
-        default=ModelConfig.pooling,
-        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
-    )
-    group.add_argument(
-        "--long-text",
-        choices=LONG_TEXT_MODES,
-        default=ModelConfig.long_text,
-        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
-        "average (one vector per text: token-weighted mean of its windows)",
-    )
-    group.add_argument(
-        "--stride",
-        type=int,
-        default=None,
-        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
-    )
-
-
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    io = parser.add_argument_group("input and output")
-    # Not required= in argparse: --config may supply them; checked after parsing.
-    io.add_argument("--input", help="corpus: a local dir, file or glob, or s3://bucket/prefix (required)")
-    io.add_argument("--output", help="where shards + manifest go: a local dir or s3://bucket/prefix (required)")
-    io.add_argument(
-        "--format",
-        choices=FORMATS,
-        default=None,
-        help="input format (default: from extensions .parquet, .jsonl, .jsonl.gz)",
-    )
-    io.add_argument(
-        "--id-column", default=InputConfig.id_column, help="input column with each row's unique id (int or string)"
-    )
-    io.add_argument("--text-column", default=InputConfig.text_column, help="input column with the text to embed")
-    io.add_argument(
-        "--keep-columns",
-        default=None,
-        metavar="A,B,...",
-        help="input columns copied beside the vectors (for example lang,url,text)",
-    )
-    io.add_argument(
-        "--output-format",
-        choices=list(SINKS),
-        default=OutputConfig.format,
-        help="embedding shard format (jsonl is for debugging)",
-    )
-    io.add_argument(
-        "--s3-endpoint",
-        default=None,
-        help="S3 endpoint URL (default: $AWS_ENDPOINT_URL); credentials come from the AWS chain",
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=ModelConfig.name, help=f"E5 model name (known: {', '.join(CATALOG)})")
-    model.add_argument(
-        "--model-path",
-        default=None,
-        help="local or s3:// directory with the ONNX export, e.g. from `e5ray stage-model` (skips the hub download)",
-    )
-    model.add_argument(
-        "--prefix",
-        choices=list(PREFIXES),
-        default=ModelConfig.prefix,
-        help="E5 prefix: passage for documents, query for queries",
-    )
-    model.add_argument(
-        "--max-length",
-        type=int,
-        default=ModelConfig.max_length,
-        help="tokens per text; longer texts are truncated and counted",
-    )
-    model.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=None,
-        help="fp32 (CPU default), fp16 (GPU default), int8 (CPU, quality-gated)",
-    )
-    model.add_argument(
-        "--int8-min-cosine",
-        type=float,
-        default=ModelConfig.int8_min_cosine,
-        help="int8 only: lowest cosine to fp32 on the check texts",
-    )
-    add_space_arguments(model)
-    model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
-    pool = parser.add_argument_group("compute")
-    pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device, help="where the model runs")
-    pool.add_argument(
-        "--threads-per-actor",
-        type=int,
-        default=None,
-        help="CPUs (and ONNX threads) per CPU actor (default: a whole small node, at most 8)",
-    )
-    pool.add_argument("--min-actors", type=int, default=ComputeConfig.min_actors, help="actors started at once")
-    pool.add_argument(
-        "--max-actors",
-        type=int,
-        default=None,
-        help="the pool's size; give it on an autoscaling cluster (default: what the live nodes fit)",
-    )
-    pool.add_argument(
-        "--gpus-per-actor", type=float, default=ComputeConfig.gpus_per_actor, help="GPUs each GPU actor reserves"
-    )
-    pool.add_argument(
-        "--token-budget", type=int, default=None, help="padded tokens per ONNX batch (default: per device)"
-    )
-    pool.add_argument(
-        "--chunk-rows", type=int, default=ComputeConfig.chunk_rows, help="rows read and embedded per step"
-    )
-    pool.add_argument(
-        "--unit-rows", type=int, default=ComputeConfig.unit_rows, help="a work unit holds at most this many rows"
-    )
-    pool.add_argument(
-        "--unit-tokens",
-        type=int,
-        default=ComputeConfig.unit_tokens,
-        help="and about this many tokens (text bytes / 4); files above it are split, smaller ones grouped",
-    )
-    pool.add_argument(
-        "--retries",
-        type=int,
-        default=ComputeConfig.retries,
-        help="times a unit lost to a transient failure (a node, the network) is run again",
-    )
-    pool.add_argument(
-        "--executor",
-        choices=list(EXECUTORS),
-        default=ComputeConfig.executor,
-        help="ray: actor pools on the cluster in RAY_ADDRESS, else on a fresh local Ray; local: in this process, no Ray",
-    )
-    run = parser.add_argument_group("run")
-    run.add_argument("--full", action="store_true", help="re-embed every shard (allowed across embedding spaces)")
-    run.add_argument(
-        "--reuse",
-        choices=REUSE_MODES,
-        default=JobConfig.__dataclass_fields__["reuse"].default,
-        help="rows: embed only texts the output does not hold (by content hash); "
-        "shard: re-embed changed shards whole; none: re-embed every shard",
-    )
-    run.add_argument(
-        "--dry-run", action="store_true", help="print the plan and estimates; load no model, write nothing"
-    )
-    run.add_argument("--config", metavar="FILE", help="YAML or TOML file whose keys are these flags (flags win)")
-    run.add_argument(
-        "--progress",
-        choices=MODES,
-        default="auto",
-        help="auto: a bar on a terminal, else a line every --progress-interval seconds",
-    )
-    run.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
-    run.add_argument("--json", action="store_true", help="print the summary as one JSON line instead of text")
-    run.add_argument("--quiet", action="store_true", help="no progress and no summary (errors only)")
-    run.add_argument("--verbose", action="store_true", help="also Ray Data's own progress and Ray's log lines")
-    run.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        default=None,
-        help="e5ray's log level (default: WARNING; INFO with --verbose)",
-    )
 
 
 def job_parser(doc: str) -> argparse.ArgumentParser:
@@ -304,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
 
 
 def setup_logging(level: str = "WARNING") -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=getattr(logging, level.upper()), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 def _progress_writer(output: str, storage_options: dict[str, Any] | None) -> Callable[[bytes], None]:
@@ -348,22 +137,32 @@ def run_job_from_args(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from e5ray.storage import OutputDir, s3_options
+    from e5ray.storage import OutputDir
     from e5ray.verify import verify_output
 
-    problems = verify_output(OutputDir(args.output, s3_options(args.s3_endpoint) or None), quick=args.quick)
+    options = storage_options_from_args(args)
+    check_bucket(args.output, options, "verifying")
+    with storage_step("verifying", args.output, options):
+        problems = verify_output(OutputDir(args.output, options), quick=args.quick)
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    if any(p.endswith(": missing") or " bytes, manifest says " in p for p in problems):
+        print("the next `e5ray refresh` with this output's flags embeds the shards whose files are gone anew")
     return 0 if not problems else 1
 
 
 def _gc(args: argparse.Namespace) -> int:
     from e5ray.gc import collect_garbage
-    from e5ray.storage import OutputDir, s3_options
+    from e5ray.storage import OutputDir
 
-    output = OutputDir(args.output, s3_options(args.s3_endpoint) or None)
-    deleted = collect_garbage(output, args.keep, args.min_age, dry_run=args.dry_run)
+    options = storage_options_from_args(args)
+    check_bucket(args.output, options, "collecting garbage in")
+    notes: list[str] = []
+    with storage_step("collecting garbage in", args.output, options):
+        deleted = collect_garbage(OutputDir(args.output, options), args.keep, args.min_age, args.dry_run, notes)
+    for note in notes:
+        print(note)
     for rel in deleted:
         print(("would delete " if args.dry_run else "deleted ") + rel)
     print(f"{len(deleted)} file(s) {'to delete' if args.dry_run else 'deleted'}")
@@ -451,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         job.set_defaults(func=run_job_from_args)
     verify = sub.add_parser("verify", help="check an output against its manifest", formatter_class=HelpFormatter)
     verify.add_argument("output", help="the output directory or s3:// prefix")
-    verify.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    add_storage_arguments(verify)
+    add_log_level(verify, "DEBUG also prints the traceback of a failure")
     verify.add_argument("--quick", action="store_true", help="names and sizes from one listing only (no file is read)")
     verify.set_defaults(func=_verify)
     add_stage_model_parser(sub)
@@ -466,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="spare files younger than this many seconds (a run may be about to commit them)",
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    gc.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
+    add_storage_arguments(gc)
+    add_log_level(gc, "DEBUG also prints the traceback of a failure")
     gc.set_defaults(func=_gc)
     from e5ray.compare import add_compare_arguments, compare_from_args
     from e5ray.eval import add_eval_arguments, eval_from_args
@@ -484,13 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; an error a user can cause prints one line (its message names the bad
-    value) and returns its exit code; Ctrl-C says what the next run reuses and returns 130.
+    value, or the operation and URI for storage) and returns its exit code; `--log-level
+    debug` adds the traceback. Ctrl-C says what the next run reuses and returns 130.
     Other exceptions are bugs and keep their traceback."""
     try:
         return func(args)
-    except E5RayError as exc:
-        print(f"e5ray: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except Exception as exc:
+        error = exc if isinstance(exc, E5RayError) else _storage_failure(exc, args)
+        if error is None:
+            raise
+        if str(getattr(args, "log_level", None)).upper() == "DEBUG":
+            traceback.print_exc()
+        print(f"e5ray: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt as exc:
         from e5ray.job import RunInterrupted
 
@@ -503,13 +310,20 @@ def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.N
         return EXIT_INTERRUPTED
 
 
+def _storage_failure(exc: BaseException, args: argparse.Namespace) -> E5RayError | None:
+    """A storage failure that escaped every `storage_step`, named by the command and its URI."""
+    uri = str(getattr(args, "output", None) or getattr(args, "input", ""))
+    options = storage_options_from_args(args) if hasattr(args, "s3_attempts") else None
+    return describe(exc, f"{getattr(args, 'command', None) or 'run'}:", uri, endpoint_of(options))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("embed", "refresh"):
         sub = _subparser(parser, argv[0])
         args = parse_job_args(sub, argv[1:])
-        args.func = run_job_from_args
+        args.func, args.command = run_job_from_args, argv[0]
     else:
         args = parser.parse_args(argv)
     return main_with_errors(args.func, args)

@@ -5,6 +5,9 @@
       output:  OutputConfig   where shards and manifest go, and in which format (sink)
       model:   ModelConfig    which model, and how it embeds (the embedding space's settings)
       compute: ComputeConfig  where and how wide the embedding runs (executor, device, pool)
+      rows:    RowsConfig     row rules: duplicate ids across shards, invalid Unicode, id type
+      run:     RunConfig      the run's deadline and its lease on the output
+      storage: StoragePolicy  object-store timeouts and retries (e5ray.timeouts)
       s3_endpoint, full       storage access and the run's one flag
 
 Each node checks its own fields in `__post_init__` and raises `ConfigError` naming the
@@ -21,18 +24,30 @@ from typing import Any
 
 from e5ray.catalog import DEFAULT_MODEL
 from e5ray.corpus import FORMATS
+from e5ray.dupes import POLICIES
 from e5ray.errors import ConfigError
 from e5ray.executors.base import EXECUTORS
+from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
 from e5ray.pooling import E5_POOLING, POOLINGS
+from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
 from e5ray.sinks.base import SINKS
 from e5ray.space import PREFIXES, Prefix
 from e5ray.storage import s3_options
+from e5ray.timeouts import StoragePolicy
 from e5ray.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
 from e5ray.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
 
 DEVICES = ("cpu", "gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
+
+# GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
+# export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
+# chunks: 38%), and actors sharing a GPU fill each other's gaps while they tokenise and copy
+# (`jobs/gpu_actors.py`: one actor 360,461 tokens/s, two 465,719, three 516,080).
+# On the CPU a chunk of 2,048 rows already pads 2%.
+DEFAULT_CHUNK_ROWS = {"cpu": 2048, "gpu": 16384}
+DEFAULT_GPUS_PER_ACTOR = 1 / 3  # three actors per GPU
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...] | list[str], optional: bool = False) -> None:
@@ -122,8 +137,8 @@ class ComputeConfig:
     threads_per_actor: int | None = None  # None: a whole small node, at most 8
     min_actors: int = 1
     max_actors: int | None = None  # None: as many as the cluster fits
-    gpus_per_actor: float = 1.0
-    chunk_rows: int = 2048
+    gpus_per_actor: float | None = None  # None: DEFAULT_GPUS_PER_ACTOR (GPU runs only)
+    chunk_rows: int | None = None  # None: DEFAULT_CHUNK_ROWS of the device
     unit_rows: int = DEFAULT_UNIT_ROWS  # a work unit closes at this many rows ...
     unit_tokens: int = DEFAULT_UNIT_TOKENS  # ... or about this many tokens (bytes / 4)
     retries: int = 3  # times a unit that failed for a transient reason (a lost node) is run again
@@ -134,16 +149,54 @@ class ComputeConfig:
         _at_least("compute.threads_per_actor (--threads-per-actor)", self.threads_per_actor, 1, optional=True)
         _at_least("compute.min_actors (--min-actors)", self.min_actors, 1)
         _at_least("compute.max_actors (--max-actors)", self.max_actors, 1, optional=True)
-        if self.gpus_per_actor <= 0:
+        if self.gpus_per_actor is not None and self.gpus_per_actor <= 0:
             raise ConfigError(f"compute.gpus_per_actor (--gpus-per-actor) must be > 0, got {self.gpus_per_actor}")
-        _at_least("compute.chunk_rows (--chunk-rows)", self.chunk_rows, 1)
+        _at_least("compute.chunk_rows (--chunk-rows)", self.chunk_rows, 1, optional=True)
         _at_least("compute.unit_rows (--unit-rows)", self.unit_rows, 1)
         _at_least("compute.unit_tokens (--unit-tokens)", self.unit_tokens, 1)
         _at_least("compute.retries (--retries)", self.retries, 0)
 
     @property
+    def rows_per_chunk(self) -> int:
+        """Rows read and embedded per step: the given `chunk_rows`, else the device's default."""
+        return self.chunk_rows or DEFAULT_CHUNK_ROWS[self.device]
+
+    @property
+    def actor_gpus(self) -> float:
+        """GPUs one GPU actor reserves: the given `gpus_per_actor`, else three actors per GPU."""
+        return self.gpus_per_actor or DEFAULT_GPUS_PER_ACTOR
+
+    @property
     def unit_target(self) -> UnitTarget:
         return UnitTarget(self.unit_rows, self.unit_tokens)
+
+
+@dataclass(frozen=True)
+class RowsConfig:
+    duplicate_ids: str = "reject"  # e5ray.dupes
+    on_invalid_utf8: str = "reject"  # e5ray.rows
+    id_type: str = "auto"  # e5ray.rows
+
+    def __post_init__(self) -> None:
+        _choice("rows.duplicate_ids (--duplicate-ids)", self.duplicate_ids, POLICIES)
+        _choice("rows.on_invalid_utf8 (--on-invalid-utf8)", self.on_invalid_utf8, ON_INVALID_UTF8)
+        _choice("rows.id_type (--id-type)", self.id_type, ID_TYPES)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    deadline: float | None = None  # seconds for the whole run; None: no limit
+    lease_interval: float = DEFAULT_LEASE_INTERVAL_S  # e5ray.lease
+    lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.deadline is not None and self.deadline <= 0:
+            raise ConfigError(f"run.deadline (--deadline) must be > 0 seconds, got {self.deadline}")
+        if self.lease_interval <= 0 or self.lease_timeout <= self.lease_interval:
+            raise ConfigError(
+                f"run.lease_interval (--lease-interval) must be > 0 and below run.lease_timeout (--lease-timeout), "
+                f"got {self.lease_interval} and {self.lease_timeout}"
+            )
 
 
 @dataclass(frozen=True)
@@ -152,6 +205,9 @@ class JobConfig:
     output: OutputConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    rows: RowsConfig = field(default_factory=RowsConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    storage: StoragePolicy = field(default_factory=StoragePolicy)
     s3_endpoint: str | None = None  # None: $AWS_ENDPOINT_URL; credentials come from the AWS chain
     full: bool = False  # re-embed every shard (allowed across embedding spaces)
     reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.reuse_plan)
@@ -167,7 +223,7 @@ class JobConfig:
         return self.model.precision or ("fp16" if self.compute.device == "gpu" else "fp32")
 
     def storage_options(self) -> dict[str, Any] | None:
-        return s3_options(self.s3_endpoint) or None
+        return s3_options(self.s3_endpoint, self.storage) or None
 
     @classmethod
     def from_options(cls, **options: Any) -> JobConfig:
@@ -177,7 +233,16 @@ class JobConfig:
         unknown = set(options) - set(_OPTION_FIELDS)
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}; valid: {', '.join(_OPTION_FIELDS)}")
-        sections: dict[str, dict[str, Any]] = {"input": {}, "output": {}, "model": {}, "compute": {}, "": {}}
+        sections: dict[str, dict[str, Any]] = {
+            "input": {},
+            "output": {},
+            "model": {},
+            "compute": {},
+            "rows": {},
+            "run": {},
+            "storage": {},
+            "": {},
+        }
         for name, value in options.items():
             section, attr = _OPTION_FIELDS[name]
             sections[section][attr] = value
@@ -186,6 +251,9 @@ class JobConfig:
             output=OutputConfig(**sections["output"]),
             model=ModelConfig(**sections["model"]),
             compute=ComputeConfig(**sections["compute"]),
+            rows=RowsConfig(**sections["rows"]),
+            run=RunConfig(**sections["run"]),
+            storage=StoragePolicy(**sections["storage"]),
             **sections[""],
         )
 
@@ -203,6 +271,9 @@ _OPTION_FIELDS: dict[str, tuple[str, str]] = {
     "model_path": ("model", "path"),
     **{f.name: ("model", f.name) for f in dataclasses.fields(ModelConfig) if f.name not in ("name", "path")},
     **{f.name: ("compute", f.name) for f in dataclasses.fields(ComputeConfig)},
+    **{f.name: ("rows", f.name) for f in dataclasses.fields(RowsConfig)},
+    **{f.name: ("run", f.name) for f in dataclasses.fields(RunConfig)},
+    **{f"s3_{f.name}": ("storage", f.name) for f in dataclasses.fields(StoragePolicy)},
     "s3_endpoint": ("", "s3_endpoint"),
     "full": ("", "full"),
     "reuse": ("", "reuse"),

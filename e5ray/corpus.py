@@ -99,6 +99,9 @@ def discover(
         infos = fs.find(root, detail=True)
         base = root
     else:
+        from e5ray.failures import check_bucket
+
+        check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket says so
         raise CorpusError(f"input {input_uri!r} does not exist")
     shards = []
     skipped = []
@@ -261,8 +264,7 @@ def _jsonl_chunks(
         chunk = Chunk(0, [], [], {}, offsets=offsets, extra={name: [] for name in keep})
         row = 0
         seen_columns: set[str] = set()
-        for offset, raw_line in _lines(raw, unit):
-            line = raw_line.decode("utf-8", errors="replace")
+        for offset, line in _json_rows(_lines(raw, unit)):
             if not line.strip():
                 continue  # blank lines are not rows
             pos = len(chunk.ids)
@@ -297,6 +299,44 @@ def _jsonl_chunks(
         if chunk.ids or row == 0:
             _check_columns(path, seen_columns, id_column, text_column)
             yield chunk
+
+
+def _decoded(raw_line: bytes, offset: int) -> str:
+    """One line as text. A leading BOM is not part of the first row. surrogateescape: an
+    invalid byte becomes a lone surrogate that the row validator rejects with its reason
+    (or repairs under --on-invalid-utf8 replace); never a silent U+FFFD."""
+    if offset == 0 and raw_line.startswith(b"\xef\xbb\xbf"):
+        raw_line = raw_line[3:]
+    return raw_line.decode("utf-8", errors="surrogateescape")
+
+
+def _json_rows(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, str]]:
+    """(byte offset, row) of a JSONL stream, one row a line; a file holding one JSON array
+    (a `.json` export) yields each element as a row instead (offset 0: such a file is never
+    split into byte ranges, `e5ray.units.is_splittable_jsonl`). Such a file is parsed whole:
+    use JSONL for shards larger than memory."""
+    first, first_offset = "", 0
+    for first_offset, raw_line in lines:
+        first = _decoded(raw_line, first_offset)
+        if first.strip():
+            break
+    if first_offset != 0 or not first.lstrip().startswith("["):
+        if first:
+            yield first_offset, first
+        for offset, raw_line in lines:
+            yield offset, _decoded(raw_line, offset)
+        return
+    text = first + "".join(_decoded(raw_line, offset) for offset, raw_line in lines)
+    try:
+        records = json.loads(text)
+    except ValueError:  # not one array after all (e.g. a JSONL file of arrays): rows as lines
+        yield from ((0, line) for line in text.splitlines())
+        return
+    if not isinstance(records, list):
+        yield from ((0, line) for line in text.splitlines())
+        return
+    for record in records:
+        yield 0, json.dumps(record, ensure_ascii=False)
 
 
 def _check_columns(path: str, seen: set[str], id_column: str, text_column: str) -> None:

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 
 from e5ray.config import JobConfig
 from e5ray.corpus import SourceShard
-from e5ray.job import plan_run
 from e5ray.resolve import resolve_model
+from e5ray.run_plan import plan_run
 from e5ray.space import prefix_text
 from e5ray.storage import OutputDir, filesystem_for
 

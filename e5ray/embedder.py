@@ -52,9 +52,12 @@ log = logging.getLogger("e5ray")
 
 # Padded tokens per batch. CPU: small, so activations stay in cache and padding stays
 # near 3% (`jobs/benchmark.py --sweep`, e5-small shape, 2 threads: budget 512 ran 4,837
-# tokens/s, 1024 4,622, 2048 4,052, 8192 2,985); GPU: large, to fill the device.
-DEFAULT_TOKEN_BUDGET = {"cpu": 512, "gpu": 65536}
-DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 1024}
+# tokens/s, 1024 4,622, 2048 4,052, 8192 2,985); GPU: large, to fill the device
+# (`jobs/gpu_bench.py`, H200, e5-large fp16, batches alone: 65,536 x 1,024 rows ran 499,792
+# tokens/s, 131,072 x 512 583,473, 262,144 x 512 588,568; the smaller of the last two halves
+# the activations' memory for 1% of speed).
+DEFAULT_TOKEN_BUDGET = {"cpu": 512, "gpu": 131072}
+DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 512}
 
 
 @dataclass

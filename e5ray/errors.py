@@ -11,12 +11,20 @@ Exit codes (documented in the README):
   2  usage and configuration errors: bad flags, a model that cannot be found, no GPU
   3  the output holds vectors of another embedding space
   4  another run committed the same version first
+  5  the store did not answer within its timeouts, or the run's lease lapsed (run again)
+  6  the run's --deadline passed (run again)
   130 interrupted (Ctrl-C)
+
+Storage access failures (credentials, access denied, a missing bucket) are usage errors
+(2): the configuration must change. Manifests, markers or leases that break the schema or
+name a path outside the output are data errors (1).
 """
 
 from __future__ import annotations
 
 EXIT_INTERRUPTED = 130
+EXIT_STORAGE_UNAVAILABLE = 5
+EXIT_DEADLINE = 6
 
 
 class E5RayError(Exception):
@@ -71,3 +79,41 @@ class ConcurrentCommitError(E5RayError, RuntimeError):
     """Another run committed this version first."""
 
     exit_code = 4
+
+
+class UnsafePathError(DataError, ValueError):
+    """A manifest, marker or lease names a path that is not confined to the output root."""
+
+
+class ManifestInvalidError(DataError, ValueError):
+    """A manifest does not match the schema e5ray reads."""
+
+
+class MissingFilesError(DataError, RuntimeError):
+    """Files the new version would reference are gone; nothing was committed."""
+
+
+class MixedIdTypesError(DataError, ValueError):
+    """The shards of one version hold ids of different types."""
+
+
+class StorageError(UsageError, RuntimeError):
+    """The store refused a request: credentials, access or a missing bucket."""
+
+
+class StorageUnavailableError(E5RayError, RuntimeError):
+    """The store did not answer within the configured timeouts and attempts."""
+
+    exit_code = EXIT_STORAGE_UNAVAILABLE
+
+
+class LeaseLostError(E5RayError, RuntimeError):
+    """The run could not renew its lease in time, so gc may have collected its files."""
+
+    exit_code = EXIT_STORAGE_UNAVAILABLE
+
+
+class DeadlineExceeded(E5RayError, RuntimeError):
+    """The run passed its --deadline; nothing was committed."""
+
+    exit_code = EXIT_DEADLINE

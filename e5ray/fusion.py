@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -82,9 +83,17 @@ def optimize_encoder(source: Path, *, use_gpu: bool = False) -> tuple[Any, Fusio
 
     before = op_counts(onnx.load(str(source), load_external_data=False).graph.node)
     heads, hidden = model_dims(source)
-    optimized = optimize_model(
-        str(source), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0, use_gpu=use_gpu
-    )
+    # Its "Model producer not matched ... specify --model_type" warning (any non-torch
+    # producer) names a flag e5ray users do not have; whether attention fused is in the report.
+    quiet = logging.getLogger("onnxruntime.transformers.optimizer")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        optimized = optimize_model(
+            str(source), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0, use_gpu=use_gpu
+        )
+    finally:
+        quiet.setLevel(level)
     after = op_counts(optimized.model.graph.node)
     report = FusionReport(
         nodes_before=sum(before.values()),

@@ -1,12 +1,18 @@
 """`e5ray gc`: delete what no kept manifest version references.
 
 Kept: the newest `keep` versions and whatever `manifest.json` names. Deleted: older
-version files, shard, rejects and marker files that no kept version references,
-and temporary files. Files younger than `min_age_s` are spared, since a run in
-progress may be about to commit them; temporary files whose writer ran on this host
-and is dead are removed at any age (see `e5ray.tempfiles`). Shard, marker and rejects
-files are looked for in `shards/`, `markers/` and `rejects/` (older outputs kept all
-three in `shards/`).
+version files, shard, rejects, ids and marker files that no kept version references,
+temporary files, and expired leases. Spared: files younger than `min_age_s`, and every
+file a live lease protects (younger than the lease's start, or listed in it: see
+`e5ray.lease`), since a run in progress is about to commit them. Temporary files whose
+writer ran on this host and is dead are removed at any age (see `e5ray.tempfiles`).
+Shard, marker, rejects and ids files are looked for in `shards/`, `markers/`, `rejects/`
+and `ids/` (older outputs kept markers and rejects in `shards/`).
+
+Order (why it is safe against a run that commits meanwhile): list the candidate files
+first, then read the leases, then the manifests. A candidate made by a live run was
+written after its lease, so that lease is read; a run whose lease is gone has
+committed before, so its version is read.
 """
 
 from __future__ import annotations
@@ -16,34 +22,25 @@ import time
 from typing import Any
 
 from e5ray.errors import UsageError
+from e5ray.lease import read_leases
 from e5ray.manifest import ShardEntry
 from e5ray.progress import PROGRESS_FILE
 from e5ray.reuse import INDEX_DIR, index_path
-from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR
+from e5ray.shards import IDS_DIR, MARKERS_DIR, REJECTS_DIR, SHARDS_DIR
 from e5ray.storage import OutputDir, info_seconds
 from e5ray.tempfiles import writer_is_dead
 from e5ray.versions import MANIFEST, VERSIONS_DIR, list_versions, read_manifest, version_name
 
 
-def collect_garbage(output: OutputDir, keep: int, min_age_s: float = 3600.0, dry_run: bool = False) -> list[str]:
-    """Delete unreferenced files; returns their paths relative to the output root."""
+def collect_garbage(
+    output: OutputDir, keep: int, min_age_s: float = 3600.0, dry_run: bool = False, notes: list[str] | None = None
+) -> list[str]:
+    """Delete unreferenced files; returns their paths relative to the output root.
+    `notes` receives one line per lease found (honoured or not)."""
     if keep < 1:
         raise UsageError(f"keep must be >= 1 (the current version is always kept), got {keep}")
-    versions = list_versions(output)
-    manifests = [read_manifest(output, version_name(v)) for v in versions[-keep:]]
-    if output.exists(MANIFEST):
-        manifests.append(read_manifest(output, MANIFEST))
-    referenced: set[str] = {MANIFEST}
-    for manifest in manifests:
-        referenced.add(version_name(manifest.version))
-        referenced |= manifest.referenced()
-    # Markers of referenced shards stay too: they let a resumed run reuse those files.
-    now = time.time()
-    deleted = []
     candidates: dict[str, dict[str, Any]] = {}
-    # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
-    referenced |= kept_index_files(output, [m.version for m in manifests])
-    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, VERSIONS_DIR, INDEX_DIR):
+    for directory in (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR, IDS_DIR, VERSIONS_DIR, INDEX_DIR):
         if output.exists(directory):
             candidates.update(output.fs.find(output.path(directory), detail=True))
     # A run killed while replacing manifest.json (or progress.json) leaves its temporary file at the root.
@@ -52,16 +49,38 @@ def collect_garbage(output: OutputDir, keep: int, min_age_s: float = 3600.0, dry
             name = info["name"].rsplit("/", 1)[-1]
             if info.get("type") == "file" and name.startswith((f"{MANIFEST}.tmp-", f"{PROGRESS_FILE}.tmp-")):
                 candidates[info["name"]] = info
+    now = time.time()
+    leases = read_leases(output.fs, output.root, now)
+    live = [lease for lease in leases if lease.live]
+    if notes is not None:
+        notes.extend(lease.describe() for lease in leases)
+
+    versions = list_versions(output)
+    manifests = [read_manifest(output, version_name(v)) for v in versions[-keep:]]
+    if output.exists(MANIFEST):
+        manifests.append(read_manifest(output, MANIFEST))
+    referenced: set[str] = {MANIFEST}
+    for manifest in manifests:
+        referenced.add(version_name(manifest.version))
+        referenced |= manifest.referenced()
+    # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
+    referenced |= kept_index_files(output, [m.version for m in manifests])
+    # Markers of referenced shards stay too: they let a resumed run reuse those files.
+    deleted = []
     for path, info in sorted(candidates.items()):
         rel = output.rel(path)
         if rel in referenced:
             continue
-        # A temporary file whose writer on this host is dead can never be finished.
-        if now - info_seconds(info) < min_age_s and not (output.is_local and writer_is_dead(rel)):
+        # A temporary file whose writer on this host is dead can never be finished, whatever
+        # its age or lease; anything else young, or protected by a live lease, stays.
+        mtime = info_seconds(info)
+        orphan = output.is_local and writer_is_dead(rel)
+        if not orphan and (now - mtime < min_age_s or any(lease.protects(rel, mtime) for lease in live)):
             continue
         if rel.endswith(".done.json") and _marks_referenced(output, rel, referenced):
             continue
         deleted.append(rel)
+    deleted += [lease.rel for lease in leases if not lease.live]
     if not dry_run:
         for rel in deleted:
             output.remove(rel)

@@ -70,6 +70,12 @@ class ShardEntry:
     key: str
     space_fingerprint: str
     rejects: FileRef | None = None
+    # e5ray.dupes and e5ray.rows: the shard's ids file (hashed ids, for the cross-shard
+    # check), their type, and the rows rejected because an earlier shard holds their ids
+    ids: FileRef | None = None
+    id_type: str | None = None
+    duplicates: int = 0
+    duplicates_of: tuple[str, ...] = ()  # source URIs of the shards that kept those ids
     unit: UnitRange | None = None  # the range of the source this entry holds; None: all of it
     # Row-level refresh (e5ray.reuse_plan): the scheme of the files' content_hash column
     # (None: written before it existed), and rows_reused/rows_embedded/duplicates_folded.
@@ -89,15 +95,21 @@ class ShardEntry:
     def bytes(self) -> int:
         return sum(f.bytes for f in self.files)
 
+    def refs(self) -> list[FileRef]:
+        """Every file this entry references: the embedding files, the rejects and ids files."""
+        return [*self.files, *(ref for ref in (self.rejects, self.ids) if ref is not None)]
+
     def paths(self) -> list[str]:
-        """Every file this entry references (the embedding files, then the rejects file)."""
-        return [f.path for f in self.files] + ([self.rejects.path] if self.rejects else [])
+        """Every file this entry references (the embedding files, then the rejects and ids files)."""
+        return [ref.path for ref in self.refs()]
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["files"] = [f.to_dict() for f in self.files]
         out["source"] = self.source.to_dict()
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
+        out["ids"] = self.ids.to_dict() if self.ids else None
+        out["duplicates_of"] = list(self.duplicates_of)
         out["unit"] = self.unit.to_dict() if self.unit else None
         for name in ("documents", "windows"):  # absent when texts were truncated, as before
             if out[name] is None:
@@ -113,6 +125,8 @@ class ShardEntry:
             values["files"] = (FileRef(data["path"], data["bytes"], data["sha256"], data["rows"]),)
         values["source"] = SourceShard.from_dict(data["source"])
         values["rejects"] = FileRef.from_dict(data["rejects"]) if data.get("rejects") else None
+        values["ids"] = FileRef.from_dict(data["ids"]) if data.get("ids") else None
+        values["duplicates_of"] = tuple(data.get("duplicates_of") or ())
         values["unit"] = UnitRange.from_dict(data.get("unit"))
         return cls(**values)
 
@@ -135,6 +149,8 @@ class RunInfo:
     tokens: int
     padded_tokens: int
     tokens_per_s: float
+    duplicate_ids: str = "reject"  # the --duplicate-ids policy of the run (e5ray.dupes)
+    duplicates_rejected: int = 0  # rows this run rejected as cross-shard duplicates
     reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.reuse_plan.summarize)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +169,7 @@ def totals(shards: list[ShardEntry] | tuple[ShardEntry, ...]) -> dict[str, int]:
         "embedded": sum(s.embedded_documents for s in shards),
         **({"windows": sum(windowed)} if windowed else {}),
         "rejected": sum(s.rejected for s in shards),
+        "duplicates": sum(s.duplicates for s in shards),
         "truncated": sum(s.truncated for s in shards),
         "tokens": sum(s.tokens for s in shards),
         "bytes": sum(s.bytes for s in shards),
@@ -179,7 +196,7 @@ class Manifest:
             object.__setattr__(self, "totals", totals(self.shards))
 
     def referenced(self) -> set[str]:
-        """Every shard and rejects file this version references."""
+        """Every shard, rejects and ids file this version references."""
         return {path for entry in self.shards for path in entry.paths()}
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The driver's cost must not grow with the output's bytes, and its request count only
 with what it must read. So a resume:
-1. lists the output's `markers/`, `shards/` and `rejects/` folders once each (paginated
+1. lists the output's `markers/`, `shards/`, `rejects/` and `ids/` folders once each (paginated
    by the store: ~1 request per 1,000 objects on S3) and keeps each file's size and
    stamp (ETag, else mtime): a constant number of listings, whatever the unit count;
 2. reads, in parallel threads, only the markers that the listing shows exist (a unit
@@ -24,8 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from e5ray.layout import MARKERS_DIR, SHARDS_DIR, UNIT_FOLDERS
 from e5ray.manifest import FileRef, ShardEntry
-from e5ray.shards import MARKERS_DIR, REJECTS_DIR, SHARDS_DIR, ShardTask
+from e5ray.paths import UnsafePathError, check_entry_paths
+from e5ray.shards import ShardTask
 from e5ray.storage import OutputDir, info_stamp
 
 # Object stores answer small reads in tens of ms; this many in flight hides that latency
@@ -61,8 +63,8 @@ def list_files(output: OutputDir, folder: str = SHARDS_DIR) -> dict[str, Listed]
     return {output.rel(path): Listed(int(info.get("size") or 0), info_stamp(info)) for path, info in found.items()}
 
 
-# Every folder a unit writes to: data files, completion markers, rejects.
-OUTPUT_FOLDERS = (SHARDS_DIR, MARKERS_DIR, REJECTS_DIR)
+# Every folder a unit writes to: data files, completion markers, rejects, ids (e5ray.layout).
+OUTPUT_FOLDERS = UNIT_FOLDERS
 
 
 def list_output(output: OutputDir, folders: Iterable[str] = OUTPUT_FOLDERS) -> dict[str, Listed]:
@@ -102,9 +104,15 @@ def _unchanged(output: OutputDir, ref: FileRef, listed: Listed | None) -> bool:
 
 
 def _read_marker(output: OutputDir, rel: str) -> ShardEntry | None:
+    """The marker's entry; None when it is gone or unreadable. A marker naming a file
+    outside the output root is refused (UnsafePathError), never followed."""
     try:
-        return ShardEntry.from_dict(json.loads(output.read_bytes(rel)))
-    except (FileNotFoundError, ValueError, KeyError, TypeError):  # gone meanwhile, or not a marker we can read
+        data = json.loads(output.read_bytes(rel))
+        check_entry_paths(data, f"{rel}: entry")  # a marker never names a file outside the output
+        return ShardEntry.from_dict(data)
+    except UnsafePathError:
+        raise
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):  # gone, or not a marker we can read
         return None
 
 
@@ -131,8 +139,7 @@ def reuse_completed(
             continue
         if any(path in exclude for path in entry.paths()):
             continue
-        refs = [*entry.files, *([entry.rejects] if entry.rejects else [])]
-        if all(_unchanged(output, ref, listing.get(ref.path)) for ref in refs):
+        if all(_unchanged(output, ref, listing.get(ref.path)) for ref in entry.refs()):  # files, rejects, ids
             finished[task.marker_path] = entry
     reused = [finished[t.marker_path] for t in tasks if t.marker_path in finished]
     todo = [t for t in tasks if t.marker_path not in finished]

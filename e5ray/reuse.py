@@ -174,6 +174,10 @@ def build_index(
         vec_spills = [open(os.path.join(spill_dir, f"{b}.v"), "wb") for b in range(buckets)]
         try:
             for path in paths:
+                if not fs.exists(join(root, path)):
+                    # gone (collected, or lost): the refresh embeds that shard anew (e5ray.precommit);
+                    # the index only holds fewer rows to reuse
+                    continue
                 with fs.open(join(root, path), "rb") as raw:
                     reader = pq.ParquetFile(_CountedFile(raw, stats))
                     if HASH_COLUMN not in reader.schema_arrow.names:  # an empty shard's file has no hash column

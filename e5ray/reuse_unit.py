@@ -32,31 +32,29 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from e5ray import shards
 from e5ray.content_hash import hash_token_ids
 from e5ray.corpus import Chunk
+from e5ray.dupes import IdCollector
 from e5ray.errors import CorpusError, DataError, UsageError
+from e5ray.layout import SHARDS_DIR
 from e5ray.manifest import ShardEntry
 from e5ray.reuse import ReadStats, load_index, lookup
-from e5ray.shards import (
-    SHARDS_DIR,
-    ChunkValidator,
-    ShardStats,
-    ShardTask,
-    _commit,
-    _prefetch,
-    hash_columns,
-    hash_scheme_of,
-)
+from e5ray.rows import id_type_name
+from e5ray.shards import ShardTask, _prefetch, file_metadata
 from e5ray.sinks.base import ShardSink
 from e5ray.storage import OutputDir
+from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.unit_rows import ChunkValidator, kept_columns, validated_chunks
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
 
 
 def _digest_rows(digest: Any, chunk: Chunk) -> None:
-    digest.update(json.dumps([chunk.ids, chunk.texts], default=repr, ensure_ascii=False).encode())
+    # surrogatepass: texts may hold lone surrogates (invalid UTF-8, rejected per row by e5ray.rows)
+    digest.update(
+        json.dumps([chunk.ids, chunk.texts], default=repr, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    )
 
 
 def _store(rows: int, dim: int, directory: str) -> np.ndarray:
@@ -84,10 +82,10 @@ def embed_shard_reusing_rows(
     # Pass 1: a hash per good row, in order.
     row_hashes: list[bytes] = []
     first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, _ in shards.validated_chunks(task, chunk_rows, storage_options, rejects):
+    for chunk, good, checker in validated_chunks(task, chunk_rows, storage_options, rejects):
         _digest_rows(first_digest, chunk)
         stats.input_rows += len(chunk.ids)
-        tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
+        tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
         stats.truncated += int(tokens.truncated.sum())
         row_hashes.extend(hash_token_ids(tokens.ids))
     slots: dict[bytes, int] = {}
@@ -124,7 +122,7 @@ def embed_shard_reusing_rows(
 
         def prepared() -> Iterator[tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]]:
             nonlocal cursor
-            for chunk, good, validator in shards.validated_chunks(task, chunk_rows, storage_options, None):
+            for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, None):
                 _digest_rows(second_digest, chunk)
                 chunk_slots = row_slots[cursor : cursor + len(good)]
                 cursor += len(good)
@@ -132,14 +130,17 @@ def embed_shard_reusing_rows(
                 pending, first = np.unique(chunk_slots, return_index=True)
                 new = ~ready[pending]
                 todo_slots, todo_rows = pending[new], first[new]
-                tokens = embedder.tokenize([chunk.texts[good[int(r)]] for r in todo_rows], task.prefix)
+                tokens = embedder.tokenize(
+                    [validator.text_for(chunk.texts[good[int(r)]]) for r in todo_rows], task.prefix
+                )
                 ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
                 yield chunk, good, chunk_slots, todo_slots, tokens, validator
 
-        metadata = shards.file_metadata(task, embedder)
+        metadata = file_metadata(task, embedder)
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
         opened = False
+        collected = IdCollector()
         try:
             for chunk, good, chunk_slots, todo_slots, tokens, validator in chunks:
                 if len(todo_slots):
@@ -153,8 +154,9 @@ def embed_shard_reusing_rows(
                     sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                     opened = True
                 hashes = [distinct[int(s)] for s in chunk_slots]
-                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(shards.kept_columns(chunk, good) or {})}
+                extra = {**(hash_columns(sink, hashes=hashes) or {}), **(kept_columns(chunk, good) or {})}
                 sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
+                collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # e5ray.dupes
                 stats.embedded += len(good)
                 stats.rows += len(good)
             if not opened:  # a shard with no rows still gets its (empty) output
@@ -172,7 +174,19 @@ def embed_shard_reusing_rows(
                 "lookup": lookups.to_dict(),
             }
             seconds = time.perf_counter() - started
-            return _commit(task, output, files, rejects, stats, seconds, reuse=reuse, hash_scheme=hash_scheme_of(sink))
+            id_type = id_type_name(validator.id_type() if validator else pa.int64())
+            return commit_unit(
+                task,
+                output,
+                files,
+                rejects,
+                stats,
+                seconds,
+                reuse=reuse,
+                hash_scheme=hash_scheme_of(sink),
+                collected=collected,
+                id_type=id_type,
+            )
         finally:
             chunks.close()  # stops the read-ahead thread if we leave early
             sink.abort()  # removes what is left locally (nothing, after a commit)

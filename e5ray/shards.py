@@ -1,15 +1,17 @@
 """Embedding shards: the output files of one work unit, written once, completely.
 
 A task is one unit (`e5ray.units`): a whole source shard, or a range of it. For a unit
-the worker streams chunks, rejects rows that cannot be embedded
-(recorded with the reason, never dropped silently), embeds the rest, and writes through
-the output's sink (`e5ray.sinks`):
+the worker streams chunks, rejects rows that cannot be embedded (`e5ray.unit_rows`:
+recorded with the reason, never dropped silently), embeds the rest, writes through the
+output's sink (`e5ray.sinks`) and commits (`e5ray.unit_commit`):
 - `shards/<name>[-<range>]-<key>-<sha12><suffix>`: the sink's files (`<range>`, e.g.
   `rg0-8` or `b0-4194304`, only for a unit that is part of a file) (Parquet: `.parquet`
   with columns `id` and `embedding`, and in long-text chunk mode the window columns after
   them: e5ray.windows, one row per window, the id repeated); each name carries a prefix
   of its own sha256, so a name always denotes one content;
 - `rejects/<name>-<key>-<sha12>.rejects.jsonl` when rows were rejected;
+- `ids/<name>-<key>-<sha12>.ids.pq`: the ids the unit embedded, hashed, for the
+  cross-shard duplicate check (`e5ray.dupes`);
 - `markers/<name>-<key>.done.json` last: the completion marker that a resumed run
   checks and reuses. `<key>` hashes the source fingerprint, the embedding space, the
   columns read and the output format, so a marker is only ever reused for the very
@@ -40,20 +42,24 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 
-from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
-from e5ray.corpus import Chunk, SourceShard, read_chunks
-from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, FileRef, ShardEntry
-from e5ray.sinks.base import ShardSink, SinkFile
-from e5ray.space import Prefix
-from e5ray.storage import OutputDir, sha256_of
-from e5ray.units import UnitRange
+from e5ray.corpus import Chunk, SourceShard
+from e5ray.dupes import IdCollector
 
-SHARDS_DIR = "shards"  # data files only
-MARKERS_DIR = "markers"
-REJECTS_DIR = "rejects"
+# The output's folders (e5ray.layout), also named from here by older callers.
+from e5ray.layout import IDS_DIR as IDS_DIR
+from e5ray.layout import MARKERS_DIR as MARKERS_DIR
+from e5ray.layout import REJECTS_DIR as REJECTS_DIR
+from e5ray.layout import SHARDS_DIR as SHARDS_DIR
+from e5ray.manifest import DEFAULT_OUTPUT_FORMAT, ShardEntry
+from e5ray.rows import id_type_name
+from e5ray.sinks.base import ShardSink
+from e5ray.space import Prefix
+from e5ray.storage import OutputDir
+from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.unit_rows import ChunkValidator, kept_columns, validated_chunks
+from e5ray.units import UnitRange
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class ShardTask:
     text_column: str = "text"
     prefix: Prefix = "passage"
     output_format: str = DEFAULT_OUTPUT_FORMAT
+    on_invalid_utf8: str = "reject"  # e5ray.rows
+    id_type: str = "auto"  # e5ray.rows
     unit: UnitRange | None = None  # None: the whole source shard
     weight: int = 0  # estimated tokens, to order and group tasks (not part of the key)
     keep_columns: tuple[str, ...] = ()  # input columns copied into the output
@@ -86,6 +94,11 @@ class ShardTask:
         # Parquet keys stay what they were before sinks had names, so older outputs are reused.
         if self.output_format != DEFAULT_OUTPUT_FORMAT:
             parts.append(self.output_format)
+        # Row rules change the output only when not the defaults; default keys stay as they were.
+        if self.on_invalid_utf8 != "reject":
+            parts.append(f"utf8={self.on_invalid_utf8}")
+        if self.id_type != "auto":
+            parts.append(f"ids={self.id_type}")
         if self.keep_columns:  # other columns, other files (and keys of runs without them unchanged)
             parts.append("keep:" + ",".join(self.keep_columns))
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -98,6 +111,8 @@ class ShardTask:
             "text_column": self.text_column,
             "prefix": self.prefix,
             "output_format": self.output_format,
+            "on_invalid_utf8": self.on_invalid_utf8,
+            "id_type": self.id_type,
             "unit": self.unit.to_dict() if self.unit else None,
             "weight": self.weight,
             "keep_columns": list(self.keep_columns),
@@ -134,57 +149,6 @@ class ShardTask:
     def legacy_marker_path(self) -> str:
         """Where outputs written before the markers/ folder keep this task's marker."""
         return f"{SHARDS_DIR}/{self.stem}.done.json"
-
-
-class ChunkValidator:
-    """Decides, row by row, what can be embedded; remembers ids to catch duplicates."""
-
-    def __init__(self, declared_id_type: pa.DataType | None = None) -> None:
-        self.seen: set[Any] = set()
-        self.id_kind: type | None = None  # JSONL: the Python type of the shard's first good id
-        self.declared = declared_id_type
-
-    def check(self, id_value: Any, text: Any) -> str | None:
-        """None if the row can be embedded, else the reason it cannot."""
-        if id_value is None:
-            return "null id"
-        if self.declared is None:
-            kind = int if isinstance(id_value, int) and not isinstance(id_value, bool) else type(id_value)
-            if kind not in (int, str):
-                return f"id {id_value!r:.60} is a {type(id_value).__name__}; ids must be integers or strings"
-            if self.id_kind is None:
-                self.id_kind = kind
-            elif kind is not self.id_kind:
-                return f"id {id_value!r:.60} is a {kind.__name__}, but this shard's ids are {self.id_kind.__name__}"
-        if text is None:
-            return "null text"
-        if not isinstance(text, str):
-            return f"text is a {type(text).__name__}, not a string"
-        if not text.strip():
-            return "empty text"
-        hashable = id_value if not isinstance(id_value, (list, dict)) else json.dumps(id_value, sort_keys=True)
-        if hashable in self.seen:
-            return "duplicate id in this shard"
-        self.seen.add(hashable)
-        return None
-
-    def id_type(self) -> pa.DataType:
-        if self.declared is not None:
-            return self.declared
-        return pa.string() if self.id_kind is str else pa.int64()
-
-
-@dataclass
-class ShardStats:
-    input_rows: int = 0
-    embedded: int = 0  # documents
-    rows: int = 0  # output rows: one per window in chunk mode, else one per document
-    windows: int = 0
-    rejected: int = 0
-    truncated: int = 0
-    tokens: int = 0
-    padded_tokens: int = 0
-    embed_seconds: float = 0.0
 
 
 def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None]:
@@ -240,17 +204,6 @@ def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
     }
 
 
-def kept_columns(chunk: Chunk, good: list[int]) -> dict[str, Any] | None:
-    """The kept columns' values of the rows that were embedded."""
-    if not chunk.extra:
-        return None
-    index = pa.array(good, type=pa.int64())
-    return {
-        name: values.take(index) if isinstance(values, pa.Array) else [values[p] for p in good]
-        for name, values in chunk.extra.items()
-    }
-
-
 def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
     """Kept columns with each document's value repeated for each of its windows (`rows`:
     the document of every window)."""
@@ -261,36 +214,6 @@ def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
         name: values.take(index) if isinstance(values, pa.Array) else [values[d] for d in rows]
         for name, values in kept.items()
     }
-
-
-def _json_safe(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def validated_chunks(
-    task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
-) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
-    """(chunk, positions of its good rows, validator) for each chunk of the task's unit;
-    rejected rows go to `rejects` (when given) with their location and reason."""
-    validator: ChunkValidator | None = None
-    chunks = read_chunks(
-        task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
-    )
-    for chunk in chunks:
-        if validator is None:
-            validator = ChunkValidator(chunk.id_type)
-        good: list[int] = []
-        for pos, (id_value, text) in enumerate(zip(chunk.ids, chunk.texts, strict=False)):
-            reason = chunk.errors.get(pos) or validator.check(id_value, text)
-            if reason is None:
-                good.append(pos)
-            elif rejects is not None:
-                rejects.append({**chunk.locate(pos), "id": _json_safe(id_value), "reason": reason})
-        yield chunk, good, validator
 
 
 def embed_shard(
@@ -312,6 +235,7 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     validator: ChunkValidator | None = None
     opened = False
+    collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
     metadata = file_metadata(task, embedder)
     mode = getattr(embedder, "long_text", "truncate")
 
@@ -319,7 +243,7 @@ def embed_shard(
         nonlocal validator
         for chunk, good, current in validated_chunks(task, chunk_rows, storage_options, rejects):
             validator = current  # read after the loop: the shard's id type
-            tokens = embedder.tokenize([chunk.texts[p] for p in good], task.prefix)
+            tokens = embedder.tokenize([current.text_for(chunk.texts[p]) for p in good], task.prefix)
             yield chunk, good, tokens
 
     chunks = _prefetch(prepared())
@@ -339,6 +263,7 @@ def embed_shard(
                 ids = [ids[d] for d in result.windows.doc]
                 extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
             sink.write(ids, result.vectors, extra)
+            collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # documents, not windows
             stats.embedded += len(good)
             stats.rows += len(ids)
             stats.windows += len(result.windows) if result.windows is not None else len(good)
@@ -350,76 +275,23 @@ def embed_shard(
             sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
         files = sink.close()
         stats.rejected = len(rejects)
+        id_type = id_type_name(validator.id_type() if validator else pa.int64())
         reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
         seconds = time.perf_counter() - started
         scheme = hash_scheme_of(sink) if mode == "truncate" else None
-        return _commit(task, output, files, rejects, stats, seconds, mode, reuse=reuse, hash_scheme=scheme)
+        return commit_unit(
+            task,
+            output,
+            files,
+            rejects,
+            stats,
+            seconds,
+            mode,
+            reuse=reuse,
+            hash_scheme=scheme,
+            collected=collected,
+            id_type=id_type,
+        )
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
         sink.abort()  # removes what is left locally (nothing, after a commit)
-
-
-def hash_columns(
-    sink: ShardSink, token_ids: list[list[int]] | None = None, hashes: list[bytes] | None = None
-) -> dict[str, Any] | None:
-    """The content_hash column for `sink` (of `hashes`, or of the rows' `token_ids`), or
-    None for a sink whose files do not carry hashes (row-level refresh reads Parquet only)."""
-    if sink.format != "parquet":
-        return None
-    return {HASH_COLUMN: hash_array(hashes if hashes is not None else hash_token_ids(token_ids or []))}
-
-
-def hash_scheme_of(sink: ShardSink) -> str | None:
-    return SCHEME if sink.format == "parquet" else None
-
-
-def _commit(
-    task: ShardTask,
-    output: OutputDir,
-    files: list[SinkFile],
-    rejects: list[dict[str, Any]],
-    stats: ShardStats,
-    seconds: float,
-    mode: str = "truncate",
-    reuse: dict[str, Any] | None = None,
-    hash_scheme: str | None = None,
-) -> ShardEntry:
-    local = fsspec.filesystem("file")
-    refs = []
-    for file in files:
-        sha = sha256_of(local, file.local_path)
-        size = os.path.getsize(file.local_path)
-        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
-        output.upload(file.local_path, name)
-        refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
-    rejects_ref = None
-    if rejects:
-        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
-        output.write_atomic(rejects_name, blob)
-        sha = hashlib.sha256(blob).hexdigest()
-        rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
-    entry = ShardEntry(
-        files=tuple(refs),
-        rows=stats.rows,
-        input_rows=stats.input_rows,
-        rejected=stats.rejected,
-        truncated=stats.truncated,
-        tokens=stats.tokens,
-        padded_tokens=stats.padded_tokens,
-        seconds=round(seconds, 3),
-        embed_seconds=round(stats.embed_seconds, 3),
-        source=task.source,
-        key=task.key,
-        space_fingerprint=task.space_fingerprint,
-        rejects=rejects_ref,
-        unit=task.unit,
-        # rows are windows (chunk), or documents made of several windows (average)
-        documents=stats.embedded if mode != "truncate" else None,
-        windows=stats.windows if mode != "truncate" else None,
-        hash_scheme=hash_scheme,
-        reuse=reuse,
-    )
-    # The marker goes last: its presence means every file it names is complete.
-    output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())
-    return entry

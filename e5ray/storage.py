@@ -24,6 +24,7 @@ from filelock import FileLock
 from fsspec import AbstractFileSystem
 
 from e5ray.tempfiles import owner_tag
+from e5ray.timeouts import StoragePolicy, with_policy
 
 LOCAL_PROTOCOLS = {"file", "local"}
 # os.link's errors on filesystems that have no hard links.
@@ -36,14 +37,16 @@ def is_remote(uri: str) -> bool:
     return bool(sep) and scheme not in LOCAL_PROTOCOLS
 
 
-def s3_options(endpoint_url: str | None = None) -> dict[str, Any]:
+def s3_options(endpoint_url: str | None = None, policy: StoragePolicy | None = None) -> dict[str, Any]:
     """fsspec storage options for S3; `AWS_ENDPOINT_URL` is used when no endpoint is given.
 
     Credentials come from the standard AWS chain (environment, profile, instance role):
-    e5ray never takes or prints them.
+    e5ray never takes or prints them. `policy`: timeouts and retries (e5ray.timeouts);
+    S3 filesystems get the default policy when none is given.
     """
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    options: dict[str, Any] = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    return with_policy(options, policy) if policy is not None else options
 
 
 def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[AbstractFileSystem, str]:
@@ -53,13 +56,18 @@ def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> t
         return fsspec.filesystem("file"), str(Path(uri.removeprefix("file://")).expanduser().resolve())
     scheme = uri.split("://", 1)[0]
     options = dict(storage_options or {})
-    if scheme in ("s3", "s3a") and not options:
-        options = s3_options()
+    s3fs_retries = None
+    if scheme in ("s3", "s3a"):
+        # reliability: every S3 call has connect/read timeouts and bounded retries
+        options = with_policy(options or s3_options())
+        s3fs_retries = options.pop("retries")
     # No listings cache: fsspec shares one instance per set of options in a process, and
     # its cached listings would hide what other runs wrote since (a refresh would miss
     # new shards and fail to open them, a commit would count versions from a stale list).
     options.setdefault("use_listings_cache", False)
     fs, path = fsspec.core.url_to_fs(uri, **options)
+    if s3fs_retries is not None:
+        fs.retries = s3fs_retries  # s3fs's own retry loop (not a constructor option): one pass
     return fs, path
 
 

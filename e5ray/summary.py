@@ -49,8 +49,9 @@ def human_summary(manifest: Any, output: str, wall_s: float, working_rate: float
     embedded_now = run["embedded_shards"]
     lines = [
         f"e5ray: done in {wall_s:.1f} s: manifest version {m['version']} ({root}/manifest.json)",
-        f"  rows       {t['embedded']:,} embedded, {t['rejected']:,} rejected, {t['truncated']:,} truncated"
-        f" (of {t['input_rows']:,} input rows in {t['shards']} shards)",
+        f"  rows       {t['embedded']:,} embedded, {t['rejected']:,} rejected"
+        + (f" ({t['duplicates']:,} as ids of earlier shards)" if t.get("duplicates") else "")
+        + f", {t['truncated']:,} truncated (of {t['input_rows']:,} input rows in {t['shards']} shards)",
         f"  this run   {embedded_now} shards embedded, {run['reused_shards']} reused from an interrupted run, "
         f"{run['carried_shards']} carried unchanged; {changes['added']} added, {changes['changed']} changed, "
         f"{changes['removed']} removed",

@@ -123,8 +123,10 @@ def split_bytes(size: int, target: UnitTarget) -> list[UnitRange]:
 
 
 def is_splittable_jsonl(uri: str) -> bool:
-    """Uncompressed JSONL can be entered at any byte; a compressed stream only at its start."""
-    return not uri.lower().endswith((".gz", ".bz2", ".zst", ".xz"))
+    """Uncompressed JSONL can be entered at any byte; a compressed stream only at its start.
+    A `.json` file may hold one JSON array (e5ray.corpus reads it whole), so it is never split."""
+    lower = uri.lower()
+    return not lower.endswith((".gz", ".bz2", ".zst", ".xz", ".json"))
 
 
 def warn_if_whole_too_big(uri: str, size: int, target: UnitTarget) -> None:

@@ -59,13 +59,14 @@ def _shard_problems(
         problems.append(f"{label}: embedded {documents} + rejected {shard.rejected} != input rows {shard.input_rows}")
     if shard.rejected and not shard.rejects:
         problems.append(f"{label}: {shard.rejected} rejected rows but no rejects file")
-    if shard.rejects:
-        problems += _file_problems(output, shard.rejects, listing, quick)
+    for extra in (shard.rejects, shard.ids):  # the ids file: e5ray.dupes
+        if extra is not None:
+            problems += _file_problems(output, extra, listing, quick)
     return problems
 
 
 def _file_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed], quick: bool) -> list[str]:
-    # The listing covers shards/, markers/ and rejects/; a file elsewhere is asked about directly.
+    # The listing covers shards/, markers/, rejects/ and ids/; a file elsewhere is asked about directly.
     if ref.path in listing:
         size = listing[ref.path].size
     elif output.exists(ref.path):

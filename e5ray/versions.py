@@ -15,8 +15,9 @@ import json
 import re
 from typing import Any
 
-from e5ray.errors import ConcurrentCommitError
+from e5ray.errors import ConcurrentCommitError, ManifestInvalidError
 from e5ray.manifest import Manifest, RunInfo, ShardEntry
+from e5ray.manifest_schema import validate_manifest
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
 
@@ -46,7 +47,14 @@ def read_json(output: OutputDir, rel: str) -> dict[str, Any]:
 
 
 def read_manifest(output: OutputDir, rel: str = MANIFEST) -> Manifest:
-    return Manifest.from_dict(read_json(output, rel))
+    """A manifest file, checked against the schema and the path rule (e5ray.manifest_schema)."""
+    try:
+        data = read_json(output, rel)
+    except UnicodeDecodeError as exc:
+        raise ManifestInvalidError(f"{rel}: not UTF-8 JSON ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestInvalidError(f"{rel}: not JSON ({exc})") from None
+    return Manifest.from_dict(validate_manifest(data, rel))
 
 
 def load_latest(output: OutputDir, versions: list[int] | None = None) -> Manifest | None:
@@ -90,7 +98,8 @@ def next_manifest(
 def commit(output: OutputDir, manifest: Manifest) -> str:
     """Write `manifest` as version `manifest.version` (create-only), then publish it."""
     name = version_name(manifest.version)
-    blob = json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False).encode()
+    data = validate_manifest(manifest.to_dict(), name)  # never write what the next load would refuse
+    blob = json.dumps(data, indent=1, ensure_ascii=False).encode()
     try:
         output.write_create_only(name, blob)
     except FileExistsError:

@@ -18,19 +18,21 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from e5ray.config import JobConfig, ModelConfig
 from e5ray.corpus import SourceShard
-from e5ray.errors import DataError, UsageError
+from e5ray.errors import DataError, DeadlineExceeded, UsageError
+from e5ray.failures import describe, endpoint_of
 from e5ray.manifest import ShardEntry
 from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
+from e5ray.timeouts import StoragePolicy
 
 log = logging.getLogger("e5ray")
 
@@ -61,6 +63,7 @@ class WorkerSpec:
     chunk_rows: int
     space_fingerprint: str
     s3_endpoint: str | None = None
+    storage: StoragePolicy = field(default_factory=StoragePolicy)  # e5ray.timeouts
     retries: int = 3
 
     @classmethod
@@ -71,14 +74,15 @@ class WorkerSpec:
             precision=config.precision,
             output_uri=config.output.uri,
             output_format=config.output.format,
-            chunk_rows=config.compute.chunk_rows,
+            chunk_rows=config.compute.rows_per_chunk,
             space_fingerprint=space_fingerprint,
             s3_endpoint=config.s3_endpoint,
+            storage=config.storage,
             retries=config.compute.retries,
         )
 
     def storage_options(self) -> dict[str, Any] | None:
-        return s3_options(self.s3_endpoint) or None
+        return s3_options(self.s3_endpoint, self.storage) or None
 
     def embedder_kwargs(self, threads: int | None) -> dict[str, Any]:
         return {
@@ -104,9 +108,10 @@ class ShardFailure:
 
     source: SourceShard
     error: str
+    exit_code: int | None = None  # set for storage failures (e5ray.failures): not the shard's fault
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": self.error, "source": self.source.to_dict()}
+        return {"error": self.error, "source": self.source.to_dict(), "exit_code": self.exit_code}
 
 
 ShardResult = ShardEntry | ShardFailure
@@ -115,7 +120,7 @@ ShardResult = ShardEntry | ShardFailure
 def result_from_dict(data: dict[str, Any]) -> ShardResult:
     """A result sent across processes as its `to_dict`."""
     if "error" in data:
-        return ShardFailure(SourceShard.from_dict(data["source"]), data["error"])
+        return ShardFailure(SourceShard.from_dict(data["source"]), data["error"], data.get("exit_code"))
     return ShardEntry.from_dict(data)
 
 
@@ -143,27 +148,35 @@ class EmbeddingWorker:
         self.output = OutputDir(spec.output_uri, spec.storage_options())  # this process's own handle
 
     def embed(self, task: ShardTask) -> ShardResult:
-        """The unit's entry, or a ShardFailure when its data cannot be embedded."""
+        """The unit's entry, or a ShardFailure when its data cannot be embedded.
+
+        A storage failure (refused, or no answer within the storage policy's timeouts) is
+        reported at once: every unit would fail alike, and the policy already retried inside
+        its timeouts, so a frozen store fails the run within them. Other transient errors
+        are tried again, at most `retries` times."""
         # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.reuse_unit).
         embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
         where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
+        options = self.spec.storage_options()
         for attempt in range(self.spec.retries + 1):
             try:
-                return embed(
-                    task,
-                    self.embedder,
-                    self.output,
-                    self.sink_class(),
-                    self.spec.storage_options(),
-                    self.spec.chunk_rows,
-                )
-            except TRANSIENT_ERRORS as exc:
-                if attempt == self.spec.retries:
-                    log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)
-                    return ShardFailure(task.source, f"{type(exc).__name__} (after {attempt + 1} tries): {exc}")
-                log.warning("unit %s: %s: %s; trying again", where, type(exc).__name__, exc)
-                time.sleep(min(2.0**attempt, 30.0))
-            except DATA_ERRORS as exc:  # reported to the driver with the unit it belongs to
+                return embed(task, self.embedder, self.output, self.sink_class(), options, self.spec.chunk_rows)
+            except DeadlineExceeded:
+                raise
+            except Exception as exc:
+                found = describe(exc, f"embedding {where} into", self.spec.output_uri, endpoint_of(options))
+                if found is not None:
+                    log.error("unit %s: %s", where, found)
+                    return ShardFailure(task.source, str(found), found.exit_code)
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    if attempt == self.spec.retries:
+                        log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)
+                        return ShardFailure(task.source, f"{type(exc).__name__} (after {attempt + 1} tries): {exc}")
+                    log.warning("unit %s: %s: %s; trying again", where, type(exc).__name__, exc)
+                    time.sleep(min(2.0**attempt, 30.0))
+                    continue
+                if not isinstance(exc, DATA_ERRORS):
+                    raise
                 log.error("unit %s failed: %s: %s", where, type(exc).__name__, exc)
                 label = f"[{task.unit.label}] " if task.unit else ""
                 return ShardFailure(task.source, f"{label}{type(exc).__name__}: {exc}")

@@ -1,6 +1,7 @@
 """Count nodes before and after onnxruntime's transformer optimiser, per graph layout and target.
 
     python jobs/fusion_counts.py --shape e5-large        # export and node graphs, use_gpu off and on
+    python jobs/fusion_counts.py --shape e5-small --speed 3   # and CPU tokens/s: fused vs unfused vs nodes
 
 Shows whether attention fuses (Attention nodes appear, Softmax goes to 0). The machinery
 is e5ray.bench.fusion_counts.
@@ -12,7 +13,7 @@ import argparse
 import json
 import sys
 
-from e5ray.bench.fusion_counts import fusion_counts
+from e5ray.bench.fusion_counts import fusion_counts, fusion_speed
 from e5ray.testing.export import GRAPHS
 from e5ray.testing.shapes import SHAPES
 
@@ -24,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--graphs", default=",".join(GRAPHS), help=f"comma-separated, of {', '.join(GRAPHS)}")
     parser.add_argument("--full-vocab", action="store_true", help="the real word table (same nodes, larger file)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--speed", type=int, default=0, metavar="ROUNDS", help="also time the CPU embedder, interleaved"
+    )
+    parser.add_argument("--speed-docs", type=int, default=300, help="documents per timed round")
     return parser.parse_args(argv)
 
 
@@ -44,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
                 f"{counts['softmax_after']}; Attention {counts['attention']}; after: {counts['ops_after']}",
                 flush=True,
             )
+    if args.speed:
+        print(json.dumps(fusion_speed(args.shape, args.speed_docs, args.speed)), flush=True)
     return 0
 
 

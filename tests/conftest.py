@@ -145,15 +145,15 @@ def local_ray(request):
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
     """relpaths of the source shards a run reads (carried shards must not be read)."""
-    from e5ray import shards as shards_module
+    from e5ray import unit_rows  # every path reads a unit through its validated chunks
 
     seen: list[str] = []
-    original = shards_module.read_chunks
+    original = unit_rows.read_chunks
 
     def recording(shard, *args, **kwargs):
         if shard.relpath not in seen:  # with row reuse a shard is read twice (e5ray.reuse_unit): count it once
             seen.append(shard.relpath)
         return original(shard, *args, **kwargs)
 
-    monkeypatch.setattr(shards_module, "read_chunks", recording)
+    monkeypatch.setattr(unit_rows, "read_chunks", recording)
     return seen

@@ -44,7 +44,7 @@ def by_relpath(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def shard_files(entry: dict[str, Any]) -> list[str]:
-    return [f["path"] for f in entry["files"]] + ([entry["rejects"]["path"]] if entry.get("rejects") else [])
+    return [f["path"] for f in entry["files"]] + [entry[k]["path"] for k in ("rejects", "ids") if entry.get(k)]
 
 
 def referenced(manifest: dict[str, Any]) -> set[str]:
@@ -73,7 +73,8 @@ def edit_corpus(inp: Path) -> None:
     """Change part-0001 (more rows, new texts), delete part-0002, add sub/part-0100."""
     write_shard(inp / "part-0001.jsonl", list(range(10_000, 10_045)), make_texts(45, seed=901))
     (inp / "part-0002.jsonl.gz").unlink()
-    write_shard(inp / "sub" / "part-0100.parquet", [f"new-{i}" for i in range(25)], make_texts(25, seed=902))
+    # ids of one type across shards (a corpus mixing types is refused: test_rows.py)
+    write_shard(inp / "sub" / "part-0100.parquet", list(range(90_000, 90_025)), make_texts(25, seed=902))
 
 
 def race(loser: JobConfig, winner: JobConfig) -> dict[str, Any]:

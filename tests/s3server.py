@@ -160,12 +160,17 @@ class SeaweedS3:
         secret: str = TEST_SECRET_KEY,
         startup_timeout: float = 60.0,
         weed: str | None = None,
+        extra_identities: list[dict] | None = None,
     ) -> None:
         self.dir = Path(directory).resolve()
         self.key = key
         self.secret = secret
         self.startup_timeout = startup_timeout
         self.weed = weed
+        # More identities for auth tests, in SeaweedFS's -s3.config form, e.g.
+        # {"name": "reader", "credentials": [{"accessKey": "k", "secretKey": "s"}],
+        #  "actions": ["Read:bucket", "List:bucket"]} (actions restricted to a bucket).
+        self.extra_identities = list(extra_identities or [])
         self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen | None = None
         self.log_path = self.dir / "weed.log"
@@ -274,7 +279,8 @@ class SeaweedS3:
                             "name": "e5ray-test",
                             "credentials": [{"accessKey": self.key, "secretKey": self.secret}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        *self.extra_identities,
                     ]
                 },
                 indent=2,

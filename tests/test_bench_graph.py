@@ -62,3 +62,12 @@ def test_fusion_counts_show_attention_fusing_on_the_export_graph_only():
     assert nodes["attention"] == 0 and nodes["softmax_after"] == LAYERS
     with pytest.raises(ValueError, match="unknown shape 'e5-huge'"):
         fusion_counts("e5-huge")
+
+
+def test_fusion_speed_times_the_three_layouts_of_the_same_weights_and_their_vectors_agree():
+    from e5ray.bench.fusion_counts import fusion_speed
+
+    result = fusion_speed("tiny", docs=20, rounds=1)
+    assert set(result["tokens_per_s"]) == {"export fused", "export unfused", "nodes"}
+    assert all(v["best"] > 0 for v in result["tokens_per_s"].values()) and result["fused_vs_unfused"] > 0
+    assert result["min_cosine_fused_vs_nodes"] >= 0.99999

@@ -21,8 +21,15 @@ def parse(*argv: str) -> JobConfig:
 def test_command_line_defaults_are_the_config_defaults():
     assert parse() == JobConfig(InputConfig("in"), OutputConfig("out"))
     config = parse()
-    assert (config.model.max_length, config.model.int8_min_cosine, config.compute.chunk_rows) == (512, 0.99, 2048)
+    assert (config.model.max_length, config.model.int8_min_cosine, config.compute.rows_per_chunk) == (512, 0.99, 2048)
     assert (config.compute.executor, config.compute.device, config.output.format) == ("ray", "cpu", "parquet")
+
+
+def test_a_gpu_run_reads_larger_chunks_and_shares_each_gpu_between_three_actors_unless_told():
+    cpu, gpu = parse(), parse("--device", "gpu")
+    assert (cpu.compute.rows_per_chunk, gpu.compute.rows_per_chunk, gpu.compute.actor_gpus) == (2048, 16384, 1 / 3)
+    told = parse("--device", "gpu", "--chunk-rows", "4096", "--gpus-per-actor", "1")
+    assert (told.compute.rows_per_chunk, told.compute.actor_gpus) == (4096, 1.0)
 
 
 def test_flags_land_in_their_section():

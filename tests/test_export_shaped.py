@@ -260,3 +260,10 @@ def test_the_export_shaped_graph_is_wired_node_for_node_like_a_torch_export(arch
     assert _wiring(ours) == _wiring(real.graph)
     assert [i.name for i in ours.input] == [i.name for i in real.graph.input]
     assert real.opset_import[0].version == 14 and real.producer_name == "pytorch"
+
+
+def test_optimising_a_model_of_another_producer_logs_no_model_type_advice(tmp_path, caplog):
+    write_test_model(tmp_path / "nodes", seed=3)  # producer "e5ray.testing", not "pytorch"
+    with caplog.at_level("WARNING"):
+        optimize_encoder(tmp_path / "nodes" / "model.onnx")
+    assert not [r for r in caplog.records if "producer not matched" in r.getMessage()]

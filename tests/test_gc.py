@@ -27,7 +27,7 @@ from e5ray.versions import list_versions
 def test_gc_keeps_what_kept_versions_reference(tmp_path, bert_model_dir):
     inp, out = tmp_path / "in", tmp_path / "out"
     write_corpus(inp, shards=3, rows=12)
-    write_shard(inp / "bad.jsonl", [1, 2, None], ["fine", None, "no id"])  # has a rejects file
+    write_shard(inp / "bad.jsonl", [901, 902, None], ["fine", None, "no id"])  # has a rejects file
     v1 = embed_job(config(inp, out, bert_model_dir))
     edit_corpus(inp)  # changes part-0001, removes part-0002, adds sub/part-0100
     v2 = embed_job(config(inp, out, bert_model_dir))

@@ -123,3 +123,21 @@ def test_the_tuned_settings_are_the_fastest_measured():
     settings, sessions, io_binding = _tuned(cfg, variants, sweep)
     assert settings == {"chunk_docs": cfg.big_chunk_docs, "token_budget": 131072, "max_rows": 4096}
     assert (sessions, io_binding) == (2, False)
+
+
+def test_the_actors_per_gpu_script_runs_on_the_cpu_and_every_row_embeds_the_whole_corpus(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "gpu_actors.py"), "--device", "cpu", "--shape", "tiny", "--docs", "150"]
+        + ["--workdir", str(tmp_path / "work"), "--out", str(out)],
+        check=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    runs = json.loads((out / "gpu_actors.json").read_text())["runs"]
+    assert [r["actors"] for r in runs.values()] == [1, 1, 2, 3]
+    assert len({r["tokens"] for r in runs.values()}) == 1 and all(r["tokens"] > 150 for r in runs.values())
+    assert all(r["tokens_per_s"] > 0 and len(r["busy_s"]) == r["actors"] for r in runs.values())

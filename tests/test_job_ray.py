@@ -81,7 +81,15 @@ def test_default_pool_fits_two_cpus(local_ray):
     nodes = [{"Alive": True, "Resources": {"CPU": 16.0}}, {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}]
     big = pool_shape(ComputeConfig(), nodes)
     assert (big.threads, big.max_actors) == (8, 4)
-    gpu = pool_shape(ComputeConfig(device="gpu"), nodes)
-    assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus, gpu.threads) == (1.0, 2, 4, 4)
+    gpu = pool_shape(ComputeConfig(device="gpu"), nodes)  # three actors share each GPU, 16 / 2 / 3 CPUs each
+    assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus, gpu.threads) == (1 / 3, 6, 2, 2)
+    whole = pool_shape(ComputeConfig(device="gpu", gpus_per_actor=1.0), nodes)
+    assert (whole.num_gpus, whole.max_actors, whole.num_cpus, whole.threads) == (1.0, 2, 4, 4)
+    small = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}]  # e.g. g5.xlarge: 4 vCPUs share one GPU
+    shared = pool_shape(ComputeConfig(device="gpu", gpus_per_actor=0.5), small)
+    assert (shared.num_gpus, shared.max_actors, shared.num_cpus, shared.threads) == (0.5, 2, 2, 2)
+    h200 = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}]
+    one = pool_shape(ComputeConfig(device="gpu"), h200)
+    assert (one.num_gpus, one.max_actors, one.num_cpus, one.threads) == (1 / 3, 3, 4, 4)
     with pytest.raises(RuntimeError, match="reports 0 GPUs"):
         pool_shape(ComputeConfig(device="gpu"), nodes[:1])

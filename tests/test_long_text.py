@@ -154,7 +154,8 @@ def test_the_job_writes_chunk_outputs_that_verify(tmp_path, bert_model_dir):
     ids = list(range(6))
     texts = [long_text(k, offset=k) for k in (4, 40, 9, 70, 2, 25)]
     write_shard(tmp_path / "in" / "part-0.parquet", ids, texts)
-    write_shard(tmp_path / "in" / "part-1.jsonl", ["x", "y", "z"], [long_text(50), None, "tiny"])
+    # integer ids like part-0's: a version mixing id types is refused (test_rows.py)
+    write_shard(tmp_path / "in" / "part-1.jsonl", [10, 11, 12], [long_text(50), None, "tiny"])
     out = tmp_path / "out"
     manifest = embed_output(
         tmp_path / "in", out, bert_model_dir, max_length=MAX_LENGTH, stride=STRIDE, long_text="chunk", chunk_rows=4
@@ -170,7 +171,7 @@ def test_the_job_writes_chunk_outputs_that_verify(tmp_path, bert_model_dir):
         assert shard["documents"] + shard["rejected"] == shard["input_rows"]
         got = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
         doc_ids = list(dict.fromkeys(table.column("id").to_pylist()))
-        source = dict(zip(ids, texts, strict=True)) | {"x": long_text(50), "z": "tiny"}
+        source = dict(zip(ids, texts, strict=True)) | {10: long_text(50), 12: "tiny"}
         want = embedder.embed([source[i] for i in doc_ids], long_text="chunk")
         assert table.column("id").to_pylist() == [doc_ids[d] for d in want.windows.doc]
         for name in WINDOW_COLUMNS:

@@ -32,6 +32,7 @@ def test_totals_are_derived_from_the_shards():
         "input_rows": 17,
         "embedded": 15,
         "rejected": 2,
+        "duplicates": 0,
         "truncated": 2,
         "tokens": 100,
         "bytes": 2000,

@@ -114,6 +114,8 @@ def test_human_summary_names_the_counts_speed_version_output_and_rejects():
     assert "100 tokens: 400 tokens/s while embedding, 50 tokens/s over the whole step" in text
     assert "/data/out/rejects/a.rejects.jsonl" in text
     assert len(text.splitlines()) <= 12  # one screen
+    with_duplicates = {**MANIFEST, "totals": {**MANIFEST["totals"], "duplicates": 2}}
+    assert "3 rejected (2 as ids of earlier shards), 2 truncated" in human_summary(with_duplicates, "/data/out", 1.0)
 
 
 def test_json_summary_is_one_line_of_the_totals():

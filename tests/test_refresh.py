@@ -137,7 +137,7 @@ def test_refresh_on_s3(s3, bert_model_dir, reads, tmp_path):
 
     write_shard(f"{corpus}/part-0001.jsonl", list(range(10_000, 10_033)), make_texts(33, seed=903), fs)
     fs.rm_file(f"{corpus}/part-0002.jsonl.gz")
-    write_shard(f"{corpus}/part-0100.parquet", [f"s3-{i}" for i in range(17)], make_texts(17, seed=904), fs)
+    write_shard(f"{corpus}/part-0100.parquet", list(range(90_000, 90_017)), make_texts(17, seed=904), fs)
     reads.clear()
     # same process, so it must see the changes just made; the input spelled with a trailing
     # slash this time names the same shards

@@ -238,8 +238,8 @@ def test_kill_local_driver_at_several_points_then_resume(refreshed_corpus, bert_
     assert verify_output(OutputDir(str(out)), manifest_path="manifests/v000001.json") == []
     # keep=1 then drops v1's deleted shard (gone.jsonl) and nothing else
     deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
-    gone = sorted(d.split("-")[0] for d in deleted if d.startswith(("shards/", "markers/")))
-    assert gone == ["markers/gone.jsonl", "shards/gone.jsonl"]  # its data file and its marker
+    gone = sorted(d.split("-")[0] for d in deleted if d.startswith(("shards/", "markers/", "ids/")))
+    assert gone == ["ids/gone.jsonl", "markers/gone.jsonl", "shards/gone.jsonl"]  # its data, ids and marker files
     assert verify_output(OutputDir(str(out))) == []
 
 

@@ -26,7 +26,6 @@ Needs the optional ``onnx`` package (the ``test``/``bench`` extras); no torch at
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,17 +42,8 @@ except ImportError as exc:  # an optional extra: say which one to install
     raise missing_extra("onnx", "e5ray.testing.export (writing export-shaped models)") from exc
 
 from e5ray.testing.archs import ARCHS, Arch
-from e5ray.testing.models import (
-    _EXTERNAL_ALIGNMENT,
-    EXTERNAL_DATA_THRESHOLD,
-    _add_weight,
-    _model_config,
-    _set_external,
-)
+from e5ray.testing.models import save_model_dir
 from e5ray.testing.shapes import EncoderShape, resolve_shape
-from e5ray.testing.tokenizer import build_tokenizer, full_vocab, tokenizer_configs
-from e5ray.testing.weights import generate_weight, weight_bytes, weight_specs
-from e5ray.testing.words import sample_words
 
 __all__ = ["EXPORT_OPSET", "GRAPHS", "export_graph", "write_export_model", "write_model"]
 
@@ -263,58 +253,20 @@ def write_export_model(
     graph differs. `external_data=None` splits the weights into `<onnx_name>_data` above
     ~1.5 GiB (e5-large), as the real e5-large export is split. Returns the directory.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
-    encoder = resolve_shape(shape)
-    word_list = sample_words() if words is None else list(words)
-    vocab = full_vocab(arch, word_list, encoder.vocab_size)  # validates before any heavy work
-    root = Path(directory)
-    onnx_path = root / onnx_name
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    data_name = onnx_path.name + "_data"
-    data_path = onnx_path.parent / data_name
-    if external_data is None:
-        external_data = weight_bytes(arch, encoder) > EXTERNAL_DATA_THRESHOLD
-
-    model = helper.make_model(
-        export_graph(arch, encoder),
-        opset_imports=[helper.make_opsetid("", EXPORT_OPSET)],
-        producer_name=PRODUCER[0],
-        producer_version=PRODUCER[1],
+    return save_model_dir(
+        directory,
+        lambda encoder: export_graph(arch, encoder),
+        arch=arch,
+        shape=shape,
+        words=words,
+        seed=seed,
+        onnx_name=onnx_name,
+        external_data=external_data,
+        opset=EXPORT_OPSET,
         ir_version=EXPORT_IR_VERSION,
+        producer=PRODUCER,
+        graph_label="export",
     )
-    rng = np.random.default_rng(seed)
-    if external_data:
-        # Streamed tensor by tensor: peak memory is one tensor, not the whole model.
-        with open(data_path, "wb") as data_file:
-            for weight in weight_specs(arch, encoder):
-                array = generate_weight(rng, weight).astype("<f4", copy=False)
-                offset = data_file.tell()
-                offset += -offset % _EXTERNAL_ALIGNMENT
-                data_file.seek(offset)
-                array.tofile(data_file)
-                _set_external(_add_weight(model.graph, weight), data_name, offset, array.nbytes)
-                del array
-    else:
-        data_path.unlink(missing_ok=True)
-        for weight in weight_specs(arch, encoder):
-            _add_weight(model.graph, weight).raw_data = generate_weight(rng, weight).astype("<f4", copy=False).tobytes()
-    onnx_path.write_bytes(model.SerializeToString())
-    del model
-    onnx.checker.check_model(str(onnx_path))
-
-    tokenizer = build_tokenizer(arch, vocab)
-    tokenizer.save(str(root / "tokenizer.json"))
-    tokenizer_config, tokens_map = tokenizer_configs(arch, encoder.vocab_size)
-    config = _model_config(arch, encoder, seed)
-    config["e5ray_testmodel"]["graph"] = "export"
-    for filename, content in (
-        ("tokenizer_config.json", tokenizer_config),
-        ("special_tokens_map.json", tokens_map),
-        ("config.json", config),
-    ):
-        (root / filename).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return root
 
 
 def write_model(directory: str | Path, *, graph: str = "export", **kwargs: Any) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,39 @@ def write_test_model(
     `external_data=None` stores the weights in `<onnx_name>_data` only when they exceed
     ~1.5 GiB (e5-large); True/False forces it. Returns the directory.
     """
+    return save_model_dir(
+        directory,
+        lambda encoder: _build_graph(arch, encoder),
+        arch=arch,
+        shape=shape,
+        words=words,
+        seed=seed,
+        onnx_name=onnx_name,
+        external_data=external_data,
+        opset=OPSET,
+        ir_version=IR_VERSION,
+        producer=("e5ray.testing", ""),
+        graph_label="nodes",
+    )
+
+
+def save_model_dir(
+    directory: str | Path,
+    build_graph: Callable[[EncoderShape], onnx.GraphProto],
+    *,
+    arch: Arch,
+    shape: str | EncoderShape,
+    words: Sequence[str] | None,
+    seed: int,
+    onnx_name: str,
+    external_data: bool | None,
+    opset: int,
+    ir_version: int,
+    producer: tuple[str, str],
+    graph_label: str,
+) -> Path:
+    """A model directory from a graph without weights: the seed's weights (the same for
+    every graph layout), the ONNX file checked, the tokenizer and the config files."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
     encoder = resolve_shape(shape)
@@ -207,13 +240,14 @@ def write_test_model(
     if external_data is None:
         external_data = weight_bytes(arch, encoder) > EXTERNAL_DATA_THRESHOLD
 
-    rng = np.random.default_rng(seed)
     model = helper.make_model(
-        _build_graph(arch, encoder),
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="e5ray.testing",
-        ir_version=IR_VERSION,
+        build_graph(encoder),
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name=producer[0],
+        producer_version=producer[1],
+        ir_version=ir_version,
     )
+    rng = np.random.default_rng(seed)
     if external_data:
         # Stream each tensor to disk as it is generated: the in-memory proto stays tiny
         # and peak memory is one tensor, not the whole (possibly >2 GiB) model.
@@ -239,10 +273,12 @@ def write_test_model(
     tokenizer = build_tokenizer(arch, vocab)
     tokenizer.save(str(root / "tokenizer.json"))
     tokenizer_config, tokens_map = tokenizer_configs(arch, encoder.vocab_size)
+    config = _model_config(arch, encoder, seed)
+    config["e5ray_testmodel"]["graph"] = graph_label
     for filename, content in (
         ("tokenizer_config.json", tokenizer_config),
         ("special_tokens_map.json", tokens_map),
-        ("config.json", _model_config(arch, encoder, seed)),
+        ("config.json", config),
     ):
         (root / filename).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return root

@@ -1,0 +1,132 @@
+"""A work unit's files reach the output: data files, rejects, ids, and the marker last.
+
+Every name carries a prefix of its content's sha256, so a name always denotes one
+content, and each file reaches its final name atomically (rename or one PUT): a killed
+worker leaves at most temporary files, which nothing references and gc removes. The
+completion marker is written last: its presence means every file it names is complete
+(`e5ray.resume` reuses it). Folders: `e5ray.layout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import fsspec
+
+from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
+from e5ray.dupes import IDS_SUFFIX, IdCollector
+from e5ray.layout import IDS_DIR, REJECTS_DIR, SHARDS_DIR
+from e5ray.manifest import FileRef, ShardEntry
+from e5ray.sinks.base import ShardSink, SinkFile
+from e5ray.storage import OutputDir, sha256_of
+
+if TYPE_CHECKING:
+    from e5ray.shards import ShardTask
+
+
+@dataclass
+class ShardStats:
+    input_rows: int = 0
+    embedded: int = 0  # documents
+    rows: int = 0  # output rows: one per window in chunk mode, else one per document
+    windows: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    embed_seconds: float = 0.0
+
+
+def hash_columns(
+    sink: ShardSink, token_ids: list[list[int]] | None = None, hashes: list[bytes] | None = None
+) -> dict[str, Any] | None:
+    """The content_hash column for `sink` (of `hashes`, or of the rows' `token_ids`), or
+    None for a sink whose files do not carry hashes (row-level refresh reads Parquet only)."""
+    if sink.format != "parquet":
+        return None
+    return {HASH_COLUMN: hash_array(hashes if hashes is not None else hash_token_ids(token_ids or []))}
+
+
+def hash_scheme_of(sink: ShardSink) -> str | None:
+    return SCHEME if sink.format == "parquet" else None
+
+
+def commit_unit(
+    task: ShardTask,
+    output: OutputDir,
+    files: list[SinkFile],
+    rejects: list[dict[str, Any]],
+    stats: ShardStats,
+    seconds: float,
+    mode: str = "truncate",
+    reuse: dict[str, Any] | None = None,
+    hash_scheme: str | None = None,
+    collected: IdCollector | None = None,  # e5ray.dupes: the ids embedded, for the cross-shard check
+    id_type: str | None = None,  # e5ray.rows
+) -> ShardEntry:
+    local = fsspec.filesystem("file")
+    refs = []
+    for file in files:
+        sha = sha256_of(local, file.local_path)
+        size = os.path.getsize(file.local_path)
+        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+        output.upload(file.local_path, name)
+        refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
+    rejects_ref = None
+    if rejects:
+        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
+        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
+        output.write_atomic(rejects_name, blob)
+        sha = hashlib.sha256(blob).hexdigest()
+        rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
+    ids_ref = _commit_ids(output, f"{IDS_DIR}/{task.stem}-{refs[0].sha256[:12]}", collected) if collected else None
+    entry = ShardEntry(
+        files=tuple(refs),
+        rows=stats.rows,
+        input_rows=stats.input_rows,
+        rejected=stats.rejected,
+        truncated=stats.truncated,
+        tokens=stats.tokens,
+        padded_tokens=stats.padded_tokens,
+        seconds=round(seconds, 3),
+        embed_seconds=round(stats.embed_seconds, 3),
+        source=task.source,
+        key=task.key,
+        space_fingerprint=task.space_fingerprint,
+        rejects=rejects_ref,
+        ids=ids_ref,
+        id_type=id_type,
+        unit=task.unit,
+        # rows are windows (chunk), or documents made of several windows (average)
+        documents=stats.embedded if mode != "truncate" else None,
+        windows=stats.windows if mode != "truncate" else None,
+        hash_scheme=hash_scheme,
+        reuse=reuse,
+    )
+    # The marker goes last: its presence means every file it names is complete.
+    output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())
+    return entry
+
+
+def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef:
+    """The unit's ids file (e5ray.dupes), in `ids/`."""
+    if output.is_local:  # the temporary file sits in the output: the commit is a rename
+        os.makedirs(output.path(IDS_DIR), exist_ok=True)
+    fd, local_path = tempfile.mkstemp(
+        prefix=".ids-", suffix=".tmp", dir=output.path(IDS_DIR) if output.is_local else None
+    )
+    os.close(fd)
+    try:
+        collected.write(local_path)
+        sha, size = sha256_of(fsspec.filesystem("file"), local_path), os.path.getsize(local_path)
+        name = f"{stem}{IDS_SUFFIX}"
+        output.upload(local_path, name)
+    finally:
+        if os.path.exists(local_path):
+            os.unlink(local_path)
+    return FileRef(name, size, sha, len(collected.keys), output.stamp(name))
