@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--speed", type=int, default=0, metavar="ROUNDS", help="also time the CPU embedder, interleaved"
     )
     parser.add_argument("--speed-docs", type=int, default=300, help="documents per timed round")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX threads for --speed (default: every CPU)")
     return parser.parse_args(argv)
 
 
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
     if args.speed:
-        print(json.dumps(fusion_speed(args.shape, args.speed_docs, args.speed)), flush=True)
+        print(json.dumps(fusion_speed(args.shape, args.speed_docs, args.speed, args.threads)), flush=True)
     return 0
 
 

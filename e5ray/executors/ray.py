@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from e5ray.capacity import DeclaredCluster, declared_actors, read_declared_cluster
 from e5ray.config import ComputeConfig
 from e5ray.errors import DeviceUnavailableError, UsageError
 from e5ray.manifest import ShardEntry
@@ -222,7 +223,9 @@ def ensure_ray(verbose: bool | None = None) -> None:
     quiet_ray_data(os.environ.get("E5RAY_VERBOSE") == "1" if verbose is None else verbose)
 
 
-def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None) -> PoolShape:
+def pool_shape(
+    compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None, cluster: DeclaredCluster | None = None
+) -> PoolShape:
     """Size the actor pool from the config and the resources the cluster reports.
 
     CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
@@ -231,33 +234,38 @@ def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None
     (three actors per GPU by default, so that some tokenise while another runs the GPU), each
     with its share of the node's CPUs, at most 4, for reading and tokenising.
     `max_actors` is the declared capacity: it is honoured even when the nodes alive now
-    fit fewer actors (an autoscaling cluster starts more for the pending ones); without
-    it the pool is what the live nodes fit.
+    fit fewer actors (an autoscaling cluster starts more for the pending ones). Without it,
+    the pool is what the cluster fits at its largest, from its launcher config
+    (`e5ray.capacity`; read when `nodes` is not given), or else what the live nodes fit.
     """
     if nodes is None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cluster = cluster or (read_declared_cluster() if compute.max_actors is None else None)
     cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
     declared = compute.max_actors
     if compute.device == "gpu":
         gpus = compute.actor_gpus
         total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-        if total_gpus < gpus and declared is None:
+        fits = max(int(total_gpus / gpus + 1e-9), declared_actors(cluster, "gpu", 0, gpus) if cluster else 0)
+        if fits == 0 and declared is None:
             raise DeviceUnavailableError(
                 f"--device gpu: the cluster reports {total_gpus} GPUs, {gpus} needed per actor; "
                 "add GPU workers (cluster.yaml: gpu_worker), give --max-actors on an autoscaling cluster, "
                 "or use --device cpu"
             )
-        max_actors = declared or int(total_gpus // gpus)
+        max_actors = declared or fits
         # A GPU actor reads and tokenises on the CPU: give it its share of its node's CPUs,
         # at most 4 (on an H200 with e5-large, the tokeniser took 23% of the wall time of a
         # 523k tokens/s run, at about 420k tokens/s per thread).
-        per_actor = [
-            int(n["Resources"].get("CPU", 0) * gpus // n["Resources"]["GPU"])
-            for n in nodes
-            if n["Resources"].get("GPU", 0) >= 1
+        gpu_nodes = [
+            (n["Resources"].get("CPU", 0), n["Resources"]["GPU"]) for n in nodes if n["Resources"].get("GPU", 0) >= 1
         ]
+        gpu_nodes = gpu_nodes or [(t.cpus, t.gpus) for t in (cluster.types if cluster else ()) if t.gpus >= 1]
+        per_actor = [int(cpus * gpus // node_gpus) for cpus, node_gpus in gpu_nodes]
         threads = compute.threads_per_actor or max(1, min(4, min(per_actor, default=1)))
         return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, gpus, threads)
+    if not cpus_per_node and cluster:  # workers not up yet: size them from the config
+        cpus_per_node = [t.cpus for t in cluster.types if t.cpus >= 1 and t.max_workers > 0]
     if not cpus_per_node:
         if declared is None:
             raise UsageError(
@@ -269,7 +277,8 @@ def pool_shape(compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None
     threads = compute.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
     if threads > max(cpus_per_node) and declared is None:
         raise UsageError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
-    max_actors = declared or max(1, sum(c // threads for c in cpus_per_node))
+    live = sum(c // threads for c in cpus_per_node)
+    max_actors = declared or max(1, live, declared_actors(cluster, "cpu", threads, 0) if cluster else 0)
     return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, 0, threads)
 
 
