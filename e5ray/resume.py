@@ -127,6 +127,8 @@ def reuse_completed(
     A marker naming a file in `exclude` is not reused. `listing`: the output's `list_output`,
     when the caller has made it already.
     """
+    if not tasks:  # a refresh with nothing to embed: no listing (its pages grow with the output)
+        return [], []
     if listing is None:
         listing = list_output(output)
     candidates = [(t, path) for t in tasks if (path := marker_of(t, listing)) is not None]

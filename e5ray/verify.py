@@ -3,7 +3,9 @@
 Sizes and checksums of every file, then each embedding file's own check by the sink
 that wrote it (the manifest's `output.format`), row counts, and the totals. Units are
 checked in parallel threads (each check is I/O: a read of the whole file), so the
-wall time is the store's bandwidth, not its latency times the number of files.
+wall time is the store's bandwidth, not its latency times the number of files. Each file
+is opened once, with the size from the listing: its checksum and the sink's checks read
+the same handle (on S3 a file under the read-ahead block is one GET, no HEAD).
 
 `quick`: names and sizes from one listing of the output, and the counts; no file is
 read. It catches a missing, truncated or extra-long file, not one rewritten in place
@@ -12,13 +14,17 @@ with the same size.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from typing import Any, BinaryIO
+
 import pyarrow.parquet as pq
 
 from e5ray.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.manifest import FileRef, Manifest, ShardEntry
 from e5ray.resume import Listed, list_output, parallel_map
 from e5ray.sinks.base import get_sink
-from e5ray.storage import OutputDir
+from e5ray.storage import OutputDir, feed_digest
 from e5ray.versions import MANIFEST, read_manifest
 
 
@@ -43,12 +49,15 @@ def _shard_problems(
     problems: list[str] = []
     rows, readable = 0, True
     for ref in shard.files:
-        found = _file_problems(output, ref, listing, quick)
-        if not found and not quick:
-            file_rows, found = sink.check(output.fs, output.path(ref.path), manifest.space.dim)
-            if not found and shard.hash_scheme is not None and file_rows:
-                found = hash_column_problems(output, ref.path, shard.hash_scheme)
-            found = [f"{ref.path}: {p}" for p in found]
+        size, found = _size_problems(output, ref, listing)
+        if size is not None and not quick:
+            with _open_known(output, ref.path, size) as fh:
+                found += _sha_problems(ref, fh)
+                view = _OneFile(fh)  # the checks below read the same handle: its cache, no new request
+                file_rows, checked = sink.check(view, ref.path, manifest.space.dim)
+                if not checked and shard.hash_scheme is not None and file_rows:
+                    checked = hash_column_problems(view, ref.path, shard.hash_scheme)
+            found += [f"{ref.path}: {p}" for p in checked]
             rows += file_rows
         readable = readable and not found
         problems += found
@@ -60,28 +69,57 @@ def _shard_problems(
     if shard.rejected and not shard.rejects:
         problems.append(f"{label}: {shard.rejected} rejected rows but no rejects file")
     for extra in (shard.rejects, shard.ids):  # the ids file: e5ray.dupes
-        if extra is not None:
-            problems += _file_problems(output, extra, listing, quick)
+        if extra is None:
+            continue
+        size, found = _size_problems(output, extra, listing)
+        if size is not None and not quick:
+            with _open_known(output, extra.path, size) as fh:
+                found += _sha_problems(extra, fh)
+        problems += found
     return problems
 
 
-def _file_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed], quick: bool) -> list[str]:
+def _size_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed]) -> tuple[int | None, list[str]]:
+    """The file's size (None: missing) and whether it is the manifest's."""
     # The listing covers shards/, markers/, rejects/ and ids/; a file elsewhere is asked about directly.
     if ref.path in listing:
         size = listing[ref.path].size
     elif output.exists(ref.path):
         size = output.size(ref.path)
     else:
-        return [f"{ref.path}: missing"]
-    problems = []
-    if size != ref.bytes:
-        problems.append(f"{ref.path}: {size} bytes, manifest says {ref.bytes}")
-    if quick:
-        return problems
-    sha = output.sha256(ref.path)
-    if sha != ref.sha256:
-        problems.append(f"{ref.path}: sha256 {sha[:16]}..., manifest says {ref.sha256[:16]}...")
-    return problems
+        return None, [f"{ref.path}: missing"]
+    return size, [f"{ref.path}: {size} bytes, manifest says {ref.bytes}"] if size != ref.bytes else []
+
+
+def _open_known(output: OutputDir, rel: str, size: int) -> Any:
+    # With its size known from the listing, an object store needs no HEAD before reading
+    # (s3fs asks for the object's details on its first read unless they are set); a file
+    # smaller than the read-ahead block then costs one GET for every check below.
+    path = output.path(rel)
+    if output.is_local:
+        return output.fs.open(path, "rb")
+    fh = output.fs.open(path, "rb", size=size)
+    fh.details = {"name": path, "size": size, "type": "file"}  # no ETag: the sha256 is the check
+    return fh
+
+
+def _sha_problems(ref: FileRef, fh: BinaryIO) -> list[str]:
+    digest = hashlib.sha256()
+    feed_digest(digest, fh)
+    sha = digest.hexdigest()
+    return [f"{ref.path}: sha256 {sha[:16]}..., manifest says {ref.sha256[:16]}..."] if sha != ref.sha256 else []
+
+
+class _OneFile:
+    """A filesystem view of one open file, so that a sink's `check(fs, path, dim)` reads the
+    handle the checksum was computed from (from its start) instead of opening the file again."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def open(self, path: str, mode: str = "rb") -> Any:
+        self._fh.seek(0)
+        return contextlib.nullcontext(self._fh)
 
 
 def _totals_problems(manifest: Manifest) -> list[str]:
@@ -97,11 +135,11 @@ def _totals_problems(manifest: Manifest) -> list[str]:
     ]
 
 
-def hash_column_problems(output: OutputDir, rel: str, scheme: str) -> list[str]:
+def hash_column_problems(fs: Any, path: str, scheme: str) -> list[str]:
     """A file whose entry names a hash scheme must have the content_hash column, of its type."""
     if scheme != SCHEME:
         return [f"hash scheme {scheme!r} is not one this e5ray knows ({SCHEME})"]
-    with output.fs.open(output.path(rel), "rb") as fh:
+    with fs.open(path, "rb") as fh:
         schema = pq.ParquetFile(fh).schema_arrow
     if HASH_COLUMN not in schema.names or schema.field(HASH_COLUMN).type != HASH_TYPE:
         return [f"no {HASH_COLUMN} column of type {HASH_TYPE}, though the manifest names a hash scheme"]

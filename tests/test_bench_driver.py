@@ -1,0 +1,105 @@
+"""jobs/bench_driver.py at a tiny size (50 units), so the driver-cost benchmark cannot rot.
+
+It runs the script as a user does (its own SeaweedFS, the demo model) and checks what the
+benchmark exists to show: planning, resume and refresh make a constant number of listing
+and HEAD requests whatever the unit count, read one marker per finished unit and no output
+file, and verify --quick reads no output either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from .s3server import SeaweedS3Error, find_weed
+except ImportError:
+    from s3server import SeaweedS3Error, find_weed
+
+REPO = Path(__file__).resolve().parents[1]
+UNITS = 50  # 30 one-row files + 2 files of 10 row groups
+KILL_AFTER = 20
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    try:
+        find_weed()
+    except SeaweedS3Error as exc:
+        if os.environ.get("E5RAY_REQUIRE_S3") == "1" or os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    pytest.importorskip("onnx")
+    out = tmp_path_factory.mktemp("bench-driver") / "driver.json"
+    args = ["--small-files", "30", "--split-files", "2", "--row-groups", "10", "--kill-after", str(KILL_AFTER)]
+    args += ["--threads", "2", "--scale-manifest-to", "200", "--json-out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "bench_driver.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result: dict = json.loads(out.read_text())
+    return result
+
+
+def _count(phase: dict, what: str) -> int:
+    return int(phase["requests_by_folder"].get(what, 0))
+
+
+def test_the_corpus_yields_the_units_asked_for_and_a_fresh_plan_embeds_them_all(bench: dict) -> None:
+    assert bench["units"] == UNITS
+    plan = bench["phases"]["a-fresh-plan"]
+    assert (plan["units_split"], plan["todo"], plan["reused"]) == (UNITS, UNITS, 0)
+    # Footers of the 2 split files only: the one-row files are planned from the listing alone.
+    assert _count(plan, "GET input") <= 2 + 1  # + the preflight's column check
+    assert not any(k.split()[1] in ("shards", "markers") for k in plan["requests_by_folder"] if k.startswith("GET"))
+
+
+def test_resume_planning_reads_one_marker_per_finished_unit_and_no_output(bench: dict) -> None:
+    assert bench["phases"]["job-killed"]["killed_after_units"] == KILL_AFTER
+    plan = bench["phases"]["b-resume-plan"]
+    assert plan["reused"] >= KILL_AFTER  # units in flight at the kill may finish too
+    assert plan["reused"] + plan["todo"] == UNITS
+    assert _count(plan, "GET markers") == plan["reused"]
+    assert _count(plan, "HEAD markers") <= 1  # one GET per marker, no HEAD before it
+    assert plan["get_bytes_by_folder"].get("shards", 0) == 0
+    # Listings and HEADs do not grow with the units (about 1 LIST page per 1,000 objects).
+    assert plan["requests"].get("LIST", 0) + plan["requests"].get("HEAD", 0) < 30
+
+
+def test_a_refresh_with_nothing_changed_carries_every_unit_and_reads_no_marker_nor_output(bench: dict) -> None:
+    plan = bench["phases"]["c-refresh-plan"]
+    assert (plan["carried"], plan["todo"]) == (UNITS, 0)
+    for folder in ("markers", "shards", "rejects"):
+        assert _count(plan, f"GET {folder}") == 0
+    # Nothing to embed, so no marker is looked for: markers/ is not even listed (the carried
+    # files' own folders are listed once, to see that they are still there).
+    assert _count(plan, "LIST markers") == 0 and _count(plan, "LIST rejects") == 0
+
+
+def test_verify_quick_reads_no_output_and_full_verify_reads_every_file_once(bench: dict) -> None:
+    quick, full = bench["phases"]["d-verify-quick"], bench["phases"]["d-verify-full"]
+    assert quick["problems"] == [] and full["problems"] == []
+    assert _count(quick, "GET shards") == 0
+    # One open per file serves its sha256 and the sink's checks: one GET (the files are small), no HEAD.
+    assert _count(full, "GET shards") == UNITS and _count(full, "GET ids") == UNITS
+    assert _count(full, "HEAD shards") <= 1 and _count(full, "HEAD ids") <= 1
+
+
+def test_the_manifest_figures_are_measured_on_the_committed_manifest(bench: dict) -> None:
+    manifest = bench["manifest"]
+    assert manifest["entries"] == UNITS
+    assert 200 < manifest["bytes_per_entry"] < manifest["bytes"] / UNITS + 1
+    assert manifest["scaled_entries"] == 200 and manifest["scaled_bytes"] > 3 * manifest["bytes"]
