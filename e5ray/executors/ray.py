@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,7 +354,24 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
     dataset = ray.data.from_items(
         [{"tasks": json.dumps([t.to_dict() for t in g])} for g in groups], override_num_blocks=len(groups)
     )
-    results = dataset.map_batches(
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for an actor's restarts and task retries (its
+        # issue 65227); the remote args it calls deprecated are the only way to bound them.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        results = _map_batches(dataset, spec, shape, size, compute.retries)
+    try:
+        for row in results.iter_rows():
+            yield result_from_dict(json.loads(row["entry"]))
+    except KeyboardInterrupt:
+        # Stop the actors before the driver removes their temporary files: a local Ray
+        # we started goes down with its workers (a cluster's actors end with this driver).
+        if _local_ray and ray.is_initialized():
+            ray.shutdown()
+        raise
+
+
+def _map_batches(dataset: Any, spec: WorkerSpec, shape: PoolShape, size: int, retries: int) -> Any:
+    return dataset.map_batches(
         ShardEmbedActor,
         fn_constructor_kwargs={"spec": spec, "threads": shape.threads},
         batch_size=1,
@@ -365,15 +383,6 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
         num_gpus=shape.num_gpus or None,
         # A lost actor (a killed node) is replaced and its task run again, a bounded number
         # of times; outputs are idempotent, so a retry cannot duplicate or lose rows.
-        max_restarts=compute.retries,
-        max_task_retries=compute.retries,
+        max_restarts=retries,
+        max_task_retries=retries,
     )
-    try:
-        for row in results.iter_rows():
-            yield result_from_dict(json.loads(row["entry"]))
-    except KeyboardInterrupt:
-        # Stop the actors before the driver removes their temporary files: a local Ray
-        # we started goes down with its workers (a cluster's actors end with this driver).
-        if _local_ray and ray.is_initialized():
-            ray.shutdown()
-        raise
