@@ -8,7 +8,7 @@ import yaml
 
 from e5ray.capacity import declared_actors, declared_from_config, read_declared_cluster
 from e5ray.config import ComputeConfig
-from e5ray.executors.ray import pool_shape
+from e5ray.pool import pool_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD_ONLY = [{"Alive": True, "Resources": {"CPU": 0.0}}]  # cluster.yaml's head, before any worker is up

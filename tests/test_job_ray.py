@@ -8,8 +8,7 @@ import pytest
 from corpus_utils import embed_job, read_output, write_corpus
 
 from e5ray import E5Embedder
-from e5ray.config import ComputeConfig, JobConfig
-from e5ray.executors.ray import pool_shape
+from e5ray.config import JobConfig
 from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
@@ -73,23 +72,3 @@ def test_s3_to_s3(local_ray, s3_server, s3_bucket, s3_env, bert_model_dir):
     problems = verify_output(OutputDir(output))
     assert any(first in p and "sha256" in p for p in problems)
     assert any(second in p and "missing" in p for p in problems)
-
-
-def test_default_pool_fits_two_cpus(local_ray):
-    shape = pool_shape(ComputeConfig())
-    assert shape.max_actors == 1 and shape.num_cpus == 2 and shape.threads == 2
-    nodes = [{"Alive": True, "Resources": {"CPU": 16.0}}, {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}]
-    big = pool_shape(ComputeConfig(), nodes)
-    assert (big.threads, big.max_actors) == (8, 4)
-    gpu = pool_shape(ComputeConfig(device="gpu"), nodes)  # three actors share each GPU, 16 / 2 / 3 CPUs each
-    assert (gpu.num_gpus, gpu.max_actors, gpu.num_cpus, gpu.threads) == (1 / 3, 6, 2, 2)
-    whole = pool_shape(ComputeConfig(device="gpu", gpus_per_actor=1.0), nodes)
-    assert (whole.num_gpus, whole.max_actors, whole.num_cpus, whole.threads) == (1.0, 2, 4, 4)
-    small = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}]  # e.g. g5.xlarge: 4 vCPUs share one GPU
-    shared = pool_shape(ComputeConfig(device="gpu", gpus_per_actor=0.5), small)
-    assert (shared.num_gpus, shared.max_actors, shared.num_cpus, shared.threads) == (0.5, 2, 2, 2)
-    h200 = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}]
-    one = pool_shape(ComputeConfig(device="gpu"), h200)
-    assert (one.num_gpus, one.max_actors, one.num_cpus, one.threads) == (1 / 3, 3, 4, 4)
-    with pytest.raises(RuntimeError, match="reports 0 GPUs"):
-        pool_shape(ComputeConfig(device="gpu"), nodes[:1])

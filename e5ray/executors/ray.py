@@ -42,34 +42,21 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 
-from e5ray.capacity import DeclaredCluster, declared_actors, read_declared_cluster
+from e5ray.capacity import read_declared_cluster
 from e5ray.config import ComputeConfig
-from e5ray.errors import DeviceUnavailableError, UsageError
+from e5ray.errors import UsageError
 from e5ray.manifest import ShardEntry
+from e5ray.pool import PoolShape, group_tasks, pool_shape
 from e5ray.shards import ShardTask
-from e5ray.units import group_small
 from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
 
 log = logging.getLogger("e5ray")
-MAX_THREADS_PER_ACTOR = 8  # beyond this, one ORT session scales worse than two actors
-
-
-@dataclass(frozen=True)
-class PoolShape:
-    min_actors: int
-    max_actors: int
-    num_cpus: float
-    num_gpus: float
-    threads: int
-
-
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -224,71 +211,6 @@ def ensure_ray(verbose: bool | None = None) -> None:
     quiet_ray_data(os.environ.get("E5RAY_VERBOSE") == "1" if verbose is None else verbose)
 
 
-def pool_shape(
-    compute: ComputeConfig, nodes: list[dict[str, Any]] | None = None, cluster: DeclaredCluster | None = None
-) -> PoolShape:
-    """Size the actor pool from the config and the resources the cluster reports.
-
-    CPU: each actor takes `threads` CPUs and runs its ONNX session on exactly that many
-    threads (no oversubscription); default threads = the smallest node's CPUs, capped at
-    MAX_THREADS_PER_ACTOR, so an actor always fits on a node. GPU: `actor_gpus` per actor
-    (three actors per GPU by default, so that some tokenise while another runs the GPU), each
-    with its share of the node's CPUs, at most 4, for reading and tokenising.
-    `max_actors` is the declared capacity: it is honoured even when the nodes alive now
-    fit fewer actors (an autoscaling cluster starts more for the pending ones). Without it,
-    the pool is what the cluster fits at its largest, from its launcher config
-    (`e5ray.capacity`; read when `nodes` is not given), or else what the live nodes fit.
-    """
-    if nodes is None:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        cluster = cluster or (read_declared_cluster() if compute.max_actors is None else None)
-    cpus_per_node = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
-    declared = compute.max_actors
-    if compute.device == "gpu":
-        gpus = compute.actor_gpus
-        total_gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-        fits = max(int(total_gpus / gpus + 1e-9), declared_actors(cluster, "gpu", 0, gpus) if cluster else 0)
-        if fits == 0 and declared is None:
-            raise DeviceUnavailableError(
-                f"--device gpu: the cluster reports {total_gpus} GPUs, {gpus} needed per actor; "
-                "add GPU workers (cluster.yaml: gpu_worker), give --max-actors on an autoscaling cluster, "
-                "or use --device cpu"
-            )
-        max_actors = declared or fits
-        # A GPU actor reads and tokenises on the CPU: give it its share of its node's CPUs,
-        # at most 4 (on an H200 with e5-large, the tokeniser took 23% of the wall time of a
-        # 523k tokens/s run, at about 420k tokens/s per thread).
-        gpu_nodes = [
-            (n["Resources"].get("CPU", 0), n["Resources"]["GPU"]) for n in nodes if n["Resources"].get("GPU", 0) >= 1
-        ]
-        gpu_nodes = gpu_nodes or [(t.cpus, t.gpus) for t in (cluster.types if cluster else ()) if t.gpus >= 1]
-        per_actor = [int(cpus * gpus // node_gpus) for cpus, node_gpus in gpu_nodes]
-        threads = compute.threads_per_actor or max(1, min(4, min(per_actor, default=1)))
-        return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, gpus, threads)
-    if not cpus_per_node and cluster:  # workers not up yet: size them from the config
-        cpus_per_node = [t.cpus for t in cluster.types if t.cpus >= 1 and t.max_workers > 0]
-    if not cpus_per_node:
-        if declared is None:
-            raise UsageError(
-                "the Ray cluster reports no CPUs; on an autoscaling cluster whose workers are not up yet, "
-                "give --max-actors (and --threads-per-actor, the CPUs of one actor)"
-            )
-        threads = compute.threads_per_actor or 1
-        return PoolShape(min(compute.min_actors, declared), declared, threads, 0, threads)
-    threads = compute.threads_per_actor or min(min(cpus_per_node), MAX_THREADS_PER_ACTOR)
-    if threads > max(cpus_per_node) and declared is None:
-        raise UsageError(f"--threads-per-actor {threads}: no node has that many CPUs (largest: {max(cpus_per_node)})")
-    live = sum(c // threads for c in cpus_per_node)
-    max_actors = declared or max(1, live, declared_actors(cluster, "cpu", threads, 0) if cluster else 0)
-    return PoolShape(min(compute.min_actors, max_actors), max_actors, threads, 0, threads)
-
-
-def group_tasks(tasks: list[ShardTask], target_tokens: int) -> list[list[ShardTask]]:
-    """Tasks packed into groups of about `target_tokens` (a big unit alone), largest group first."""
-    groups = [[tasks[i] for i in g] for g in group_small([t.weight or 1 for t in tasks], target_tokens)]
-    return sorted(groups, key=lambda g: -sum(t.weight or 1 for t in g))
-
-
 class ShardMetrics:
     """Ray metrics (dashboard, Prometheus) for the rows, tokens and rejects of finished shards."""
 
@@ -340,7 +262,8 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
         return
     ensure_ray()
     groups = group_tasks(tasks, compute.unit_tokens)
-    shape = pool_shape(compute)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    shape = pool_shape(compute, nodes, read_declared_cluster() if compute.max_actors is None else None)
     size = max(1, min(shape.max_actors, len(groups)))
     log.info(
         "actor pool: %d actors x %s CPUs, %s GPUs, %d threads each; %d units in %d tasks",
