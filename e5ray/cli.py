@@ -143,7 +143,7 @@ def _verify(args: argparse.Namespace) -> int:
     options = storage_options_from_args(args)
     check_bucket(args.output, options, "verifying")
     with storage_step("verifying", args.output, options):
-        problems = verify_output(OutputDir(args.output, options), quick=args.quick)
+        problems = verify_output(OutputDir(args.output, options), quick=args.quick, on_ray=args.on_ray)
     for problem in problems:
         print(f"PROBLEM {problem}")
     print(f"{args.output}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -253,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_arguments(verify)
     add_log_level(verify, "DEBUG also prints the traceback of a failure")
     verify.add_argument("--quick", action="store_true", help="names and sizes from one listing only (no file is read)")
+    verify.add_argument(
+        "--on-ray",
+        action="store_true",
+        help="read and check the files in Ray tasks across the cluster (RAY_ADDRESS, else a local Ray), "
+        "not in this process's threads",
+    )
     verify.set_defaults(func=_verify)
     add_stage_model_parser(sub)
     add_export_parser(sub)

@@ -198,6 +198,7 @@ class OutputDir:
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
         self.uri = str(uri)
+        self.storage_options = dict(storage_options) if storage_options else None  # to rebuild it elsewhere
         self.fs, self.root = filesystem_for(self.uri, storage_options)
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
@@ -28,23 +29,65 @@ from e5ray.storage import OutputDir, feed_digest
 from e5ray.versions import MANIFEST, read_manifest
 
 
-def verify_output(output: OutputDir, manifest_path: str = MANIFEST, quick: bool = False) -> list[str]:
-    """Every problem found, as readable lines; an empty list means the output is sound."""
+def verify_output(
+    output: OutputDir, manifest_path: str = MANIFEST, quick: bool = False, on_ray: bool = False
+) -> list[str]:
+    """Every problem found, as readable lines; an empty list means the output is sound.
+
+    `on_ray`: the per-unit checks run as Ray tasks across the cluster (each reads its files
+    where it runs), not in this process's threads: the driver then reads no output file."""
     try:
         manifest = read_manifest(output, manifest_path)
     except FileNotFoundError:
         return [f"{output.uri}: no {manifest_path}"]
     listing = list_output(output)
-    found = parallel_map(lambda shard: _shard_problems(output, manifest, shard, listing, quick), manifest.shards)
+    checks = [UnitCheck.of(output, manifest, shard, listing, quick) for shard in manifest.shards]
+    if on_ray and not quick:
+        from e5ray.executors.ray import map_on_ray
+
+        found = map_on_ray(run_unit_check, checks)
+    else:
+        found = parallel_map(lambda check: check.run(output), checks)
     problems = [p for shard_problems in found for p in shard_problems]
     problems += _totals_problems(manifest)
     return problems
 
 
+@dataclass(frozen=True)
+class UnitCheck:
+    """One unit's checks as plain data, so that they can run in another process."""
+
+    uri: str
+    storage_options: dict[str, Any] | None
+    output_format: str
+    dim: int
+    shard: dict[str, Any]
+    listing: dict[str, Listed]  # only this unit's files
+    quick: bool
+
+    @classmethod
+    def of(
+        cls, output: OutputDir, manifest: Manifest, shard: ShardEntry, listing: dict[str, Listed], quick: bool
+    ) -> UnitCheck:
+        refs = [*shard.files, *(r for r in (shard.rejects, shard.ids) if r is not None)]
+        mine = {ref.path: listing[ref.path] for ref in refs if ref.path in listing}
+        fmt, dim = manifest.output_format, manifest.space.dim
+        return cls(output.uri, output.storage_options, fmt, dim, shard.to_dict(), mine, quick)
+
+    def run(self, output: OutputDir) -> list[str]:
+        shard = ShardEntry.from_dict(self.shard)
+        return _shard_problems(output, self.output_format, self.dim, shard, self.listing, self.quick)
+
+
+def run_unit_check(check: UnitCheck) -> list[str]:
+    """`check` where it runs (a Ray task): its own handle on the output."""
+    return check.run(OutputDir(check.uri, check.storage_options))
+
+
 def _shard_problems(
-    output: OutputDir, manifest: Manifest, shard: ShardEntry, listing: dict[str, Listed], quick: bool
+    output: OutputDir, output_format: str, dim: int, shard: ShardEntry, listing: dict[str, Listed], quick: bool
 ) -> list[str]:
-    sink = get_sink(manifest.output_format)
+    sink = get_sink(output_format)
     label = shard.files[0].path if shard.files else shard.source.relpath
     problems: list[str] = []
     rows, readable = 0, True
@@ -54,7 +97,7 @@ def _shard_problems(
             with _open_known(output, ref.path, size) as fh:
                 found += _sha_problems(ref, fh)
                 view = _OneFile(fh)  # the checks below read the same handle: its cache, no new request
-                file_rows, checked = sink.check(view, ref.path, manifest.space.dim)
+                file_rows, checked = sink.check(view, ref.path, dim)
                 if not checked and shard.hash_scheme is not None and file_rows:
                     checked = hash_column_problems(view, ref.path, shard.hash_scheme)
             found += [f"{ref.path}: {p}" for p in checked]

@@ -41,9 +41,9 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import ray
@@ -57,6 +57,8 @@ from e5ray.shards import ShardTask
 from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
 
 log = logging.getLogger("e5ray")
+T = TypeVar("T")
+R = TypeVar("R")
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -309,3 +311,22 @@ def _map_batches(dataset: Any, spec: WorkerSpec, shape: PoolShape, size: int, re
         max_restarts=retries,
         max_task_retries=retries,
     )
+
+
+def map_on_ray(fn: Callable[[T], R], items: list[T], per_task: int = 16) -> list[R]:
+    """`[fn(x) for x in items]` as Ray tasks of `per_task` items each, spread over the
+    cluster (one CPU each), in input order. For I/O-heavy checks whose reads should not
+    all pass through the driver (`e5ray verify --on-ray`)."""
+    if not items:
+        return []
+    ensure_ray()
+
+    @ray.remote(num_cpus=1, max_retries=3)
+    def run(batch: list[T]) -> list[R]:
+        return [fn(x) for x in batch]
+
+    refs = [
+        run.options(scheduling_strategy="SPREAD").remote(items[i : i + per_task])
+        for i in range(0, len(items), per_task)
+    ]
+    return [r for part in ray.get(refs) for r in part]
