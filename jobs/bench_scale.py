@@ -302,7 +302,8 @@ def startup(args: argparse.Namespace) -> dict[str, Any]:
         argv = ["--input", str(work / "in"), "--output", str(work / f"out{i}"), "--model", "demo"]
         argv += ["--model-path", args.model_path]
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        env.pop("RAY_ADDRESS", None)
+        if not args.join:  # else: a running cluster named by RAY_ADDRESS (joined, not started)
+            env.pop("RAY_ADDRESS", None)
         spawned = time.time()
         done = subprocess.run(
             [sys.executable, "-c", STARTUP_CHILD, args.executor, *argv], env=env, capture_output=True, text=True
@@ -337,6 +338,7 @@ def parse_args() -> argparse.Namespace:
     st.add_argument("--executor", choices=["ray", "local"], default="ray")
     st.add_argument("--rows", type=int, default=5)
     st.add_argument("--repeat", type=int, default=2)
+    st.add_argument("--join", action="store_true", help="join the running Ray in RAY_ADDRESS instead of starting one")
     je = sub.add_parser("job-vs-embedder")
     je.add_argument("--shards", type=int, default=8)
     je.add_argument("--docs", type=int, default=450, help="documents per shard, drawn from samples/corpus")
