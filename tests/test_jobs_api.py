@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from corpus_utils import read_output, write_corpus
-from proc_utils import TAG, end_run
+from ray_head import RAY
+from ray_head import ray_head as start_ray_head
 
 from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
 REPO = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_job_agent(address: str, env: dict[str, str], timeout: float = 120.0) -> None:
@@ -54,36 +43,9 @@ def submit(command: list[str], env: dict[str, str], timeout: float = 400.0) -> s
 @pytest.fixture
 def ray_head(tmp_path):
     """A real Ray head on loopback with token authentication on (Ray 2.60's default), stopped after."""
-    gcs_port, dash_port = free_port(), free_port()
-    # Short: Ray's unix sockets live below it and socket paths are limited to ~107 bytes.
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    # The entrypoint's `python` is looked up on PATH: put this environment's first, as an
-    # activated virtualenv would.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    tag = secrets.token_hex(8)
-    env = {**os.environ, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), TAG: tag}
-    start = [
-        RAY,
-        "start",
-        "--head",
-        f"--port={gcs_port}",
-        "--node-ip-address=127.0.0.1",
-        "--num-cpus=2",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dash_port}",
-        f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
-    ]
-    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stderr[-3000:]
-    try:
-        address = f"http://127.0.0.1:{dash_port}"
-        wait_for_job_agent(address, env)
-        yield address, env
-    finally:
-        end_run(tag)  # this head's processes only (not `ray stop`, which ends every Ray here)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with start_ray_head(num_cpus=2) as head:
+        wait_for_job_agent(head.dashboard, head.env)
+        yield head.dashboard, head.env
 
 
 def test_job_submit_from_a_clean_clone_with_a_staged_model(ray_head, bert_model_dir, tmp_path):
