@@ -27,6 +27,7 @@ from e5ray.storage import OutputDir, sha256_of
 
 if TYPE_CHECKING:
     from e5ray.shards import ShardTask
+    from e5ray.stream_upload import StreamingUpload
 
 
 @dataclass
@@ -68,14 +69,23 @@ def commit_unit(
     hash_scheme: str | None = None,
     collected: IdCollector | None = None,  # e5ray.dupes: the ids embedded, for the cross-shard check
     id_type: str | None = None,  # e5ray.rows
+    streamed: StreamingUpload | None = None,  # a data file already going up (e5ray.stream_upload)
 ) -> ShardEntry:
     local = fsspec.filesystem("file")
     refs = []
     for file in files:
-        sha = sha256_of(local, file.local_path)
-        size = os.path.getsize(file.local_path)
-        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
-        output.upload(file.local_path, name)
+        sent = streamed.finish() if streamed is not None and streamed.local_path == file.local_path else None
+        if sent is not None:  # its parts went up while it was written; its hash was taken on the way
+            assert streamed is not None
+            sha, size = sent
+            name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+            streamed.place(name)
+            os.unlink(file.local_path)
+        else:
+            sha = sha256_of(local, file.local_path)
+            size = os.path.getsize(file.local_path)
+            name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+            output.upload(file.local_path, name)
         refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
     rejects_ref = None
     if rejects:
