@@ -131,11 +131,9 @@ def check_table(table: pa.Table, name: str) -> None:
     where, stops, index = _child(columns["unit"], "unit", "stop")
     _refuse(name, where, stops, pc.less(stops, 1), "is below 1", index)
     where, kinds, index = _child(columns["unit"], "unit", "kind")
-    _refuse(
-        name, where, kinds, pc.invert(pc.is_in(kinds, pa.array(_UNIT_KINDS))), f"is not one of {_UNIT_KINDS}", index
-    )
+    _refuse(name, where, kinds, _not_in(kinds, _UNIT_KINDS), f"is not one of {_UNIT_KINDS}", index)
     ids = columns["id_type"]
-    _refuse(name, "id_type", ids, pc.invert(pc.is_in(ids, pa.array(_ID_TYPES))), f"is not one of {_ID_TYPES}")
+    _refuse(name, "id_type", ids, _not_in(ids, _ID_TYPES), f"is not one of {_ID_TYPES}")
     for column in _REFS:
         where, shas, index = _child(columns[column], column, "sha256")
         _refuse(name, where, shas, pc.invert(pc.match_substring_regex(shas, "^[0-9a-f]{64}$")), "is no sha256", index)
@@ -145,6 +143,11 @@ def check_table(table: pa.Table, name: str) -> None:
 
 
 _OPTIONAL_CHILDREN = {"files": ("rows", "stamp"), "rejects": ("rows", "stamp"), "ids": ("rows", "stamp")}
+
+
+def _not_in(values: pa.Array, valid: tuple[str, ...]) -> pa.Array:
+    """True where a value is present and not one of `valid` (nulls are checked apart)."""
+    return pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, pa.array(valid))))
 
 
 def _child(array: pa.Array, column: str, field: str) -> tuple[str, pa.Array, np.ndarray]:
