@@ -33,6 +33,11 @@ def _field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 
+@functools.cache
+def _field_order(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """The keys of `data` that are fields of `cls` (newer writers may add keys)."""
     names = _field_names(cls)
@@ -50,9 +55,9 @@ class FileRef:
     stamp: str | None = None  # ETag or mtime when written: a resume compares it with a listing
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if self.stamp is None:
-            del out["stamp"]
+        out = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "rows": self.rows}
+        if self.stamp is not None:
+            out["stamp"] = self.stamp
         return out
 
     @classmethod
@@ -111,7 +116,7 @@ class ShardEntry:
         return [ref.path for ref in self.refs()]
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {name: getattr(self, name) for name in _field_order(ShardEntry)}
         out["files"] = [f.to_dict() for f in self.files]
         out["source"] = self.source.to_dict()
         out["rejects"] = self.rejects.to_dict() if self.rejects else None
