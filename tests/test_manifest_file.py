@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from corpus_utils import embed_job, write_corpus, write_shard
-from job_utils import config, counts, edit_corpus
+from job_utils import config, counts, edit_corpus, s3_config
 
 from e5ray import versions
 from e5ray.corpus import SourceShard
@@ -246,3 +246,22 @@ def test_a_manifest_naming_a_side_file_outside_the_output_is_refused(tmp_path, b
     (out / MANIFEST).write_text(json.dumps(data))
     with pytest.raises(ManifestInvalidError, match=r"^manifest.json: \(top level\)"):
         read_manifest(OutputDir(str(out)), MANIFEST)
+
+
+def test_a_side_file_manifest_on_s3_loads_verifies_carries_and_is_collected(
+    s3_server, s3_bucket, s3_env, bert_model_dir, low_threshold
+):
+    fs, bucket = s3_server.filesystem(), s3_bucket
+    output = OutputDir(f"s3://{bucket}/embeddings")
+    write_corpus(f"{bucket}/corpus", shards=3, rows=8, fs=fs)
+    v1 = run_job(s3_config(bucket, bert_model_dir))
+    first = json.loads(fs.cat_file(f"{bucket}/embeddings/{MANIFEST}"))["shards_file"]["path"]
+    assert load_latest(output) == v1 and verify_output(output) == [] and verify_output(output, quick=True) == []
+    write_shard(f"{bucket}/corpus/part-0009.parquet", [90_000, 90_001], ["new", "texts"], fs)
+    v2 = run_job(s3_config(bucket, bert_model_dir))
+    assert v2.changes["counts"] == counts(added=1, unchanged=3) and load_latest(output) == v2
+    assert first in collect_garbage(output, keep=1, min_age_s=0)
+    assert not fs.exists(f"{bucket}/embeddings/{first}") and verify_output(output) == []
+    fs.rm_file(f"{bucket}/embeddings/{load_latest(output).entries_file}")
+    problems = verify_output(output)
+    assert len(problems) == 1 and problems[0].endswith(": missing (the entries file manifest.json names)")
