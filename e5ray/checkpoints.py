@@ -43,7 +43,9 @@ FORMAT = "e5ray-checkpoint"
 EVERY_UNITS = 1000
 # A slow run still checkpoints: what a kill loses is re-read marker by marker, not re-embedded.
 EVERY_S = 30.0
-CLOSE_WAIT_S = 60.0  # a final write on a store that stopped answering must not hold the run's exit
+# A final write on a store that stopped answering must not hold a failing run's exit (the
+# thread is a daemon: it never keeps the process alive).
+CLOSE_WAIT_S = 10.0
 
 
 def checkpoint_path(run_id: str, seq: int) -> str:
@@ -92,14 +94,15 @@ class CheckpointWriter:
             if len(self._pending) >= self.every_units:
                 self._cond.notify()
 
-    def close(self, flush: bool = True, wait_s: float = CLOSE_WAIT_S) -> None:
-        """Stop the thread; with `flush`, write what is pending first. Never raises."""
+    def close(self, flush: bool = True, wait_s: float | None = CLOSE_WAIT_S) -> None:
+        """Stop the thread; with `flush`, write what is pending first; wait at most `wait_s`
+        seconds for it (None: until it is done). Never raises."""
         with self._cond:
             self._stop, self._flush_on_stop = True, flush
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout=wait_s)
-            if self._thread.is_alive():
+            if self._thread.is_alive() and wait_s:
                 log.warning("checkpoints of run %s: the last write did not finish in %.0f s", self.run_id, wait_s)
 
     def _take(self) -> list[dict[str, Any]]:

@@ -206,14 +206,14 @@ def _embed_and_commit(
         finished = max(len(embedded), count_markers(todo, output))
         raise RunInterrupted(finished + len(reused), len(removed)) from None
     except StorageUnavailableError:
-        checkpoints.close(flush=False)  # the store does not answer: a write would only wait
+        checkpoints.close(flush=False, wait_s=0)  # the store does not answer: a write would only wait
         reporter.finish("failed")
         raise
     except BaseException:
         checkpoints.close()  # best effort, never raises: the error below is the one reported
         reporter.finish("failed")
         raise
-    checkpoints.close()  # a failure before the commit (ids, lease) still resumes from them
+    checkpoints.close(wait_s=None)  # all written before the commit removes them; a failure before it resumes from them
     reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:

@@ -271,7 +271,9 @@ def no_final_checkpoint() -> Iterator[None]:
     """A killed driver writes no final checkpoint: its last units are found by their markers."""
     close = checkpoints.CheckpointWriter.close
 
-    def close_unflushed(self: checkpoints.CheckpointWriter, flush: bool = True, wait_s: float = 60.0) -> None:
+    def close_unflushed(
+        self: checkpoints.CheckpointWriter, flush: bool = True, wait_s: float | None = checkpoints.CLOSE_WAIT_S
+    ) -> None:
         close(self, flush=False, wait_s=wait_s)
 
     checkpoints.CheckpointWriter.close = close_unflushed  # type: ignore[method-assign]
