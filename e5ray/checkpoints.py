@@ -166,7 +166,7 @@ def read_checkpoint(output: OutputDir, rel: str) -> dict[str, list[dict[str, Any
     except UnsafePathError:
         raise
     except (FileNotFoundError, ValueError, KeyError, TypeError) as exc:
-        log.info("checkpoint %s ignored (its markers are read instead): %s: %s", rel, type(exc).__name__, exc)
+        log.warning("checkpoint %s ignored (its markers are read instead): %s: %s", rel, type(exc).__name__, exc)
         return {}
 
 

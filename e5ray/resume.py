@@ -198,11 +198,14 @@ def plan_resume(
 
 
 def _entries(dicts: list[dict[str, Any]]) -> list[ShardEntry]:
-    """The checkpoints' entries for one marker; one that does not parse is skipped."""
+    """The checkpoints' entries for one marker; one that does not parse, or names a file
+    without a stamp (its check would download the file), is left to the marker."""
     out = []
     for data in dicts:
         try:
-            out.append(ShardEntry.from_dict(data))
+            entry = ShardEntry.from_dict(data)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
+        if all(ref.stamp is not None for ref in entry.refs()):
+            out.append(entry)
     return out

@@ -198,3 +198,23 @@ def test_a_slow_run_writes_a_checkpoint_after_every_s_seconds_with_fewer_units(c
     writer.close()
     assert writer.written == registered == ["markers/checkpoint-slowrun-000000.json"]  # in the lease before written
     assert read_checkpoint(output, writer.written[0]) == {f"markers/{marker.name}": [entry.to_dict()]}
+
+
+def test_a_checkpoint_entry_without_stamps_is_left_to_its_marker_and_no_output_is_read(
+    corpus, tmp_path, bert_model_dir, reads, monkeypatch
+):
+    out = tmp_path / "out"
+    kill(corpus, out, bert_model_dir, after=3, flush=True)
+    (only,) = checkpoint_files(out)
+    data = json.loads((out / only).read_bytes())
+    for ref in data["units"][0]["entry"]["files"]:
+        ref.pop("stamp", None)  # checked without a stamp, a file would be hashed (downloaded)
+    (out / only).write_text(json.dumps(data))
+
+    def no_download(self: OutputDir, rel: str) -> str:
+        raise AssertionError(f"resume read the output file {rel}")
+
+    monkeypatch.setattr(OutputDir, "sha256", no_download)
+    reads.clear()
+    planned = plan_run(config(corpus, out, bert_model_dir), OutputDir(str(out)))
+    assert len(planned.reused) == 3 and marker_reads(reads) == [data["units"][0]["marker"]]
