@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray import checkpoints
+from e5ray.bench.steps import timed_steps
 from e5ray.config import JobConfig
 from e5ray.job import PlannedRun, plan_run, run_job
 from e5ray.manifest import Manifest
@@ -304,9 +305,10 @@ def run_phases(
                 run_job(local, executor=threaded_executor(threads, kill_after))
             except DriverKilled:
                 extra["killed_after_units"] = kill_after
-        with counter.phase("b-resume-plan") as extra:
+        with counter.phase("b-resume-plan") as extra, timed_steps() as steps:
             planned = driver_plan(local)
             extra |= _plan_figures(planned) | {"checkpoints_read": len(planned.checkpoints)}
+            extra["step_seconds"] = steps  # filled as the steps run: read when the phase ends
         if stop_after_resume_plan:
             results["phases"] = counter.phases
             return results
