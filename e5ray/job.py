@@ -213,7 +213,7 @@ def _embed_and_commit(
         checkpoints.close()  # best effort, never raises: the error below is the one reported
         reporter.finish("failed")
         raise
-    checkpoints.close(wait_s=None)  # all written before the commit removes them; a failure before it resumes from them
+    checkpoints.close()  # a failure before the commit (ids, lease) still resumes from them
     reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:

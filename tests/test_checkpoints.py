@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -218,3 +219,20 @@ def test_a_checkpoint_entry_without_stamps_is_left_to_its_marker_and_no_output_i
     reads.clear()
     planned = plan_run(config(corpus, out, bert_model_dir), OutputDir(str(out)))
     assert len(planned.reused) == 3 and marker_reads(reads) == [data["units"][0]["marker"]]
+
+
+def test_closing_the_writer_waits_no_longer_than_asked_for_a_store_that_does_not_answer(
+    corpus, tmp_path, bert_model_dir, monkeypatch
+):
+    out = tmp_path / "out"
+    embed_job(config(corpus, out, bert_model_dir))
+    marker = sorted((out / "markers").glob("*.done.json"))[0]
+    entry = ShardEntry.from_dict(json.loads(marker.read_bytes()))
+    answer = threading.Event()
+    monkeypatch.setattr(OutputDir, "write_create_only", lambda self, rel, data: answer.wait(30))  # a frozen store
+    writer = CheckpointWriter(OutputDir(str(out)), "frozen", every_units=1).start()
+    writer.add(f"markers/{marker.name}", entry)
+    t0 = time.monotonic()
+    writer.close(wait_s=0.5)
+    assert time.monotonic() - t0 < 5
+    answer.set()
