@@ -16,7 +16,7 @@ and checks the run's `--deadline` before it starts (`e5ray.timeouts`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from e5ray.config import JobConfig
@@ -30,7 +30,7 @@ from e5ray.model_space import describe_space
 from e5ray.plan import RefreshPlan, plan_refresh, planned_tokens, split_tasks
 from e5ray.precommit import recheck_carried
 from e5ray.preflight import preflight
-from e5ray.resume import parallel_map, reuse_completed
+from e5ray.resume import parallel_map, plan_resume
 from e5ray.shards import ShardTask
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
@@ -62,6 +62,7 @@ class PlannedRun:
     units: list[ShardTask]  # the plan's tasks split into work units
     reused: list[ShardEntry]
     todo: list[ShardTask]
+    checkpoints: list[str] = field(default_factory=list)  # read at planning (e5ray.checkpoints)
 
 
 def read_footers(
@@ -175,10 +176,11 @@ def plan_units(
     units = split_tasks(plan.tasks, target, footers)
     deadline.check("checking completion markers")
     with storage_step("checking completion markers in", config.output.uri, options):
-        reused, todo = reuse_completed(units, output, exclude=held)
+        resume = plan_resume(units, output, exclude=held)
+        reused, todo = resume.reused, resume.todo
         if lease is not None:
             lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
-    return PlannedRun(sources, prepared.versions, previous, space, plan, units, reused, todo)
+    return PlannedRun(sources, prepared.versions, previous, space, plan, units, reused, todo, resume.checkpoints)
 
 
 def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -> PlannedRun:
