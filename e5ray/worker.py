@@ -169,7 +169,9 @@ class EmbeddingWorker:
         results: list[ShardResult | None] = [None] * len(tasks)
         for i, result in self._embed_indexed(tasks):
             results[i] = result
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        assert len(done) == len(tasks), "every task gets its result"
+        return done
 
     def embed_each(self, tasks: list[ShardTask]) -> Iterator[ShardResult]:
         """One result per task, each as soon as its unit is committed (or failed), in any
