@@ -1,11 +1,12 @@
 """`e5ray gc`: delete what no kept manifest version references.
 
-Kept: the newest `keep` versions and whatever `manifest.json` names. Deleted: older
-version files, shard, rejects, ids and marker files that no kept version references,
-temporary files, and expired leases. Spared: files younger than `min_age_s`, and every
-file a live lease protects (younger than the lease's start, or listed in it: see
-`e5ray.lease`), since a run in progress is about to commit them. Temporary files whose
-writer ran on this host and is dead are removed at any age (see `e5ray.tempfiles`).
+Kept: the newest `keep` versions (with their entries' side files) and whatever
+`manifest.json` names. Deleted: older version files and their side files, shard, rejects,
+ids and marker files that no kept version references, temporary files, and expired leases.
+Spared: files younger than `min_age_s`, and every file a live lease protects (younger than
+the lease's start, or listed in it: see `e5ray.lease`), since a run in progress is about to
+commit them. Temporary files whose writer ran on this host and is dead are removed at any
+age (see `e5ray.tempfiles`).
 Shard, marker, rejects and ids files are looked for in `shards/`, `markers/`, `rejects/`
 and `ids/` (older outputs kept markers and rejects in `shards/`).
 
@@ -62,6 +63,8 @@ def collect_garbage(
     referenced: set[str] = {MANIFEST}
     for manifest in manifests:
         referenced.add(version_name(manifest.version))
+        if manifest.entries_file is not None:  # its entries' side file (e5ray.versions)
+            referenced.add(manifest.entries_file)
         referenced |= manifest.referenced()
     # Reuse indexes (e5ray.reuse) of kept versions stay; those of older versions go.
     referenced |= kept_index_files(output, [m.version for m in manifests])

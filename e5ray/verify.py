@@ -26,7 +26,7 @@ from e5ray.manifest import FileRef, Manifest, ShardEntry
 from e5ray.resume import Listed, list_output, parallel_map
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, feed_digest
-from e5ray.versions import MANIFEST, read_manifest
+from e5ray.versions import MANIFEST, SideFileError, read_manifest
 
 
 def verify_output(
@@ -40,6 +40,8 @@ def verify_output(
         manifest = read_manifest(output, manifest_path)
     except FileNotFoundError:
         return [f"{output.uri}: no {manifest_path}"]
+    except SideFileError as exc:  # the entries file (checked on load: exists, size, sha256, entries)
+        return [str(exc)]
     listing = list_output(output)
     checks = [UnitCheck.of(output, manifest, shard, listing, quick) for shard in manifest.shards]
     if on_ray and not quick:

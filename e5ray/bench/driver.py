@@ -47,7 +47,7 @@ from e5ray.storage import OutputDir, filesystem_for
 from e5ray.testing.words import sample_words
 from e5ray.units import UnitTarget, needs_footer
 from e5ray.verify import verify_output
-from e5ray.versions import MANIFEST
+from e5ray.versions import MANIFEST, SHARDS_FILE, read_manifest
 from e5ray.worker import EmbeddingWorker, WorkerSpec
 
 KINDS = {
@@ -242,6 +242,15 @@ def manifest_figures(output: OutputDir, scale_to: int) -> dict[str, Any]:
     `scale_to` entries (the real entries repeated), to see where JSON stops being cheap."""
     blob = output.read_bytes(MANIFEST)
     data = json.loads(blob)
+    if SHARDS_FILE in data:  # entries in a Parquet side file: jobs/bench_manifest.py compares layouts
+        t0 = time.perf_counter()
+        loaded = read_manifest(output, MANIFEST)
+        return {
+            "entries": len(loaded.shards),
+            "bytes": len(blob),
+            "side_file_bytes": data[SHARDS_FILE]["bytes"],
+            "load_seconds": round(time.perf_counter() - t0, 3),
+        }
     entries = data["shards"]
     empty = len(json.dumps({**data, "shards": []}, indent=1, ensure_ascii=False).encode())
     per_entry = (len(blob) - empty) / max(1, len(entries))
