@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from filelock import FileLock
@@ -27,6 +27,7 @@ from fsspec import AbstractFileSystem
 from e5ray.tempfiles import owner_tag
 from e5ray.timeouts import StoragePolicy, with_policy
 
+T = TypeVar("T")
 LOCAL_PROTOCOLS = {"file", "local"}
 # os.link's errors on filesystems that have no hard links.
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -127,22 +128,31 @@ def info_stamp(info: dict[str, Any]) -> str | None:
     return None if mtime is None else f"mtime:{info_seconds(info)!r}"
 
 
-def _local_temp_copy(path: str, data: bytes, make_parent: bool = True) -> str:
+def _local_temp_copy(path: str, data: bytes) -> str:
     """`data` written and synced to a temporary file beside `path`; returns its name."""
-    if make_parent:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}"  # owner: see e5ray.tempfiles
-    with open(tmp, "wb") as fh:
+    # The folder is made when the first write into it finds it missing: a commit writes
+    # thousands of small files into a few folders, and a mkdir per file cost stat calls.
+    with _in_new_folder(tmp, lambda: open(tmp, "wb")) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     return tmp
 
 
-def write_atomic(fs: AbstractFileSystem, path: str, data: bytes, make_parent: bool = True) -> None:
+def _in_new_folder(path: str, step: Callable[[], T]) -> T:
+    """`step()`, which creates `path`; again after making `path`'s folder if it was missing."""
+    try:
+        return step()
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return step()
+
+
+def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Write `data` to `path` so that readers never see a partial file."""
     if is_local_fs(fs):
-        os.replace(_local_temp_copy(path, data, make_parent), path)
+        os.replace(_local_temp_copy(path, data), path)
     else:
         fs.pipe_file(path, data)
 
@@ -179,12 +189,10 @@ def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
         raise
 
 
-def upload_atomic(fs: AbstractFileSystem, local_file: str, path: str, make_parent: bool = True) -> None:
+def upload_atomic(fs: AbstractFileSystem, local_file: str, path: str) -> None:
     """Move a finished local file to `path` (rename locally; a single upload to object stores)."""
     if is_local_fs(fs):
-        if make_parent:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local_file, path)
+        _in_new_folder(path, lambda: os.replace(local_file, path))
     else:
         fs.put_file(local_file, path)
         os.unlink(local_file)
@@ -203,8 +211,6 @@ class OutputDir:
         self.uri = str(uri)
         self.storage_options = dict(storage_options) if storage_options else None  # to rebuild it elsewhere
         self.fs, self.root = filesystem_for(self.uri, storage_options)
-        # Local folders this handle has made: a commit makes no mkdir call per file (units write thousands).
-        self._parents: set[str] = set()
 
     def __repr__(self) -> str:
         return f"OutputDir({self.uri!r})"
@@ -245,29 +251,13 @@ class OutputDir:
         return sha256_of(self.fs, self.path(rel))
 
     def write_atomic(self, rel: str, data: bytes) -> None:
-        path = self.path(rel)
-        self._in_parent(path, lambda known: write_atomic(self.fs, path, data, make_parent=not known))
-
-    def _in_parent(self, path: str, step: Callable[[bool], None]) -> None:
-        """`step(known)`, where `known` says the local parent folder was made before; made
-        again when it went missing since (someone removed it), on object stores never."""
-        parent = path.rsplit("/", 1)[0]
-        known = self.is_local and parent in self._parents
-        try:
-            step(known)
-        except FileNotFoundError:
-            if not known:
-                raise
-            step(False)
-        if self.is_local:
-            self._parents.add(parent)
+        write_atomic(self.fs, self.path(rel), data)
 
     def write_create_only(self, rel: str, data: bytes) -> None:
         write_create_only(self.fs, self.path(rel), data)
 
     def upload(self, local_file: str, rel: str) -> None:
-        path = self.path(rel)
-        self._in_parent(path, lambda known: upload_atomic(self.fs, local_file, path, make_parent=not known))
+        upload_atomic(self.fs, local_file, self.path(rel))
 
     def remove(self, rel: str) -> None:
         self.fs.rm_file(self.path(rel))

@@ -128,7 +128,9 @@ def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef
     try:
         fd, local_path = tempfile.mkstemp(prefix=".ids-", suffix=".tmp", dir=directory)
     except FileNotFoundError:  # the output's first ids file
-        os.makedirs(str(directory), exist_ok=True)
+        if directory is None:
+            raise
+        os.makedirs(directory, exist_ok=True)
         fd, local_path = tempfile.mkstemp(prefix=".ids-", suffix=".tmp", dir=directory)
     file = HashingFile(fd)
     try:
