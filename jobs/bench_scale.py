@@ -18,7 +18,7 @@ before and after runs `--repeat` times (one after run per `--executor` named, th
 tree with `--before-executor`), then prints the ratio of each after run's tokens/s to the
 before run's (each round, and over the sums), and the load average when each run started. `big-file` runs a simulated cluster of `--nodes`
 nodes of 1 CPU each and prints the actors' utilisation: the units' busy seconds over
-(actors x the job's wall seconds).
+(actors x the job's wall seconds), with a per-actor timeline (`bench_timeline.py`).
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ def isolated_temp() -> str:
     return temp
 
 
-def job(inp: Path, out: Path, model_path: str, **options: Any) -> tuple[dict[str, Any], float]:
+def job(inp: Path, out: Path, model_path: str, executor: Any = None, **options: Any) -> tuple[dict[str, Any], float]:
     options.setdefault("model", "demo")
     config = JobConfig.from_options(input=str(inp), output=str(out), model_path=model_path, **options)
     t0 = time.perf_counter()
-    manifest = run_job(config).to_dict()
+    manifest = run_job(config, executor).to_dict()
     return manifest, time.perf_counter() - t0
 
 
@@ -146,6 +146,7 @@ def small_files_side_by_side(args: argparse.Namespace) -> dict[str, Any]:
 def big_file(args: argparse.Namespace) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
+    load_at_start = round(os.getloadavg()[0], 2)
     work = Path(tempfile.mkdtemp(prefix="e5bf-"))
     (work / "in").mkdir()
     write_parquet(work / "in" / "big.parquet", 0, args.rows, 1, row_group_size=args.row_group_size)
@@ -162,15 +163,22 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
     # ray.init would turn 127.0.0.1 into this machine's routable address, where nothing listens.
     services.resolve_ip_for_localhost = lambda host: host
     ray.init(address=cluster.address, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    import bench_timeline
+
+    events = str(work / "timeline.jsonl")
+    sizing = {"unit_rows": args.unit_rows} if args.unit_rows else {}  # else the product's default
     try:
+        job_start = time.time()
         manifest, seconds = job(
             work / "in",
             work / "out",
             args.model_path,
+            executor=bench_timeline.install(events),
             threads_per_actor=1,
             max_actors=args.nodes,
-            unit_rows=args.unit_rows,
+            **sizing,
         )
+        timeline = bench_timeline.summarise(events, job_start, time.time())
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -186,6 +194,8 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
         "run_seconds": manifest["run"]["seconds"],
         "busy_unit_seconds": round(busy, 2),
         "utilisation": round(busy / (args.nodes * manifest["run"]["seconds"]), 3),
+        "load_at_start": load_at_start,
+        "timeline": timeline,
     }
 
 
@@ -290,8 +300,8 @@ def get_executor(name):
 jobmod.get_executor = get_executor
 worker.EmbeddingWorker.__init__ = stamp("model_load", worker.EmbeddingWorker.__init__)
 if sys.argv[1] == "ray":
-    import e5ray.executors.ray as rayexec
-    rayexec.start_local_ray = stamp("ray_start", rayexec.start_local_ray)
+    import e5ray.executors.ray_start as raystart
+    raystart.start_local_ray = stamp("ray_start", raystart.start_local_ray)
 else:
     from e5ray.embedder import E5Embedder
     E5Embedder.run = stamp("first_batch", E5Embedder.run)
@@ -359,7 +369,7 @@ def parse_args() -> argparse.Namespace:
     bf.add_argument("--rows", type=int, default=200_000)
     bf.add_argument("--row-group-size", type=int, default=5000)
     bf.add_argument("--nodes", type=int, default=3)
-    bf.add_argument("--unit-rows", type=int, default=10_000)
+    bf.add_argument("--unit-rows", type=int, help="rows per work unit (default: e5ray's own unit sizing)")
     for p in (sf, bf):
         p.add_argument("--model-path", required=True)
     st = sub.add_parser("startup")
