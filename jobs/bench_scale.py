@@ -64,11 +64,13 @@ def isolated_temp() -> str:
     return temp
 
 
-def job(inp: Path, out: Path, model_path: str, executor: Any = None, **options: Any) -> tuple[dict[str, Any], float]:
+def job(inp: Path, out: Path, model_path: str, run_with: Any = None, **options: Any) -> tuple[dict[str, Any], float]:
+    """The job on `inp`; `run_with`: an executor callable to use instead of the configured
+    one; `options`: JobConfig options by flag name (`executor="local"` among them)."""
     options.setdefault("model", "demo")
     config = JobConfig.from_options(input=str(inp), output=str(out), model_path=model_path, **options)
     t0 = time.perf_counter()
-    manifest = run_job(config, executor).to_dict()
+    manifest = run_job(config, run_with).to_dict()
     return manifest, time.perf_counter() - t0
 
 
@@ -173,7 +175,7 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
             work / "in",
             work / "out",
             args.model_path,
-            executor=bench_timeline.install(events),
+            run_with=bench_timeline.install(events),
             threads_per_actor=1,
             max_actors=args.nodes,
             **sizing,
