@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -90,11 +91,11 @@ class IdCollector:
         self.keys.extend(id_key(i) for i in ids)
         self.rows.extend(rows)
 
-    def write(self, path: str) -> None:
+    def write(self, path: str | io.IOBase) -> None:
         write_ids(path, self.keys, np.asarray(self.rows, dtype=np.int64))
 
 
-def write_ids(path: str, keys: Sequence[str], rows: np.ndarray) -> None:
+def write_ids(path: str | io.IOBase, keys: Sequence[str], rows: np.ndarray) -> None:
     hashes = hash64(keys)
     order = np.argsort(hashes, kind="stable")
     table = pa.table(

@@ -8,7 +8,9 @@ the lease's start, or listed in it: see `e5ray.lease`), since a run in progress 
 commit them. Temporary files whose writer ran on this host and is dead are removed at any
 age (see `e5ray.tempfiles`).
 Shard, marker, rejects and ids files are looked for in `shards/`, `markers/`, `rejects/`
-and `ids/` (older outputs kept markers and rejects in `shards/`).
+and `ids/` (older outputs kept markers and rejects in `shards/`). The driver's checkpoints
+in `markers/` (`e5ray.checkpoints`) are never referenced by a version: those of a run whose
+lease is gone (its commit removes its own) go like any unreferenced file.
 
 Order (why it is safe against a run that commits meanwhile): list the candidate files
 first, then read the leases, then the manifests. A candidate made by a live run was

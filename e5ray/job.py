@@ -10,7 +10,9 @@ opened once here (an `OutputDir`) and used by every driver-side step.
 The run holds a lease on the output from before its first file until it has committed
 (`e5ray.lease`), so a concurrent `e5ray gc` spares what it writes, carries or reuses;
 before the commit it checks ids and that every referenced file exists
-(`e5ray.precommit`). It ends at its `--deadline` (`e5ray.timeouts`), and a store that
+(`e5ray.precommit`). The driver batches the entries of finished units into checkpoints
+(`e5ray.checkpoints`), so that a resume reads a few objects instead of every marker; they
+are removed once the version is committed. It ends at its `--deadline` (`e5ray.timeouts`), and a store that
 stops answering ends it at once (`e5ray.failures`).
 """
 
@@ -24,6 +26,7 @@ import uuid
 from dataclasses import replace
 
 from e5ray import __version__
+from e5ray.checkpoints import CheckpointWriter, remove_checkpoints
 from e5ray.config import JobConfig
 from e5ray.errors import ShardFailures, StorageUnavailableError
 from e5ray.executors.base import Executor, get_executor
@@ -171,6 +174,8 @@ def _embed_and_commit(
     embedded: list[ShardEntry] = []
     failed: list[ShardFailure] = []
     deadline.check("embedding shards")
+    markers = {(t.source.uri, t.unit): t.marker_path for t in todo}
+    checkpoints = CheckpointWriter(output, run_id, lease.add).start()
     try:
         for result in run(todo, WorkerSpec.for_job(config, space.fingerprint), config.compute):
             if isinstance(result, ShardFailure):
@@ -180,6 +185,8 @@ def _embed_and_commit(
                 continue
             embedded.append(result)
             lease.add(result.paths())
+            if (marker := markers.get((result.source.uri, result.unit))) is not None:
+                checkpoints.add(marker, result)
             size = sizes.get((result.source.uri, result.unit), result.source.size)
             reporter.shard_done(result.rows, result.rejected, result.tokens, size, result.seconds)
             log.info(
@@ -192,14 +199,21 @@ def _embed_and_commit(
                 len(todo),
             )
     except KeyboardInterrupt:
+        checkpoints.close()  # what arrived since the last checkpoint: the next run reads one object for it
         reporter.finish("interrupted")
         removed = _remove_own_temp_files(output)
         # Markers on disk, not results received: a unit may have finished after the last one arrived.
         finished = max(len(embedded), count_markers(todo, output))
         raise RunInterrupted(finished + len(reused), len(removed)) from None
-    except BaseException:
+    except StorageUnavailableError:
+        checkpoints.close(flush=False, wait_s=0)  # the store does not answer: a write would only wait
         reporter.finish("failed")
         raise
+    except BaseException:
+        checkpoints.close()  # best effort, never raises: the error below is the one reported
+        reporter.finish("failed")
+        raise
+    checkpoints.close()  # a failure before the commit (ids, lease) still resumes from them
     reporter.finish("failed" if failed else "done")
     embed_seconds = time.perf_counter() - t_embed
     if failed:
@@ -261,6 +275,7 @@ def _embed_and_commit(
     lease.check_held()
     with storage_step("committing a version to", config.output.uri, options):
         name = commit(output, manifest)
+    remove_checkpoints(output, checkpoints.written + planned.checkpoints)  # the manifest holds their entries
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
     log_reuse(run_info.reuse)
     return manifest

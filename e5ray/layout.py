@@ -2,7 +2,8 @@
 
 - `shards/`: the embedding files only (the output contract), so a reader globbing it finds
   nothing else;
-- `markers/`: completion markers (`e5ray.shards`), read by a resumed run;
+- `markers/`: completion markers (`e5ray.shards`), read by a resumed run, and the driver's
+  checkpoints of them (`checkpoint-<run>-<seq>.json`, never `*.done.json`: `e5ray.checkpoints`);
 - `rejects/`: rejected rows with their reasons;
 - `ids/`: each unit's embedded ids, hashed, for the cross-shard duplicate check (`e5ray.dupes`).
 

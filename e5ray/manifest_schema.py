@@ -35,7 +35,27 @@ def _validator() -> Any:
 
     schema = manifest_schema()
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # The same rules with every local `$ref` replaced by its definition: resolving a
+    # reference per field made up half of validating a manifest (2,000 small units: 8.2 s
+    # -> 4.5 s on a loaded 2-CPU machine), which every commit and every refresh does.
+    return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """`node` with each `{"$ref": "#/$defs/NAME", ...}` replaced by NAME's schema (beside
+    sibling keywords, both apply: `allOf`); the schema's definitions are not recursive."""
+    if isinstance(node, list):
+        return [_inline_refs(x, defs) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _inline_refs(v, defs) for k, v in node.items() if k not in ("$ref", "$defs")}
+    ref = node.get("$ref")
+    if ref is None:
+        return out
+    if not (isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs):
+        raise ValueError(f"manifest schema: $ref {ref!r} is not one of its definitions ({', '.join(defs)})")
+    target = _inline_refs(defs[ref[8:]], defs)
+    return {**out, "allOf": [target, *out.get("allOf", [])]} if out else target
 
 
 def _where(path: Any) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 from e5ray.corpus import SourceShard
 from e5ray.manifest import Manifest, ShardEntry
 from e5ray.shards import ShardTask
-from e5ray.units import RowGroupStats, UnitTarget, source_units
+from e5ray.units import BYTES_PER_TOKEN, RowGroupStats, UnitTarget, estimated_tokens, source_units
+
+COMPRESSED = (".gz", ".bz2", ".zst", ".xz")
 
 
 @dataclass
@@ -77,3 +79,15 @@ def split_tasks(
         for unit, weight in source_units(src.uri, src.size, src.format, target, groups):
             out.append(task.with_unit(unit, weight))
     return out
+
+
+def planned_tokens(tasks: list[ShardTask], footers: dict[str, list[RowGroupStats]] | None = None) -> int:
+    """The tasks' estimated tokens: a Parquet footer's text bytes where read, else the file's size."""
+    total = 0
+    for task in tasks:
+        src, groups = task.source, (footers or {}).get(task.source.uri)
+        if groups:
+            total += sum(g.text_bytes for g in groups) // BYTES_PER_TOKEN
+        else:
+            total += estimated_tokens(src.size, None, compressed=src.uri.lower().endswith(COMPRESSED))
+    return total

@@ -14,6 +14,13 @@ with what it must read. So a resume:
    has a new ETag (or mtime), so it is embedded again; a file is never downloaded here
    (`e5ray verify` without `--quick` is the check that reads every byte). Markers
    written before stamps were recorded fall back to reading the file's sha256.
+
+Checkpoints (`e5ray.checkpoints`): the driver of the killed run also wrote its finished
+units' entries into a few checkpoint objects in `markers/`. They are read first (in
+parallel, a handful of GETs for thousands of units); a unit whose marker is in the listing
+and whose entry is in a checkpoint and passes the checks of step 3 is reused without reading
+its marker. Only the other markers are read one by one (step 2). A checkpoint is a cache:
+unreadable, it is ignored; an entry of it that fails a check sends the resume to the marker.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from e5ray.checkpoints import is_checkpoint, read_checkpoint
 from e5ray.layout import MARKERS_DIR, SHARDS_DIR, UNIT_FOLDERS
 from e5ray.manifest import FileRef, ShardEntry
 from e5ray.paths import UnsafePathError, check_entry_paths
@@ -68,10 +76,14 @@ OUTPUT_FOLDERS = UNIT_FOLDERS
 
 
 def list_output(output: OutputDir, folders: Iterable[str] = OUTPUT_FOLDERS) -> dict[str, Listed]:
-    """`list_files` of each folder (one listing each), merged: what resume and verify look up."""
+    """`list_files` of each folder (one listing each), merged: what resume and verify look up.
+
+    The folders are listed at once, in threads: a listing's pages come one after the other
+    (each names the next), so at 10,000 units the ~20 pages of `markers/`, `shards/` and `ids/`
+    would otherwise take ~20 page latencies in a row."""
     listing: dict[str, Listed] = {}
-    for folder in folders:
-        listing.update(list_files(output, folder))
+    for found in parallel_map(lambda folder: list_files(output, folder), folders):
+        listing.update(found)
     return listing
 
 
@@ -116,6 +128,15 @@ def _read_marker(output: OutputDir, rel: str) -> ShardEntry | None:
         return None
 
 
+@dataclass(frozen=True)
+class ResumePlan:
+    """What `plan_resume` found: units to reuse, units to embed, and the checkpoints it read."""
+
+    reused: list[ShardEntry]
+    todo: list[ShardTask]
+    checkpoints: list[str]  # removed after the commit: the manifest then holds their entries
+
+
 def reuse_completed(
     tasks: list[ShardTask],
     output: OutputDir,
@@ -127,20 +148,68 @@ def reuse_completed(
     A marker naming a file in `exclude` is not reused. `listing`: the output's `list_output`,
     when the caller has made it already.
     """
+    plan = plan_resume(tasks, output, exclude, listing)
+    return plan.reused, plan.todo
+
+
+def _cached_entries(output: OutputDir, listing: dict[str, Listed]) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Marker path -> entries, from every checkpoint the listing shows (read in parallel)."""
+    paths = sorted(rel for rel in listing if is_checkpoint(rel))
+    cached: dict[str, list[dict[str, Any]]] = {}
+    for found in parallel_map(lambda rel: read_checkpoint(output, rel), paths):
+        for marker, entries in found.items():
+            cached.setdefault(marker, []).extend(entries)
+    return cached, paths
+
+
+def plan_resume(
+    tasks: list[ShardTask],
+    output: OutputDir,
+    exclude: set[str] | frozenset[str] = frozenset(),
+    listing: dict[str, Listed] | None = None,
+) -> ResumePlan:
+    """`reuse_completed`, also naming the checkpoints read."""
     if not tasks:  # a refresh with nothing to embed: no listing (its pages grow with the output)
-        return [], []
+        return ResumePlan([], [], [])
     if listing is None:
         listing = list_output(output)
     candidates = [(t, path) for t in tasks if (path := marker_of(t, listing)) is not None]
-    entries = parallel_map(lambda c: _read_marker(output, c[1]), candidates)
-    finished: dict[str, ShardEntry] = {}
-    for (task, _), entry in zip(candidates, entries, strict=True):
+    cached, checkpoints = _cached_entries(output, listing) if candidates else ({}, [])
+
+    def reusable(task: ShardTask, entry: ShardEntry | None) -> bool:
         if entry is None or entry.key != task.key or entry.unit != task.unit:
-            continue
+            return False
         if any(path in exclude for path in entry.paths()):
-            continue
-        if all(_unchanged(output, ref, listing.get(ref.path)) for ref in entry.refs()):  # files, rejects, ids
+            return False
+        return all(_unchanged(output, ref, listing.get(ref.path)) for ref in entry.refs())  # files, rejects, ids
+
+    finished: dict[str, ShardEntry] = {}
+    uncovered = []
+    for task, path in candidates:
+        # Checkpoints name markers/ paths only: an older output's marker in shards/ is read.
+        entry = next((e for e in _entries(cached.get(path, [])) if reusable(task, e)), None)
+        if entry is not None:
             finished[task.marker_path] = entry
+        else:  # in no checkpoint, or its entry there fails a check: the marker is the truth
+            uncovered.append((task, path))
+    entries = parallel_map(lambda c: _read_marker(output, c[1]), uncovered)
+    for (task, _), read in zip(uncovered, entries, strict=True):
+        if read is not None and reusable(task, read):
+            finished[task.marker_path] = read
     reused = [finished[t.marker_path] for t in tasks if t.marker_path in finished]
     todo = [t for t in tasks if t.marker_path not in finished]
-    return reused, todo
+    return ResumePlan(reused, todo, checkpoints)
+
+
+def _entries(dicts: list[dict[str, Any]]) -> list[ShardEntry]:
+    """The checkpoints' entries for one marker; one that does not parse, or names a file
+    without a stamp (its check would download the file), is left to the marker."""
+    out = []
+    for data in dicts:
+        try:
+            entry = ShardEntry.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if all(ref.stamp is not None for ref in entry.refs()):
+            out.append(entry)
+    return out

@@ -5,7 +5,8 @@ Two steps, because a run takes its lease (`e5ray.lease`) between them:
    versions, know the embedding space. Writes nothing (but, with `create_output`, the
    output directory), so a run refused here leaves no lease behind.
 2. `plan_units`: decide what to carry, re-embed and reuse; split the rest into work
-   units (`e5ray.units`). A carried entry whose files are gone is embedded again
+   units (`e5ray.units`) sized for the executor's pool (`balanced_target`: a few units per
+   actor, so the run does not end on one actor's long unit). A carried entry whose files are gone is embedded again
    (`e5ray.precommit`); what is carried or reused is added to the lease, so that a
    concurrent `e5ray gc` spares it.
 
@@ -15,25 +16,26 @@ and checks the run's `--deadline` before it starts (`e5ray.timeouts`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from e5ray.config import JobConfig
 from e5ray.corpus import SourceShard, discover, parquet_row_groups
 from e5ray.errors import UsageError
+from e5ray.executors.base import planned_pool_size
 from e5ray.failures import storage_step
 from e5ray.lease import Lease
 from e5ray.manifest import Manifest, ShardEntry, check_space
 from e5ray.model_space import describe_space
-from e5ray.plan import RefreshPlan, plan_refresh, split_tasks
+from e5ray.plan import RefreshPlan, plan_refresh, planned_tokens, split_tasks
 from e5ray.precommit import recheck_carried
 from e5ray.preflight import preflight
-from e5ray.resume import parallel_map, reuse_completed
+from e5ray.resume import parallel_map, plan_resume
 from e5ray.shards import ShardTask
 from e5ray.space import EmbeddingSpace
 from e5ray.storage import OutputDir
 from e5ray.timeouts import Deadline
-from e5ray.units import RowGroupStats, UnitTarget, needs_footer
+from e5ray.units import RowGroupStats, UnitTarget, balanced_target, needs_footer
 from e5ray.versions import list_versions, load_latest
 from e5ray.worker import DATA_ERRORS
 
@@ -60,6 +62,7 @@ class PlannedRun:
     units: list[ShardTask]  # the plan's tasks split into work units
     reused: list[ShardEntry]
     todo: list[ShardTask]
+    checkpoints: list[str] = field(default_factory=list)  # read at planning (e5ray.checkpoints)
 
 
 def read_footers(
@@ -162,17 +165,22 @@ def plan_units(
     # reuses what a killed such run finished since (files no version references yet): an
     # interrupted switch to a new space resumes instead of starting over.
     held = previous.referenced() if reembed_all and previous else set()
-    target = config.compute.unit_target
+    # Units sized for the pool, so that largest-first scheduling ends in a short last wave:
+    # from the files' sizes to choose which footers to read, then from the footers' text.
+    actors = planned_pool_size(config.compute)
+    target = balanced_target(config.compute.unit_target, planned_tokens(plan.tasks), actors)
     deadline.check("reading the footers of large Parquet sources")
     with storage_step("reading the footers of", config.input.uri, options):
         footers = read_footers(plan.tasks, target, options)
+    target = balanced_target(config.compute.unit_target, planned_tokens(plan.tasks, footers), actors)
     units = split_tasks(plan.tasks, target, footers)
     deadline.check("checking completion markers")
     with storage_step("checking completion markers in", config.output.uri, options):
-        reused, todo = reuse_completed(units, output, exclude=held)
+        resume = plan_resume(units, output, exclude=held)
+        reused, todo = resume.reused, resume.todo
         if lease is not None:
             lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
-    return PlannedRun(sources, prepared.versions, previous, space, plan, units, reused, todo)
+    return PlannedRun(sources, prepared.versions, previous, space, plan, units, reused, todo, resume.checkpoints)
 
 
 def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -> PlannedRun:

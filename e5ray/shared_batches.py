@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +196,7 @@ def write_unit(
         sink.abort()  # removes what is left locally (nothing, after a commit)
 
 
-def embed_units_together(
+def iter_units_together(
     tasks: list[ShardTask],
     embedder: Any,
     output: OutputDir,
@@ -204,33 +204,45 @@ def embed_units_together(
     attempt: Attempt,
     storage_options: dict[str, Any] | None = None,
     chunk_rows: int = 2048,
-) -> list[Any]:
-    """One result per task, in order: its ShardEntry, or what `attempt` made of its failure."""
+) -> Iterator[tuple[int, Any]]:
+    """`(position in tasks, result)` as each unit finishes (committed, or failed), in any order.
+
+    Closing the iterator early (the caller stopped, or was interrupted) cancels the reads
+    and commits not started yet and waits for the running ones: a unit either commits
+    whole (files, then marker) or leaves no marker."""
     tmp_dir = None
     if output.is_local:  # temporary files beside their final names: the commit is a rename
         tmp_dir = output.path(SHARDS_DIR)
         os.makedirs(tmp_dir, exist_ok=True)
-    results: list[Any] = [None] * len(tasks)
-    commits: list[tuple[int, Future[Any]]] = []
-    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="e5ray-unit-io") as pool:
+    pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="e5ray-unit-io")
+    try:
 
         def read(task: ShardTask) -> Any:
             return attempt(task, lambda: read_unit(task, storage_options, chunk_rows))
 
         reads = [pool.submit(read, task) for task in tasks]
         wave_rows = WAVE_BATCHES * int(getattr(embedder, "max_batch_rows", 128))
-        for wave, started in _waves(reads, results, wave_rows):
+        commits: dict[Future[Any], int] = {}
+        failed: list[tuple[int, Any]] = []
+        for wave, started in _waves(reads, failed, wave_rows):
+            yield from failed
+            failed.clear()
             _embed_wave([u for _, u in wave], embedder)
             # The wave's clock (its reads overlap earlier waves), shared by the units' tokens.
             wall = time.perf_counter() - started
             total = sum(u.stats.tokens + 1 for _, u in wave)
             for i, u in wave:
                 share = wall * (u.stats.tokens + 1) / total
-                job = pool.submit(attempt, u.task, _writer(u, embedder, output, make_sink, tmp_dir, share))
-                commits.append((i, job))
-        for i, job in commits:
-            results[i] = job.result()
-    return results
+                commits[pool.submit(attempt, u.task, _writer(u, embedder, output, make_sink, tmp_dir, share))] = i
+            for job in [j for j in commits if j.done()]:  # what finished meanwhile, without waiting
+                yield commits.pop(job), job.result()
+        yield from failed
+        for job in as_completed(list(commits)):
+            yield commits.pop(job), job.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _writer(
@@ -240,17 +252,17 @@ def _writer(
 
 
 def _waves(
-    reads: list[Future[Any]], results: list[Any], wave_rows: int
+    reads: list[Future[Any]], failed: list[tuple[int, Any]], wave_rows: int
 ) -> Iterator[tuple[list[tuple[int, ReadUnit]], float]]:
     """Read units in waves of about `wave_rows` rows, with the time each wave started; a
-    unit that failed to read gets its failure in `results` at once."""
+    unit that failed to read goes to `failed` at once, with its position."""
     wave: list[tuple[int, ReadUnit]] = []
     rows = 0
     started = time.perf_counter()
     for i, future in enumerate(reads):
         got = future.result()
         if not isinstance(got, ReadUnit):
-            results[i] = got
+            failed.append((i, got))
             continue
         wave.append((i, got))
         rows += len(got.texts)

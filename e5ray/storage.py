@@ -16,8 +16,9 @@ import errno
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from filelock import FileLock
@@ -26,6 +27,7 @@ from fsspec import AbstractFileSystem
 from e5ray.tempfiles import owner_tag
 from e5ray.timeouts import StoragePolicy, with_policy
 
+T = TypeVar("T")
 LOCAL_PROTOCOLS = {"file", "local"}
 # os.link's errors on filesystems that have no hard links.
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -128,13 +130,23 @@ def info_stamp(info: dict[str, Any]) -> str | None:
 
 def _local_temp_copy(path: str, data: bytes) -> str:
     """`data` written and synced to a temporary file beside `path`; returns its name."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}"  # owner: see e5ray.tempfiles
-    with open(tmp, "wb") as fh:
+    # The folder is made when the first write into it finds it missing: a commit writes
+    # thousands of small files into a few folders, and a mkdir per file cost stat calls.
+    with _in_new_folder(tmp, lambda: open(tmp, "wb")) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     return tmp
+
+
+def _in_new_folder(path: str, step: Callable[[], T]) -> T:
+    """`step()`, which creates `path`; again after making `path`'s folder if it was missing."""
+    try:
+        return step()
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return step()
 
 
 def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
@@ -180,8 +192,7 @@ def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
 def upload_atomic(fs: AbstractFileSystem, local_file: str, path: str) -> None:
     """Move a finished local file to `path` (rename locally; a single upload to object stores)."""
     if is_local_fs(fs):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local_file, path)
+        _in_new_folder(path, lambda: os.replace(local_file, path))
     else:
         fs.put_file(local_file, path)
         os.unlink(local_file)

@@ -22,8 +22,8 @@ from e5ray.content_hash import HASH_COLUMN, SCHEME, hash_array, hash_token_ids
 from e5ray.dupes import IDS_SUFFIX, IdCollector
 from e5ray.layout import IDS_DIR, REJECTS_DIR, SHARDS_DIR
 from e5ray.manifest import FileRef, ShardEntry
-from e5ray.sinks.base import ShardSink, SinkFile
-from e5ray.storage import OutputDir, sha256_of
+from e5ray.sinks.base import HashingFile, ShardSink, SinkFile
+from e5ray.storage import OutputDir, info_stamp, sha256_of
 
 if TYPE_CHECKING:
     from e5ray.shards import ShardTask
@@ -71,22 +71,20 @@ def commit_unit(
     id_type: str | None = None,  # e5ray.rows
     streamed: StreamingUpload | None = None,  # a data file already going up (e5ray.stream_upload)
 ) -> ShardEntry:
-    local = fsspec.filesystem("file")
     refs = []
     for file in files:
         sent = streamed.finish() if streamed is not None and streamed.local_path == file.local_path else None
-        if sent is not None:  # its parts went up while it was written; its hash was taken on the way
-            assert streamed is not None
-            sha, size = sent
-            name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+        sha = sent[0] if sent is not None else file.sha256 or sha256_of(fsspec.filesystem("file"), file.local_path)
+        if sent is not None and file.sha256 is not None and file.sha256 != sha:
+            raise OSError(f"{file.local_path}: the bytes uploaded hash to {sha}, the bytes written to {file.sha256}")
+        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+        if sent is not None and streamed is not None:  # its parts went up while it was written
             streamed.place(name)
             os.unlink(file.local_path)
+            size, stamp = sent[1], output.stamp(name)
         else:
-            sha = sha256_of(local, file.local_path)
-            size = os.path.getsize(file.local_path)
-            name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
-            output.upload(file.local_path, name)
-        refs.append(FileRef(name, size, sha, file.rows, output.stamp(name)))
+            size, stamp = _move(output, file.local_path, name)
+        refs.append(FileRef(name, size, sha, file.rows, stamp))
     rejects_ref = None
     if rejects:
         blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
@@ -123,20 +121,36 @@ def commit_unit(
     return entry
 
 
+def _move(output: OutputDir, local_path: str, rel: str) -> tuple[int, str | None]:
+    """Move a finished local file to `rel`; its size and the stamp a listing will show.
+
+    A rename keeps the file's mtime, so for a local output the stamp comes from the one
+    stat taken before the move; an object store's ETag is only known once it is stored."""
+    st = os.stat(local_path)
+    output.upload(local_path, rel)
+    stamp = info_stamp({"mtime": st.st_mtime}) if output.is_local else output.stamp(rel)
+    return st.st_size, stamp
+
+
 def _commit_ids(output: OutputDir, stem: str, collected: IdCollector) -> FileRef:
-    """The unit's ids file (e5ray.dupes), in `ids/`."""
-    if output.is_local:  # the temporary file sits in the output: the commit is a rename
-        os.makedirs(output.path(IDS_DIR), exist_ok=True)
-    fd, local_path = tempfile.mkstemp(
-        prefix=".ids-", suffix=".tmp", dir=output.path(IDS_DIR) if output.is_local else None
-    )
-    os.close(fd)
+    """The unit's ids file (e5ray.dupes), in `ids/`: hashed while written, synced, then moved."""
+    directory = output.path(IDS_DIR) if output.is_local else None  # local: the commit is a rename
     try:
-        collected.write(local_path)
-        sha, size = sha256_of(fsspec.filesystem("file"), local_path), os.path.getsize(local_path)
+        fd, local_path = tempfile.mkstemp(prefix=".ids-", suffix=".tmp", dir=directory)
+    except FileNotFoundError:  # the output's first ids file
+        if directory is None:
+            raise
+        os.makedirs(directory, exist_ok=True)
+        fd, local_path = tempfile.mkstemp(prefix=".ids-", suffix=".tmp", dir=directory)
+    file = HashingFile(fd)
+    try:
+        collected.write(file)
+        file.close()  # synced before the marker can name it
         name = f"{stem}{IDS_SUFFIX}"
-        output.upload(local_path, name)
-    finally:
+        size, stamp = _move(output, local_path, name)
+    except BaseException:
+        file.discard()
         if os.path.exists(local_path):
             os.unlink(local_path)
-    return FileRef(name, size, sha, len(collected.keys), output.stamp(name))
+        raise
+    return FileRef(name, size, file.hexdigest(), len(collected.keys), stamp)

@@ -38,6 +38,14 @@ DEFAULT_UNIT_ROWS = 100_000
 # Small units are grouped into one task up to the target, and at most this many, so
 # one task's results stay a small message.
 MAX_GROUP = 256
+# A pool of N actors gets units no bigger than total / (N x WAVES): a unit closes once it
+# reaches its target, so units land between 1x and 2x that, and each actor gets at least
+# about 4 of them. Largest first, the last wave is then short: on 3 simulated nodes, 7
+# units of 3 row groups left two actors idle for a whole unit at the end.
+WAVES = 8
+# Below this (256 KB of text) a unit's fixed costs (a task, an output file, a marker)
+# would weigh more than the balance it buys.
+MIN_UNIT_TOKENS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,26 @@ class UnitTarget:
     @property
     def bytes(self) -> int:
         return self.tokens * BYTES_PER_TOKEN
+
+
+def balanced_tokens(target_tokens: int, total_tokens: int, actors: int) -> int:
+    """The unit target for a pool of `actors`: at most `target_tokens`, and at most
+    total / (actors x WAVES) rounded down to a power of two, never below MIN_UNIT_TOKENS.
+
+    The rounding keeps the split the same when the pool or the corpus changes a little
+    (a resume on one node fewer re-splits nothing unless the power of two changes); one
+    actor needs no balance and gets the target as it is.
+    """
+    if actors <= 1:
+        return target_tokens
+    share = total_tokens // (actors * WAVES)
+    cap = 1 << (share.bit_length() - 1) if share > 0 else 0
+    return min(target_tokens, max(MIN_UNIT_TOKENS, cap))
+
+
+def balanced_target(target: UnitTarget, total_tokens: int, actors: int) -> UnitTarget:
+    """`target` with its tokens capped for a pool of `actors` (see `balanced_tokens`)."""
+    return UnitTarget(target.rows, balanced_tokens(target.tokens, total_tokens, actors))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from e5ray.failures import describe, endpoint_of
 from e5ray.manifest import ShardEntry
 from e5ray.reuse_unit import embed_shard_reusing_rows
 from e5ray.shards import ShardTask, embed_shard
-from e5ray.shared_batches import can_share, embed_units_together
+from e5ray.shared_batches import can_share, iter_units_together
 from e5ray.sinks.base import get_sink
 from e5ray.storage import OutputDir, s3_options
 from e5ray.timeouts import StoragePolicy
@@ -165,12 +165,25 @@ class EmbeddingWorker:
         )
 
     def embed_many(self, tasks: list[ShardTask]) -> list[ShardResult]:
-        """One result per task, in order. Small units share ONNX batches and write their
-        (separate) outputs in threads (e5ray.shared_batches); the others go one at a time."""
-        shared = [i for i, t in enumerate(tasks) if can_share(t, self.embedder)]
+        """One result per task, in order (see `embed_each`)."""
         results: list[ShardResult | None] = [None] * len(tasks)
+        for i, result in self._embed_indexed(tasks):
+            results[i] = result
+        done = [r for r in results if r is not None]
+        assert len(done) == len(tasks), "every task gets its result"
+        return done
+
+    def embed_each(self, tasks: list[ShardTask]) -> Iterator[ShardResult]:
+        """One result per task, each as soon as its unit is committed (or failed), in any
+        order. Small units share ONNX batches and write their (separate) outputs in threads
+        (e5ray.shared_batches); the others go one at a time, after them."""
+        for _, result in self._embed_indexed(tasks):
+            yield result
+
+    def _embed_indexed(self, tasks: list[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
+        shared = [i for i, t in enumerate(tasks) if can_share(t, self.embedder)]
         if len(shared) > 1:
-            together = embed_units_together(
+            together = iter_units_together(
                 [tasks[i] for i in shared],
                 self.embedder,
                 self.output,
@@ -179,9 +192,14 @@ class EmbeddingWorker:
                 self.spec.storage_options(),
                 self.spec.chunk_rows,
             )
-            for i, result in zip(shared, together, strict=True):
-                results[i] = result
-        return [r if r is not None else self.embed(t) for t, r in zip(tasks, results, strict=True)]
+            for at, result in together:
+                yield shared[at], result
+        else:
+            shared = []
+        done_together = set(shared)
+        for i, task in enumerate(tasks):
+            if i not in done_together:
+                yield i, self.embed(task)
 
     def attempt(self, task: ShardTask, step: Callable[[], T]) -> T | ShardFailure:
         """`step()` of `task` under the worker's error rules (see the module docstring):

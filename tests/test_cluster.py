@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
 
-from e5ray.config import JobConfig
+from e5ray.config import ComputeConfig, JobConfig
+from e5ray.executors.base import planned_pool_size
 from e5ray.storage import OutputDir
 from e5ray.verify import verify_output
 
@@ -81,6 +82,8 @@ def test_a_big_file_is_split_over_every_node_and_each_id_lands_once(cluster, s3_
         max_actors=NODES,
         s3_endpoint=s3_server.endpoint_url,
     )
+    # the units are planned for the pool the executor starts: one 1-CPU actor per node
+    assert planned_pool_size(ComputeConfig(executor="ray", threads_per_actor=1)) == NODES
     manifest = embed_job(config)
     big_units = [e for e in manifest["shards"] if e["source"]["relpath"] == "big.parquet"]
     assert len(big_units) == 6 and all(e["unit"]["kind"] == "rows" for e in big_units)

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "e5ray"
 
-RAY_ALLOWED = {"e5ray/executors/ray.py"}
+RAY_ALLOWED = {"e5ray/executors/ray.py", "e5ray/executors/ray_start.py"}
 RAY_ALLOWED_DIRS = ("jobs/",)
 
 

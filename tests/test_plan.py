@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from records import entry, manifest, source
 
-from e5ray.plan import plan_refresh
+from e5ray.config import ComputeConfig
+from e5ray.executors.base import planned_pool_size
+from e5ray.plan import plan_refresh, planned_tokens
 from e5ray.shards import ShardTask
+from e5ray.units import RowGroupStats
 
 
 def make_task(src):
@@ -45,3 +49,25 @@ def test_the_task_key_covers_the_output_format_except_parquets_historic_key():
     assert ShardTask(src, "space", output_format="parquet").key == parquet.key
     assert ShardTask(src, "space", output_format="jsonl").key != parquet.key
     assert ShardTask(src, "space", prefix="query").key != parquet.key
+
+
+def test_planned_tokens_count_a_read_footers_text_and_otherwise_the_files_size():
+    big, small = make_task(source("big.parquet", size=1_000)), make_task(source("small.jsonl.gz", size=400))
+    footers = {big.source.uri: [RowGroupStats(10, 8_000), RowGroupStats(10, 4_000)]}
+    assert planned_tokens([big, small]) == 1_000 // 4 + 3 * 400 // 4  # compressed text counts 3x
+    assert planned_tokens([big, small], footers) == 12_000 // 4 + 3 * 400 // 4
+
+
+def test_the_in_process_executor_plans_for_one_worker_and_max_actors_wins_for_ray():
+    assert planned_pool_size(ComputeConfig(executor="local", max_actors=7)) == 1
+    assert planned_pool_size(ComputeConfig(executor="ray", max_actors=7)) == 7
+
+
+def test_without_a_cluster_the_ray_pool_is_planned_for_what_a_local_ray_on_this_machine_fits(monkeypatch):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already connected in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert planned_pool_size(ComputeConfig(executor="ray")) == 2  # two actors of 8 threads
+    assert not ray.is_initialized()  # planning started no Ray to find that out

@@ -10,9 +10,12 @@ from e5ray.manifest import ShardEntry
 from e5ray.plan import plan_refresh, split_tasks
 from e5ray.shards import ShardTask
 from e5ray.units import (
+    MIN_UNIT_TOKENS,
     RowGroupStats,
     UnitRange,
     UnitTarget,
+    balanced_target,
+    balanced_tokens,
     group_small,
     needs_footer,
     source_units,
@@ -107,3 +110,26 @@ def test_an_unchanged_source_carries_all_its_units_and_a_changed_one_is_split_ag
     assert [e.unit for e in plan.carried] == [UnitRange("bytes", 0, 50), UnitRange("bytes", 50, 100)]
     assert [t.source.relpath for t in plan.tasks] == ["changed"]
     assert plan.changes()["counts"] == {"added": 0, "changed": 1, "removed": 0, "unchanged": 1}
+
+
+def test_a_big_file_on_three_actors_is_cut_into_units_of_one_row_group_not_seven_of_three():
+    # The benchmark's file: 20 row groups of ~1.97 MB of text (~492k tokens each).
+    big = [RowGroupStats(10_000, 1_969_733)] * 20
+    total = sum(g.text_bytes for g in big) // 4
+    alone = source_units("big.parquet", 18_000_000, "parquet", balanced_target(UnitTarget(), total, 1), big)
+    pooled = source_units("big.parquet", 18_000_000, "parquet", balanced_target(UnitTarget(), total, 3), big)
+    assert len(alone) == 7  # 6 units of 3 groups + 1 of 2: three actors would end on one of them
+    assert len(pooled) == 20 and all(u.stop - u.start == 1 for u, _ in pooled)
+
+
+def test_the_balanced_target_is_a_power_of_two_that_a_slightly_different_pool_keeps():
+    total = 10_000_000
+    assert balanced_tokens(1_000_000, total, 3) == 262_144  # 10M / 24 = 416k, rounded down
+    assert balanced_tokens(1_000_000, total, 4) == 262_144  # a node fewer or more: the same units
+    assert balanced_tokens(1_000_000, total, 64) == MIN_UNIT_TOKENS  # never split finer than the floor
+
+
+def test_one_actor_or_a_smaller_given_target_leaves_the_target_as_it_is():
+    assert balanced_tokens(1_000_000, 10**9, 1) == 1_000_000
+    assert balanced_tokens(100_000, 10_000_000, 3) == 100_000
+    assert balanced_target(UnitTarget(rows=500, tokens=100_000), 10_000_000, 3) == UnitTarget(500, 100_000)

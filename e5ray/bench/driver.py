@@ -11,8 +11,10 @@ a real S3 endpoint (the job `jobs/bench_driver.py` starts SeaweedFS on loopback)
   one call; s3fs' own retries are one call each;
 - the phases, each the driver's work before an executor gets units (`plan_run` and the
   row-reuse decision): (a) planning a fresh run; the job killed after `kill_after` units
-  (an exception out of the executor: markers written, no commit, no clean-up code runs);
-  (b) resume planning; the job finished (the resume); (c) refresh planning with nothing
+  (an exception out of the executor: markers written, no commit; the driver's final
+  checkpoint is not written, as a killed driver writes none: `e5ray.checkpoints`);
+  (b) resume planning (with the seconds of its steps, `e5ray.bench.steps`); the job
+  finished (the resume); (c) refresh planning with nothing
   changed; (d) `verify --quick` and full verify.
 
 The job runs on the local executor, in this process, so its workers' requests are counted
@@ -37,6 +39,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from e5ray import checkpoints
+from e5ray.bench.steps import timed_steps
 from e5ray.config import JobConfig
 from e5ray.job import PlannedRun, plan_run, run_job
 from e5ray.manifest import Manifest
@@ -273,22 +277,51 @@ def manifest_figures(output: OutputDir, scale_to: int) -> dict[str, Any]:
     return out
 
 
-def run_phases(options: dict[str, Any], kill_after: int, threads: int = 8, scale_to: int = 0) -> dict[str, Any]:
+@contextmanager
+def no_final_checkpoint() -> Iterator[None]:
+    """A killed driver writes no final checkpoint: its last units are found by their markers."""
+    close = checkpoints.CheckpointWriter.close
+
+    def close_unflushed(
+        self: checkpoints.CheckpointWriter, flush: bool = True, wait_s: float | None = checkpoints.CLOSE_WAIT_S
+    ) -> None:
+        close(self, flush=False, wait_s=wait_s)
+
+    checkpoints.CheckpointWriter.close = close_unflushed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        checkpoints.CheckpointWriter.close = close  # type: ignore[method-assign]
+
+
+def run_phases(
+    options: dict[str, Any],
+    kill_after: int,
+    threads: int = 8,
+    scale_to: int = 0,
+    stop_after_resume_plan: bool = False,
+) -> dict[str, Any]:
     """Every phase on a corpus and an empty output (`options`: `JobConfig.from_options`'s, the
-    executor is the local one); returns each phase's figures and the manifest's."""
+    executor is the local one); returns each phase's figures and the manifest's.
+    `stop_after_resume_plan`: phases a, job-killed and b only (no manifest figures)."""
     local = JobConfig.from_options(**options, executor="local")
     output = OutputDir(local.output.uri, local.storage_options())
     results: dict[str, Any] = {}
     with RequestCounter(output.root) as counter:
         with counter.phase("a-fresh-plan") as extra:
             extra |= _plan_figures(driver_plan(local))
-        with counter.phase("job-killed") as extra:
+        with counter.phase("job-killed") as extra, no_final_checkpoint():
             try:
                 run_job(local, executor=threaded_executor(threads, kill_after))
             except DriverKilled:
                 extra["killed_after_units"] = kill_after
-        with counter.phase("b-resume-plan") as extra:
-            extra |= _plan_figures(driver_plan(local))
+        with counter.phase("b-resume-plan") as extra, timed_steps() as steps:
+            planned = driver_plan(local)
+            extra |= _plan_figures(planned) | {"checkpoints_read": len(planned.checkpoints)}
+            extra["step_seconds"] = steps  # filled as the steps run: read when the phase ends
+        if stop_after_resume_plan:
+            results["phases"] = counter.phases
+            return results
         with counter.phase("job-resumed") as extra:
             extra["run_seconds"] = run_job(local, executor=threaded_executor(threads)).run.seconds
         with counter.phase("c-refresh-plan") as extra:

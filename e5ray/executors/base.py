@@ -26,6 +26,12 @@ EXECUTORS: dict[str, str] = {
     "local": "e5ray.executors.local:run_local",
 }
 
+# Executors whose pool has more than one worker: how many, asked while the driver plans
+# (work units are sized for it, `e5ray.units.balanced_target`). Others have one worker.
+POOL_SIZES: dict[str, str] = {
+    "ray": "e5ray.executors.ray:planned_pool_size",
+}
+
 
 class Executor(Protocol):
     """Embed `tasks` with workers built from `spec`, placed as `compute` says."""
@@ -44,3 +50,13 @@ def get_executor(name: str) -> Executor:
     module, attr = target.split(":")
     executor: Executor = getattr(importlib.import_module(module), attr)
     return executor
+
+
+def planned_pool_size(compute: ComputeConfig) -> int:
+    """How many workers `compute.executor` will run at once (1 for the in-process executor)."""
+    target = POOL_SIZES.get(compute.executor)
+    if target is None:
+        return 1
+    module, attr = target.split(":")
+    size: int = getattr(importlib.import_module(module), attr)(compute)
+    return size

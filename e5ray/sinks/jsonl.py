@@ -8,6 +8,7 @@ the very same float32 vector.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -16,7 +17,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from e5ray.sinks.base import SinkFile
+from e5ray.sinks.base import HashingFile, SinkFile
 from e5ray.tempfiles import owner_tag
 
 
@@ -26,6 +27,7 @@ class JsonlSink:
 
     def __init__(self) -> None:
         self._path: str | None = None
+        self._file: HashingFile | None = None
         self._fh: IO[str] | None = None
         self._rows = 0
 
@@ -34,8 +36,9 @@ class JsonlSink:
     ) -> None:
         # No place for metadata in JSON lines: the manifest records the space.
         fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
-        os.chmod(self._path, 0o644)
-        self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        os.fchmod(fd, 0o644)
+        self._file = HashingFile(fd)  # hashed on the way to disk, synced on close
+        self._fh = io.TextIOWrapper(io.BufferedWriter(self._file), encoding="utf-8")
 
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         assert self._fh is not None, "open() first"
@@ -55,14 +58,19 @@ class JsonlSink:
         return self._path
 
     def close(self) -> list[SinkFile]:
-        assert self._fh is not None and self._path is not None, "open() first"
-        self._fh.close()
+        assert self._fh is not None and self._path is not None and self._file is not None, "open() first"
+        self._fh.close()  # closes (and syncs) the file below it
         self._fh = None
-        return [SinkFile(self._path, self.suffix, self._rows)]
+        return [SinkFile(self._path, self.suffix, self._rows, self._file.hexdigest())]
 
     def abort(self) -> None:
+        if self._file is not None:
+            self._file.discard()  # first: closing the text layer would sync a file about to go
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except ValueError:  # its buffer's file is already closed
+                pass
             self._fh = None
         if self._path is not None and os.path.exists(self._path):
             os.unlink(self._path)

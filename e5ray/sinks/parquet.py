@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray.sinks.base import SinkFile
+from e5ray.sinks.base import HashingFile, SinkFile
 from e5ray.tempfiles import owner_tag
 
 
@@ -53,6 +53,7 @@ class ParquetSink:
 
     def __init__(self) -> None:
         self._path: str | None = None
+        self._file: HashingFile | None = None
         self._writer: pq.ParquetWriter | None = None
         self._rows = 0
         self._id_type: pa.DataType = pa.int64()
@@ -64,15 +65,15 @@ class ParquetSink:
     ) -> None:
         # The writer's host and pid in the name: an interrupted run and `gc` remove it once it is dead.
         fd, self._path = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}.", suffix=f"{self.suffix}.tmp", dir=directory)
-        os.close(fd)
-        os.chmod(self._path, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; shards are meant to be read by others
+        self._file = HashingFile(fd)  # written through the open descriptor: hashed on the way, no reopening
         self._id_type, self._dim, self._metadata = id_type, dim, dict(metadata or {})
 
     def _start(self, extra: dict[str, pa.DataType] | None) -> pq.ParquetWriter:
         # The writer starts at the first write, when the extra columns' types are known.
-        assert self._path is not None, "open() first"
+        assert self._file is not None, "open() first"
         schema = embedding_schema(self._id_type, self._dim, extra).with_metadata(self._metadata)
-        return pq.ParquetWriter(self._path, schema, compression={"id": "zstd", "embedding": "none"})
+        return pq.ParquetWriter(self._file, schema, compression={"id": "zstd", "embedding": "none"})
 
     def write(self, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None = None) -> None:
         columns = {name: _column(values) for name, values in (extra or {}).items()}
@@ -96,13 +97,16 @@ class ParquetSink:
             self._writer = self._start(None)
         self._writer.close()
         self._writer = None
-        assert self._path is not None
-        return [SinkFile(self._path, self.suffix, self._rows)]
+        assert self._path is not None and self._file is not None
+        self._file.close()  # synced: the marker that will name it must not outlive it
+        return [SinkFile(self._path, self.suffix, self._rows, self._file.hexdigest())]
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._file is not None:
+            self._file.discard()
         if self._path is not None and os.path.exists(self._path):
             os.unlink(self._path)
 

@@ -1,0 +1,182 @@
+"""Where the Ray executor's pool runs: joining the cluster in RAY_ADDRESS, or starting a local Ray.
+
+The cluster in RAY_ADDRESS (set inside a Ray job too) is joined with a deadline and a
+one-line error that names the address and the auth setting, never Ray's endless retries.
+Without it, a fresh local Ray with a temp dir of its own is started, which never follows
+Ray's address file to another (possibly dead) cluster on the machine. Ray Data's own
+progress output is off unless --verbose (e5ray reports progress itself).
+
+Part of the Ray executor (`e5ray.executors.ray`): with it, the only modules that import ray.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import ray
+
+from e5ray.errors import UsageError
+
+RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class RayJoinError(UsageError, RuntimeError):
+    """The cluster named by RAY_ADDRESS cannot be reached or refused this client."""
+
+
+def auth_setting(env: dict[str, str] | None = None, home: Path | None = None) -> str:
+    """How this process would authenticate to Ray, in words (never the token itself)."""
+    env = dict(os.environ) if env is None else env
+    mode = env.get("RAY_AUTH_MODE")
+    if env.get("RAY_AUTH_TOKEN"):
+        token = "token from RAY_AUTH_TOKEN"
+    elif env.get("RAY_AUTH_TOKEN_PATH"):
+        token = f"token file {env['RAY_AUTH_TOKEN_PATH']} (RAY_AUTH_TOKEN_PATH)"
+    elif ((home or Path.home()) / ".ray" / "auth_token").is_file():
+        token = "token file ~/.ray/auth_token"
+    else:
+        token = "no token"
+    return f"RAY_AUTH_MODE={mode or 'unset'}, {token}"
+
+
+def _enable_token_mode_if_token_present() -> None:
+    """Ray 2.60 only sends a token when RAY_AUTH_MODE=token, even when RAY_AUTH_TOKEN or
+    ~/.ray/auth_token holds one: a user who set the token meant to use it."""
+    if os.environ.get("RAY_AUTH_MODE") or "no token" in auth_setting():
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:  # Ray reads its settings once, at import; re-read them as Ray itself does when it enables tokens
+        importlib.import_module("ray._raylet").Config.initialize("")
+    except (ImportError, AttributeError):  # another Ray version: the variable alone may do
+        pass
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address.strip())
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _give_up(address: str, timeout: float) -> None:
+    # ray.init retries inside native code and cannot be interrupted; a run that cannot
+    # join must not hang, so it ends here with the one line a user needs.
+    print(
+        f"e5ray: error: no answer from the Ray cluster at {address} (RAY_ADDRESS) within {timeout:.0f} s "
+        f"({auth_setting()}); check the address and the token, or unset RAY_ADDRESS to run on a local Ray",
+        file=sys.stderr,
+        flush=True,
+    )
+    time.sleep(0.5)  # let a stderr filter forward the line before the process goes
+    os._exit(2)
+
+
+def join_cluster(address: str, timeout: float | None = None) -> None:
+    """Connect to the cluster at `address`; one-line RayJoinError (or exit 2 after
+    `timeout` s of silence) instead of Ray's endless retries."""
+    timeout = timeout or float(os.environ.get("E5RAY_RAY_CONNECT_TIMEOUT") or RAY_JOIN_TIMEOUT_S)
+    _enable_token_mode_if_token_present()
+    where = _host_port(address)
+    if where and not _reachable(*where, timeout=min(10.0, timeout)):
+        raise RayJoinError(
+            f"cannot reach the Ray cluster at {address} (RAY_ADDRESS; {auth_setting()}): nothing listens there; "
+            "check the address, or unset RAY_ADDRESS to run on a local Ray"
+        )
+    watchdog = threading.Timer(timeout, _give_up, args=(address, timeout))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    except Exception as exc:  # Ray raises ConnectionError, AuthenticationError, RuntimeError ...
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RayJoinError(
+            f"cannot join the Ray cluster at {address} (RAY_ADDRESS; {auth_setting()}): {type(exc).__name__}: "
+            f"{reason}; a cluster with token authentication needs RAY_AUTH_MODE=token and its token "
+            "(RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        ) from None
+    finally:
+        watchdog.cancel()
+
+
+def _remove_local_ray(temp_dir: str) -> None:
+    if ray.is_initialized():
+        ray.shutdown()  # its processes write below temp_dir until they are gone
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def start_local_ray(num_cpus: int | None = None) -> str:
+    """Start a fresh single-node Ray of our own; returns its temp dir.
+
+    `address="local"` never follows Ray's address file (`ray_current_cluster`), so a
+    dead or foreign cluster that the machine last knew cannot capture or hang the run,
+    and a temp dir of our own keeps this Ray's sockets, logs and address file apart from
+    every other Ray here. The directory goes when the process exits.
+    """
+    # Short, under /tmp: Ray's unix socket paths below it are limited to ~107 bytes.
+    base = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
+    temp_dir = tempfile.mkdtemp(prefix="e5ray-", dir=base)
+    atexit.register(_remove_local_ray, temp_dir)
+    auth_log = logging.getLogger(_AUTH_LOGGER)
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)  # "token authentication is enabled", on every run: Ray's default, not news
+    try:
+        # No dashboard: a second to start, memory held, nothing to serve for one run.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=logging.WARNING,
+            _temp_dir=temp_dir,
+        )
+    finally:
+        auth_log.setLevel(level)
+    return temp_dir
+
+
+def quiet_ray_data(verbose: bool = False) -> None:
+    """Ray Data's own progress blocks and plan lines only with --verbose: e5ray reports progress itself."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = verbose
+    context.enable_operator_progress_bars = verbose
+    if hasattr(context, "print_on_execution_start"):
+        context.print_on_execution_start = verbose
+    logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.WARNING)
+    # Turning the bars off makes Ray Data warn that they are off, once per process.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+_local_ray: list[str] = []  # the temp dir of the local Ray this process started, if any
+
+
+def ensure_ray(verbose: bool | None = None) -> None:
+    """Join the cluster named by RAY_ADDRESS (set inside a Ray job too); else start a
+    fresh local Ray that ignores any other cluster on the machine. `verbose` (default:
+    $E5RAY_VERBOSE=1, set by --verbose) shows Ray Data's own progress."""
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            join_cluster(address)
+        else:
+            _local_ray.append(start_local_ray())
+    quiet_ray_data(os.environ.get("E5RAY_VERBOSE") == "1" if verbose is None else verbose)
