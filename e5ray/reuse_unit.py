@@ -43,6 +43,7 @@ from e5ray.rows import id_type_name
 from e5ray.shards import ShardTask, _prefetch, file_metadata
 from e5ray.sinks.base import ShardSink
 from e5ray.storage import OutputDir
+from e5ray.stream_upload import StreamingUpload, follow_sink
 from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
 from e5ray.unit_rows import ChunkValidator, kept_columns, validated_chunks
 
@@ -140,6 +141,7 @@ def embed_shard_reusing_rows(
         chunks = _prefetch(prepared())
         validator: ChunkValidator | None = None
         opened = False
+        streaming: StreamingUpload | None = None  # object stores: the output goes up while it is written
         collected = IdCollector()
         try:
             for chunk, good, chunk_slots, todo_slots, tokens, validator in chunks:
@@ -153,6 +155,7 @@ def embed_shard_reusing_rows(
                 if not opened:
                     sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                     opened = True
+                    streaming = follow_sink(sink.local_path, output, SHARDS_DIR)
                 hashes = [distinct[int(s)] for s in chunk_slots]
                 extra = {**(hash_columns(sink, hashes=hashes) or {}), **(kept_columns(chunk, good) or {})}
                 sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
@@ -186,7 +189,10 @@ def embed_shard_reusing_rows(
                 hash_scheme=hash_scheme_of(sink),
                 collected=collected,
                 id_type=id_type,
+                streamed=streaming,
             )
         finally:
             chunks.close()  # stops the read-ahead thread if we leave early
+            if streaming is not None:
+                streaming.abort()  # an unfinished upload is discarded (nothing, after a commit)
             sink.abort()  # removes what is left locally (nothing, after a commit)

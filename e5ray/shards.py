@@ -57,6 +57,7 @@ from e5ray.rows import id_type_name
 from e5ray.sinks.base import ShardSink
 from e5ray.space import Prefix
 from e5ray.storage import OutputDir
+from e5ray.stream_upload import StreamingUpload, follow_sink
 from e5ray.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
 from e5ray.unit_rows import ChunkValidator, kept_columns, validated_chunks
 from e5ray.units import UnitRange
@@ -235,6 +236,7 @@ def embed_shard(
     rejects: list[dict[str, Any]] = []
     validator: ChunkValidator | None = None
     opened = False
+    streaming: StreamingUpload | None = None  # object stores: the output goes up while it is written
     collected = IdCollector()  # e5ray.dupes: the ids this shard embedded, for the cross-shard check
     metadata = file_metadata(task, embedder)
     mode = getattr(embedder, "long_text", "truncate")
@@ -255,6 +257,7 @@ def embed_shard(
             if not opened:
                 sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
                 opened = True
+                streaming = follow_sink(sink.local_path, output, SHARDS_DIR)
             ids = [chunk.ids[p] for p in good]
             # content hashes name one document's token ids: truncate mode only (e5ray.content_hash)
             hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
@@ -291,7 +294,10 @@ def embed_shard(
             hash_scheme=scheme,
             collected=collected,
             id_type=id_type,
+            streamed=streaming,
         )
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
+        if streaming is not None:
+            streaming.abort()  # an unfinished upload is discarded (nothing, after a commit)
         sink.abort()  # removes what is left locally (nothing, after a commit)

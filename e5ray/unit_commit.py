@@ -27,6 +27,7 @@ from e5ray.storage import OutputDir, info_stamp, sha256_of
 
 if TYPE_CHECKING:
     from e5ray.shards import ShardTask
+    from e5ray.stream_upload import StreamingUpload
 
 
 @dataclass
@@ -68,12 +69,21 @@ def commit_unit(
     hash_scheme: str | None = None,
     collected: IdCollector | None = None,  # e5ray.dupes: the ids embedded, for the cross-shard check
     id_type: str | None = None,  # e5ray.rows
+    streamed: StreamingUpload | None = None,  # a data file already going up (e5ray.stream_upload)
 ) -> ShardEntry:
     refs = []
     for file in files:
-        sha = file.sha256 or sha256_of(fsspec.filesystem("file"), file.local_path)
+        sent = streamed.finish() if streamed is not None and streamed.local_path == file.local_path else None
+        sha = sent[0] if sent is not None else file.sha256 or sha256_of(fsspec.filesystem("file"), file.local_path)
+        if sent is not None and file.sha256 is not None and file.sha256 != sha:
+            raise OSError(f"{file.local_path}: the bytes uploaded hash to {sha}, the bytes written to {file.sha256}")
         name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
-        size, stamp = _move(output, file.local_path, name)
+        if sent is not None and streamed is not None:  # its parts went up while it was written
+            streamed.place(name)
+            os.unlink(file.local_path)
+            size, stamp = sent[1], output.stamp(name)
+        else:
+            size, stamp = _move(output, file.local_path, name)
         refs.append(FileRef(name, size, sha, file.rows, stamp))
     rejects_ref = None
     if rejects:

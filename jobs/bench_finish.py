@@ -1,24 +1,25 @@
-"""What finishing a big unit costs: hashing and uploading its output, against embedding it.
+"""What finishing a big unit costs an actor: plain (hash, then upload) against streamed.
 
     python jobs/bench_finish.py --rows 2000 20000 --dim 1024 --repeat 3
 
-A worker writes a unit's vectors to a local file as it embeds them (`e5ray.sinks.parquet`),
-then hashes the file for its content-addressed name and uploads it in one go
-(`e5ray.unit_commit`): those two steps are the time an actor spends on a unit after its last
-batch. This script times them with the worker's own code (the Parquet sink, `sha256_of`,
-`OutputDir.upload` and the stamp read), and the server-side copy that a streamed upload to a
-temporary key would still need at the end, against an S3 store: SeaweedFS on loopback started here
-(the suite's launcher, `tests/s3server.py`), or `--endpoint` (credentials from the environment).
-
-It then states the share of an actor's time that finishing takes, with the embedding time
-modelled as rows x `--tokens-per-doc` / `--actor-tokens-per-s` (defaults: 63.6 tokens per
-document and 174,300 tokens/s, a third of the 523,000 tokens/s one H200 gave e5-large in
-BENCHMARKS.md, the GPU default being three actors per GPU). Prints one JSON document.
+A worker writes a unit's vectors to a local file chunk by chunk as it embeds them
+(`e5ray.sinks.parquet`). Plain: after the last chunk it hashes the file for its
+content-addressed name and uploads it in one go. Streamed (`e5ray.stream_upload`, object
+stores): a thread sends full parts while the file grows; after the last chunk only the last
+part, the completion and a server-side copy to the final name are left. This script writes
+units with the worker's own code at a modelled embedding pace (a sleep per chunk of rows x
+`--tokens-per-doc` / `--actor-tokens-per-s`; defaults 63.6 tokens per document and 174,300
+tokens/s, a third of the 523,000 tokens/s one H200 gave e5-large in BENCHMARKS.md, the GPU
+default being three actors per GPU), finishes each both ways, alternating, and prints the
+seconds from the last chunk to the stored, stamped object, and that time's share of the
+actor's time per unit. Store: SeaweedFS on loopback started here (the suite's launcher,
+`tests/s3server.py`), or `--endpoint` (credentials from the environment). Prints one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -37,8 +38,10 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from e5ray import stream_upload  # noqa: E402
 from e5ray.sinks.parquet import ParquetSink  # noqa: E402
 from e5ray.storage import OutputDir, sha256_of  # noqa: E402
+from e5ray.stream_upload import follow_sink  # noqa: E402
 
 CHUNK_ROWS = 2048  # the sink receives vectors chunk by chunk, as from the embedder
 
@@ -52,67 +55,85 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--actor-tokens-per-s", type=float, default=174_300.0)
     parser.add_argument("--endpoint", help="an S3 endpoint to use instead of starting SeaweedFS")
     parser.add_argument("--bucket", help="an existing bucket on --endpoint")
+    parser.add_argument("--part-bytes", type=int, default=stream_upload.PART_BYTES, help="streamed part size")
     parser.add_argument("--json-out", help="also write the JSON here")
     return parser.parse_args(argv)
 
 
-def time_unit(output: OutputDir, scratch: Path, rows: int, dim: int, name: str) -> dict[str, float]:
-    """Write one unit's output as a worker does, then hash and upload it; seconds of each step."""
+def time_unit(
+    output: OutputDir, scratch: Path, rows: int, args: argparse.Namespace, name: str, streamed: bool
+) -> dict[str, float]:
+    """Write one unit's output as a worker does, chunk by chunk at the modelled embedding pace
+    (a sleep per chunk: the accelerator's time, when the actor's CPU is free), then finish it:
+    plain (hash, one upload, stamp) or streamed (`e5ray.stream_upload`: parts sent while it is
+    written; at the end the last part, the server-side copy and the stamp). Seconds of each."""
     rng = np.random.default_rng(rows)
     sink = ParquetSink()
-    sink.open(str(scratch), name, pa.int64(), dim)
+    sink.open(str(scratch), name, pa.int64(), args.dim)
+    follow = follow_sink(sink.local_path, output, "shards") if streamed else None
+    pace = CHUNK_ROWS * args.tokens_per_doc / args.actor_tokens_per_s
     t0 = time.perf_counter()
     for start in range(0, rows, CHUNK_ROWS):
         n = min(CHUNK_ROWS, rows - start)
-        sink.write(list(range(start, start + n)), rng.standard_normal((n, dim), dtype=np.float32))
+        vectors = rng.standard_normal((n, args.dim), dtype=np.float32)
+        time.sleep(pace * n / CHUNK_ROWS)
+        sink.write(list(range(start, start + n)), vectors)
     (file,) = sink.close()
     t1 = time.perf_counter()
     size = os.path.getsize(file.local_path)
-    sha = sha256_of(fsspec.filesystem("file"), file.local_path)
-    t2 = time.perf_counter()
-    target = f"shards/{name}-{sha[:12]}.parquet"
-    output.upload(file.local_path, target)
-    t3 = time.perf_counter()
+    sent = follow.finish() if follow is not None else None
+    if sent is not None and follow is not None:
+        sha = sent[0]
+        target = f"shards/{name}-{sha[:12]}.parquet"
+        follow.place(target)
+        os.unlink(file.local_path)
+    else:
+        sha = sha256_of(fsspec.filesystem("file"), file.local_path)
+        target = f"shards/{name}-{sha[:12]}.parquet"
+        output.upload(file.local_path, target)
     output.stamp(target)
-    t4 = time.perf_counter()
-    # What a streamed upload would still pay at the end: its parts go to a temporary key while
-    # the unit is embedded (the content's name is known only at the end), then a server-side copy.
-    output.fs.copy(output.path(target), output.path(target + ".copy"))
-    t5 = time.perf_counter()
-    times = {"write_s": t1 - t0, "sha256_s": t2 - t1, "upload_s": t3 - t2, "stamp_s": t4 - t3, "copy_s": t5 - t4}
-    return {"bytes": size, **times}
+    t2 = time.perf_counter()
+    if sha != hashlib.sha256(output.fs.cat_file(output.path(target))).hexdigest():
+        raise AssertionError(f"{target}: the stored object does not hash to its name")
+    before = follow.sent_before_finish if follow is not None else 0
+    return {"bytes": size, "write_s": t1 - t0, "finish_s": t2 - t1, "sent_before_finish": before}
 
 
 def measure(output: OutputDir, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Per size, plain and streamed alternating (so load changes hit both alike); medians."""
     results = []
     scratch = Path(tempfile.mkdtemp(prefix="e5fin-"))
     try:
         for rows in args.rows:
-            runs = [time_unit(output, scratch, rows, args.dim, f"u{rows}-{i}") for i in range(args.repeat)]
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            finish = med["sha256_s"] + med["upload_s"] + med["stamp_s"]
+            runs: dict[str, list[dict[str, float]]] = {"plain": [], "streamed": []}
+            for i in range(args.repeat):
+                for mode in runs:
+                    runs[mode].append(time_unit(output, scratch, rows, args, f"u{rows}-{mode}-{i}", mode == "streamed"))
             embed = rows * args.tokens_per_doc / args.actor_tokens_per_s
-            results.append(
-                {
-                    "rows": rows,
-                    "bytes": int(med["bytes"]),
-                    "median_write_s": round(med["write_s"], 3),
-                    "median_sha256_s": round(med["sha256_s"], 3),
-                    "median_upload_s": round(med["upload_s"], 3),
-                    "median_stamp_s": round(med["stamp_s"], 3),
-                    "median_server_copy_s": round(med["copy_s"], 3),
-                    "upload_MB_per_s": round(med["bytes"] / med["upload_s"] / 1e6, 1),
-                    "modelled_embed_s": round(embed, 2),
-                    "finish_share_of_actor_time": round(finish / (finish + embed), 3),
-                    "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs],
-                }
+            row: dict[str, Any] = {
+                "rows": rows,
+                "bytes": int(runs["plain"][0]["bytes"]),
+                "modelled_embed_s": round(embed, 2),
+            }
+            for mode, found in runs.items():
+                finish = statistics.median(r["finish_s"] for r in found)
+                row[f"{mode}_median_finish_s"] = round(finish, 3)
+                row[f"{mode}_finish_share_of_actor_time"] = round(finish / (finish + embed), 3)
+            row["streamed_sent_before_finish"] = [int(r["sent_before_finish"]) for r in runs["streamed"]]
+            row["finish_ratio_plain_over_streamed"] = round(
+                row["plain_median_finish_s"] / row["streamed_median_finish_s"], 2
             )
+            row["runs"] = {
+                mode: [{k: round(v, 3) for k, v in r.items()} for r in found] for mode, found in runs.items()
+            }
+            results.append(row)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    stream_upload.PART_BYTES = args.part_bytes  # read by every StreamingUpload made after this
     server = None
     work = Path(tempfile.mkdtemp(prefix="e5fin-store-"))
     try:
@@ -132,6 +153,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "command": " ".join(["python", "jobs/bench_finish.py", *sys.argv[1:]]),
             "store": args.endpoint or "SeaweedFS on loopback",
             "dim": args.dim,
+            "part_bytes": args.part_bytes,
             "tokens_per_doc": args.tokens_per_doc,
             "actor_tokens_per_s": args.actor_tokens_per_s,
             "units": measure(output, args),

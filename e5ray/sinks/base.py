@@ -105,6 +105,11 @@ class ShardSink(Protocol):
         """Append rows: `ids[i]` has vector `vectors[i]`; `extra` holds further columns by name
         (lists, or Arrow arrays whose types are kept)."""
 
+    @property
+    def local_path(self) -> str | None:
+        """The local file being written, between open and close (appended to, never rewritten:
+        `e5ray.stream_upload` sends its bytes while it grows); None before open."""
+
     def close(self) -> list[SinkFile]:
         """Finish the files; each is complete and will not be touched again."""
 

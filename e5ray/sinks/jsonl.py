@@ -53,6 +53,10 @@ class JsonlSink:
             self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._rows += len(ids)
 
+    @property
+    def local_path(self) -> str | None:
+        return self._path
+
     def close(self) -> list[SinkFile]:
         assert self._fh is not None and self._path is not None and self._file is not None, "open() first"
         self._fh.close()  # closes (and syncs) the file below it

@@ -88,6 +88,10 @@ class ParquetSink:
         self._writer.write_table(pa.Table.from_arrays([*arrays, *columns.values()], schema=schema))
         self._rows += len(ids)
 
+    @property
+    def local_path(self) -> str | None:
+        return self._path
+
     def close(self) -> list[SinkFile]:
         if self._writer is None:  # a shard with no rows still gets its (empty) output file
             self._writer = self._start(None)
