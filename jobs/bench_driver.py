@@ -123,11 +123,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    emit(result, args.json_out)
+    return result
+
+
+def emit(result: dict[str, Any], json_out: str | None) -> None:
+    """Print `result` as one JSON document, and write it to `json_out` too when given."""
     text = json.dumps(result, indent=1)
     print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-    return result
+    if json_out:
+        Path(json_out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

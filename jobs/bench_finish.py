@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -42,6 +41,9 @@ from e5ray import stream_upload  # noqa: E402
 from e5ray.sinks.parquet import ParquetSink  # noqa: E402
 from e5ray.storage import OutputDir, sha256_of  # noqa: E402
 from e5ray.stream_upload import follow_sink  # noqa: E402
+
+sys.path.insert(0, str(REPO / "jobs"))
+from bench_driver import emit, start_seaweed  # noqa: E402
 
 CHUNK_ROWS = 2048  # the sink receives vectors chunk by chunk, as from the embedder
 
@@ -141,12 +143,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["AWS_ENDPOINT_URL"] = args.endpoint
             bucket = args.bucket or f"fin-{uuid.uuid4().hex[:8]}"
         else:
-            sys.path.insert(0, str(REPO / "tests"))
-            from s3server import SeaweedS3  # the suite's launcher: one copy of the port and process handling
-
-            server = SeaweedS3(work / "seaweedfs")
-            server.start()
-            os.environ.update(server.env())
+            server = start_seaweed(work)
             bucket = server.make_bucket(f"fin-{uuid.uuid4().hex[:8]}")
         output = OutputDir(f"s3://{bucket}/out-{uuid.uuid4().hex[:6]}")
         result = {
@@ -162,10 +159,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    emit(result, args.json_out)
     return result
 
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from bench_utils import REPO, run_script
 
 try:
     from .s3server import SeaweedS3Error, find_weed
 except ImportError:
     from s3server import SeaweedS3Error, find_weed
 
-REPO = Path(__file__).resolve().parents[1]
 UNITS = 50  # 30 one-row files + 2 files of 10 row groups
 KILL_AFTER = 20
 CHECKPOINT_EVERY = 10  # units per driver checkpoint (e5ray.checkpoints)
@@ -41,18 +38,13 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args = ["--small-files", "30", "--split-files", "2", "--row-groups", "10", "--kill-after", str(KILL_AFTER)]
     args += ["--threads", "2", "--scale-manifest-to", "200", "--checkpoint-every", str(CHECKPOINT_EVERY)]
     args += ["--json-out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        env.pop(name, None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "bench_driver.py"), *args],
+    run_script(
+        "bench_driver.py",
+        args,
         cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=400,
+        drop_env=("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict = json.loads(out.read_text())
     return result
 

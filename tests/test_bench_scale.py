@@ -3,46 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench_utils import REPO, run_script
 
 
 def test_the_small_files_benchmark_embeds_every_row_and_reports_its_speed(tmp_path, bert_model_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)  # its own local Ray, never another cluster
     args = ["small-files", "--model-path", str(bert_model_dir), "--files", "6", "--rows", "2"]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "bench_scale.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_script("bench_scale.py", args, cwd=tmp_path)  # its own local Ray, never another cluster
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["files"], result["rows"]) == (6, 12)
     assert result["tokens"] > 12 and result["tokens_per_s"] > 0
 
 
 def test_the_small_files_benchmark_compares_trees_and_executors_side_by_side_without_ray(tmp_path, bert_model_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
     args = ["small-files", "--model-path", str(bert_model_dir), "--files", "4", "--rows", "2"]
     args += ["--before", str(REPO), "--before-executor", "local", "--executor", "local"]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "jobs" / "bench_scale.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_script("bench_scale.py", args, cwd=tmp_path)
     lines = [json.loads(x) for x in done.stdout.strip().splitlines()]
     runs, summary = lines[:-1], lines[-1]
     assert [(r["tree"], r["executor"], r["rows"]) for r in runs] == [
