@@ -16,9 +16,7 @@ from typing import Any
 from e5ray.corpus import SourceShard
 from e5ray.manifest import Manifest, ShardEntry
 from e5ray.shards import ShardTask
-from e5ray.units import BYTES_PER_TOKEN, RowGroupStats, UnitTarget, estimated_tokens, source_units
-
-COMPRESSED = (".gz", ".bz2", ".zst", ".xz")
+from e5ray.units import BYTES_PER_TOKEN, RowGroupStats, UnitTarget, estimated_tokens, is_compressed, source_units
 
 
 @dataclass
@@ -89,5 +87,5 @@ def planned_tokens(tasks: list[ShardTask], footers: dict[str, list[RowGroupStats
         if groups:
             total += sum(g.text_bytes for g in groups) // BYTES_PER_TOKEN
         else:
-            total += estimated_tokens(src.size, None, compressed=src.uri.lower().endswith(COMPRESSED))
+            total += estimated_tokens(src.size, None, compressed=is_compressed(src.uri))
     return total

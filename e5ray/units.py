@@ -150,11 +150,18 @@ def split_bytes(size: int, target: UnitTarget) -> list[UnitRange]:
     return [UnitRange("bytes", lo, min(lo + step, size)) for lo in range(0, size, step)]
 
 
+# Compressed streams: entered only at their start, and ~3x their size in text.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
+
+
+def is_compressed(uri: str) -> bool:
+    return uri.lower().endswith(COMPRESSED_SUFFIXES)
+
+
 def is_splittable_jsonl(uri: str) -> bool:
     """Uncompressed JSONL can be entered at any byte; a compressed stream only at its start.
     A `.json` file may hold one JSON array (e5ray.corpus reads it whole), so it is never split."""
-    lower = uri.lower()
-    return not lower.endswith((".gz", ".bz2", ".zst", ".xz", ".json"))
+    return not is_compressed(uri) and not uri.lower().endswith(".json")
 
 
 def warn_if_whole_too_big(uri: str, size: int, target: UnitTarget) -> None:

@@ -182,7 +182,9 @@ class EmbeddingWorker:
 
     def _embed_indexed(self, tasks: list[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
         shared = [i for i, t in enumerate(tasks) if can_share(t, self.embedder)]
-        if len(shared) > 1:
+        if len(shared) < 2:
+            shared = []  # one small unit alone gains nothing from shared batches
+        if shared:
             together = iter_units_together(
                 [tasks[i] for i in shared],
                 self.embedder,
@@ -194,8 +196,6 @@ class EmbeddingWorker:
             )
             for at, result in together:
                 yield shared[at], result
-        else:
-            shared = []
         done_together = set(shared)
         for i, task in enumerate(tasks):
             if i not in done_together:

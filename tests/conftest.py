@@ -18,9 +18,9 @@ import uuid
 import pytest
 
 try:  # tests/ as a package (tests/__init__.py present)
-    from .s3server import SeaweedS3, find_weed
+    from .s3server import SeaweedS3, require_weed
 except ImportError:  # rootdir-relative "prepend" import mode, no __init__.py
-    from s3server import SeaweedS3, find_weed
+    from s3server import SeaweedS3, require_weed
 
 
 # ---------------------------------------------------------------------------
@@ -37,12 +37,7 @@ def s3_server(tmp_path_factory):
     Skips (does not fail) the requesting tests when the ``weed`` binary is not
     installed; set E5RAY_REQUIRE_S3=1 (e.g. in CI) to turn that into an error.
     """
-    try:
-        find_weed()
-    except RuntimeError as e:
-        if os.environ.get("E5RAY_REQUIRE_S3") == "1" or os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
+    require_weed()
     server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
     server.start()
     try:

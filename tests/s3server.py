@@ -92,6 +92,19 @@ def find_weed() -> str:
     )
 
 
+def require_weed() -> None:
+    """Skip the calling test when the ``weed`` binary is missing; with E5RAY_REQUIRE_S3=1 or
+    in CI (which installs it), fail instead, so that S3 tests are never silently skipped there."""
+    import pytest
+
+    try:
+        find_weed()
+    except SeaweedS3Error as exc:
+        if os.environ.get("E5RAY_REQUIRE_S3") == "1" or os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
 def _free_ports(n: int, *, pairs: int = 0) -> tuple[list[int], list[int]]:
     """n distinct free TCP ports on loopback, plus `pairs` ports p (distinct
     from those) for which p + _GRPC_OFFSET is free as well.

@@ -10,15 +10,14 @@ output file, and verify --quick reads no output either.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from bench_utils import REPO, run_script
 
 try:
-    from .s3server import SeaweedS3Error, find_weed
+    from .s3server import require_weed
 except ImportError:
-    from s3server import SeaweedS3Error, find_weed
+    from s3server import require_weed
 
 UNITS = 50  # 30 one-row files + 2 files of 10 row groups
 KILL_AFTER = 20
@@ -27,12 +26,7 @@ CHECKPOINT_EVERY = 10  # units per driver checkpoint (e5ray.checkpoints)
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    try:
-        find_weed()
-    except SeaweedS3Error as exc:
-        if os.environ.get("E5RAY_REQUIRE_S3") == "1" or os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    require_weed()
     pytest.importorskip("onnx")
     out = tmp_path_factory.mktemp("bench-driver") / "driver.json"
     args = ["--small-files", "30", "--split-files", "2", "--row-groups", "10", "--kill-after", str(KILL_AFTER)]
