@@ -33,6 +33,7 @@ from e5ray.executors.base import Executor, get_executor
 from e5ray.failures import storage_error_from, storage_step
 from e5ray.layout import UNIT_FOLDERS
 from e5ray.lease import Lease
+from e5ray.library_versions import changed_libraries, library_versions
 from e5ray.manifest import Manifest, RunInfo, ShardEntry
 from e5ray.precommit import finish_version
 from e5ray.progress import Progress
@@ -153,6 +154,14 @@ def _embed_and_commit(
     )
     index = reuse.index.path if reuse.index else None
     todo = [replace(t, reuse_rows=reuse.rows, reuse_index=index) for t in todo]
+    libraries = library_versions()
+    if previous is not None and (changed := changed_libraries(previous.run.libraries, libraries)):
+        log.warning(
+            "libraries that can move vectors changed since version %d: %s (vectors carried from it "
+            "were made with the old ones; --full re-embeds everything)",
+            previous.version,
+            ", ".join(changed),
+        )
     log.info(
         "run %s: %d shards in the corpus; %d units carried forward, %d reused from an interrupted run, "
         "%d to embed (%d sources split into %d units)",
@@ -253,6 +262,7 @@ def _embed_and_commit(
         duplicate_ids=config.rows.duplicate_ids,
         duplicates_rejected=duplicates,
         reuse=summarize(reuse, reused + embedded, len(plan.carried)),
+        libraries=libraries,
     )
     inp = config.input
     manifest = next_manifest(

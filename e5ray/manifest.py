@@ -164,6 +164,8 @@ class RunInfo:
     duplicate_ids: str = "reject"  # the --duplicate-ids policy of the run (e5ray.dupes)
     duplicates_rejected: int = 0  # rows this run rejected as cross-shard duplicates
     reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.reuse_plan.summarize)
+    # onnxruntime, tokenizers, numpy and the lock's hash on the driver (e5ray.library_versions)
+    libraries: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -193,6 +193,7 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None
 def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
     """Key-value metadata for every output file: the embedding space and the source."""
     from e5ray import __version__
+    from e5ray.library_versions import library_versions
 
     space = embedder.space.with_prefix(task.prefix).to_dict()
     source: dict[str, Any] = {"uri": task.source.uri, "fingerprint": task.source.fingerprint}
@@ -202,6 +203,8 @@ def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
         "e5ray.space": json.dumps(space, sort_keys=True),
         "e5ray.source": json.dumps(source),
         "e5ray.version": __version__,
+        # Where the model ran: a node installed apart from the driver records its own.
+        "e5ray.libraries": json.dumps(library_versions(), sort_keys=True),
     }
 
 
