@@ -7,7 +7,7 @@
       compute: ComputeConfig  where and how wide the embedding runs (executor, device, pool)
       rows:    RowsConfig     row rules: duplicate ids across shards, invalid Unicode, id type
       run:     RunConfig      the run's deadline and its lease on the output
-      storage: StoragePolicy  object-store timeouts and retries (e5ray.timeouts)
+      storage: StoragePolicy  object-store timeouts and retries (e5ray.store.timeouts)
       s3_endpoint, full       storage access and the run's one flag
 
 Each node checks its own fields in `__post_init__` and raises `ConfigError` naming the
@@ -22,24 +22,25 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from e5ray.catalog import DEFAULT_MODEL
-from e5ray.corpus import FORMATS
-from e5ray.dupes import POLICIES
+from e5ray.corpus.rows import ID_TYPES, ON_INVALID_UTF8
+from e5ray.corpus.sources import FORMATS
+from e5ray.corpus.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
 from e5ray.errors import ConfigError
-from e5ray.executors.base import EXECUTORS
-from e5ray.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
-from e5ray.pooling import E5_POOLING, POOLINGS
-from e5ray.rows import ID_TYPES, ON_INVALID_UTF8
-from e5ray.sinks.base import SINKS
-from e5ray.space import PREFIXES, Prefix
-from e5ray.storage import s3_options
-from e5ray.timeouts import StoragePolicy
-from e5ray.units import DEFAULT_UNIT_ROWS, DEFAULT_UNIT_TOKENS, UnitTarget
-from e5ray.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
+from e5ray.model.catalog import DEFAULT_MODEL
+from e5ray.model.options import DEVICES, PRECISIONS
+from e5ray.model.pooling import E5_POOLING, POOLINGS
+from e5ray.model.space import PREFIXES, Prefix
+from e5ray.model.windows import LONG_TEXT_MODES, WINDOW_COLUMNS
+from e5ray.output.dupes import POLICIES
+from e5ray.output.sinks.base import SINKS
+from e5ray.refresh.prepare import REUSE_MODES
+from e5ray.store.filesystem import s3_options
+from e5ray.store.lease import DEFAULT_LEASE_INTERVAL_S, DEFAULT_LEASE_TIMEOUT_S
+from e5ray.store.timeouts import StoragePolicy
 
-DEVICES = ("cpu", "gpu")
-PRECISIONS = ("fp32", "fp16", "int8")
-REUSE_MODES = ("none", "shard", "rows")  # e5ray.reuse_plan says what each does
+# The executors by name; e5ray.executors.base maps each to the module that runs it (a test
+# keeps the two equal). Named here so that the configuration does not import the executors.
+EXECUTORS = ("ray", "local")
 
 # GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
 # export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
@@ -76,7 +77,7 @@ class InputConfig:
             raise ConfigError("input.uri (--input) is empty")
         _choice("input.format (--format)", self.format, FORMATS, optional=True)
         object.__setattr__(self, "keep_columns", tuple(self.keep_columns))  # a list from a config file
-        # window columns: long-text chunk mode; content_hash: row-level refresh (e5ray.content_hash)
+        # window columns: long-text chunk mode; content_hash: row-level refresh (e5ray.output.content_hash)
         taken = {"id", "embedding", self.id_column, "content_hash", *WINDOW_COLUMNS}
         clash = [c for c in self.keep_columns if c in taken]
         if clash:
@@ -111,7 +112,7 @@ class ModelConfig:
     int8_min_cosine: float = 0.99
     token_budget: int | None = None  # None: the embedder's per-device default
     cache_dir: str | None = None
-    # Space parameters beyond the model (e5ray.pooling, e5ray.windows).
+    # Space parameters beyond the model (e5ray.model.pooling, e5ray.model.windows).
     pooling: str = E5_POOLING
     long_text: str = "truncate"
     stride: int | None = None  # tokens of overlap between windows; None: max_length // 8
@@ -145,7 +146,7 @@ class ComputeConfig:
 
     def __post_init__(self) -> None:
         _choice("compute.device (--device)", self.device, DEVICES)
-        _choice("compute.executor (--executor)", self.executor, list(EXECUTORS))
+        _choice("compute.executor (--executor)", self.executor, EXECUTORS)
         _at_least("compute.threads_per_actor (--threads-per-actor)", self.threads_per_actor, 1, optional=True)
         _at_least("compute.min_actors (--min-actors)", self.min_actors, 1)
         _at_least("compute.max_actors (--max-actors)", self.max_actors, 1, optional=True)
@@ -173,9 +174,9 @@ class ComputeConfig:
 
 @dataclass(frozen=True)
 class RowsConfig:
-    duplicate_ids: str = "reject"  # e5ray.dupes
-    on_invalid_utf8: str = "reject"  # e5ray.rows
-    id_type: str = "auto"  # e5ray.rows
+    duplicate_ids: str = "reject"  # e5ray.output.dupes
+    on_invalid_utf8: str = "reject"  # e5ray.corpus.rows
+    id_type: str = "auto"  # e5ray.corpus.rows
 
     def __post_init__(self) -> None:
         _choice("rows.duplicate_ids (--duplicate-ids)", self.duplicate_ids, POLICIES)
@@ -186,7 +187,7 @@ class RowsConfig:
 @dataclass(frozen=True)
 class RunConfig:
     deadline: float | None = None  # seconds for the whole run; None: no limit
-    lease_interval: float = DEFAULT_LEASE_INTERVAL_S  # e5ray.lease
+    lease_interval: float = DEFAULT_LEASE_INTERVAL_S  # e5ray.store.lease
     lease_timeout: float = DEFAULT_LEASE_TIMEOUT_S
 
     def __post_init__(self) -> None:
@@ -210,7 +211,7 @@ class JobConfig:
     storage: StoragePolicy = field(default_factory=StoragePolicy)
     s3_endpoint: str | None = None  # None: $AWS_ENDPOINT_URL; credentials come from the AWS chain
     full: bool = False  # re-embed every shard (allowed across embedding spaces)
-    reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.reuse_plan)
+    reuse: str = "rows"  # none | shard | rows: what a refresh reuses (e5ray.refresh.prepare)
 
     def __post_init__(self) -> None:
         _choice("reuse (--reuse)", self.reuse, REUSE_MODES)

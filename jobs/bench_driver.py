@@ -28,12 +28,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from e5ray import checkpoints  # noqa: E402
 from e5ray.bench.driver import run_phases, write_corpus  # noqa: E402
-from e5ray.units import UnitTarget  # noqa: E402
+from e5ray.corpus.units import UnitTarget  # noqa: E402
+from e5ray.job import checkpoints  # noqa: E402
 
 UNIT_ROWS = 1  # one unit per row group of the split files
-# Footers are read from Parquet files above unit_tokens / 2 bytes (e5ray.units.needs_footer):
+# Footers are read from Parquet files above unit_tokens / 2 bytes (e5ray.corpus.units.needs_footer):
 # at this target the one-row files stay below it and the split files are above it.
 UNIT_TOKENS = 4096
 
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint-every",
         type=int,
-        help="units per driver checkpoint (default e5ray.checkpoints.EVERY_UNITS)",
+        help="units per driver checkpoint (default e5ray.job.checkpoints.EVERY_UNITS)",
     )
     parser.add_argument("--model-path", help="an E5-like model directory (default: the demo model, written now)")
     parser.add_argument("--endpoint", help="an S3 endpoint to use instead of starting SeaweedFS")

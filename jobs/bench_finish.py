@@ -3,8 +3,8 @@
     python jobs/bench_finish.py --rows 2000 20000 --dim 1024 --repeat 3
 
 A worker writes a unit's vectors to a local file chunk by chunk as it embeds them
-(`e5ray.sinks.parquet`). Plain: after the last chunk it hashes the file for its
-content-addressed name and uploads it in one go. Streamed (`e5ray.stream_upload`, object
+(`e5ray.output.sinks.parquet`). Plain: after the last chunk it hashes the file for its
+content-addressed name and uploads it in one go. Streamed (`e5ray.store.stream_upload`, object
 stores): a thread sends full parts while the file grows; after the last chunk only the last
 part, the completion and a server-side copy to the final name are left. This script writes
 units with the worker's own code at a modelled embedding pace (a sleep per chunk of rows x
@@ -37,10 +37,10 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from e5ray import stream_upload  # noqa: E402
-from e5ray.sinks.parquet import ParquetSink  # noqa: E402
-from e5ray.storage import OutputDir, sha256_of  # noqa: E402
-from e5ray.stream_upload import follow_sink  # noqa: E402
+from e5ray.output.sinks.parquet import ParquetSink  # noqa: E402
+from e5ray.store import stream_upload  # noqa: E402
+from e5ray.store.filesystem import OutputDir, sha256_of  # noqa: E402
+from e5ray.store.stream_upload import follow_sink  # noqa: E402
 
 sys.path.insert(0, str(REPO / "jobs"))
 from bench_driver import emit, start_seaweed  # noqa: E402
@@ -67,7 +67,7 @@ def time_unit(
 ) -> dict[str, float]:
     """Write one unit's output as a worker does, chunk by chunk at the modelled embedding pace
     (a sleep per chunk: the accelerator's time, when the actor's CPU is free), then finish it:
-    plain (hash, one upload, stamp) or streamed (`e5ray.stream_upload`: parts sent while it is
+    plain (hash, one upload, stamp) or streamed (`e5ray.store.stream_upload`: parts sent while it is
     written; at the end the last part, the server-side copy and the stamp). Seconds of each."""
     rng = np.random.default_rng(rows)
     sink = ParquetSink()

@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from e5ray.bench.manifest import measure  # noqa: E402
-from e5ray.storage import OutputDir  # noqa: E402
-from e5ray.versions import load_latest  # noqa: E402
+from e5ray.output.versions import load_latest  # noqa: E402
+from e5ray.store.filesystem import OutputDir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

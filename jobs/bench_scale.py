@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import ray
 
 from e5ray.config import JobConfig
-from e5ray.job import run_job
+from e5ray.job.run import run_job
 from e5ray.testing.words import sample_words
 
 TMP = "/tmp"  # Ray's unix socket paths limit the temp dir's length
@@ -203,7 +203,7 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
 
 def sample_texts() -> list[str]:
     """The good texts of the sample corpus (samples/corpus), read with e5ray's own readers."""
-    from e5ray.corpus import discover, read_chunks
+    from e5ray.corpus.sources import discover, read_chunks
 
     texts: list[str] = []
     for source in discover(str(Path(__file__).resolve().parents[1] / "samples" / "corpus")):
@@ -220,7 +220,7 @@ def job_vs_embedder(args: argparse.Namespace) -> dict[str, Any]:
     start, model load, embedding, writing and the commit)."""
     import random
 
-    from e5ray.embedder import E5Embedder, available_cpus
+    from e5ray.model.embedder import E5Embedder, available_cpus
     from e5ray.testing.export import write_model
 
     model_dir = Path(args.workdir) / f"model-export-bert-{args.shape}"
@@ -276,10 +276,10 @@ STARTUP_CHILD = r"""
 import json, sys, time
 t0 = time.time()
 stamps = {"start": t0}
-import e5ray.cli as cli
+import e5ray.cli.main as cli
 stamps["imports"] = time.time()
-import e5ray.job as jobmod
-import e5ray.worker as worker
+import e5ray.job.run as jobmod
+import e5ray.worker.worker as worker
 
 def stamp(name, fn):
     def inner(*args, **kwargs):
@@ -305,7 +305,7 @@ if sys.argv[1] == "ray":
     import e5ray.executors.ray_start as raystart
     raystart.start_local_ray = stamp("ray_start", raystart.start_local_ray)
 else:
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
     E5Embedder.run = stamp("first_batch", E5Embedder.run)
 try:
     cli.main(["embed", *sys.argv[2:], "--executor", sys.argv[1], "--quiet"])

@@ -29,7 +29,7 @@ from e5ray.config import DEFAULT_CHUNK_ROWS
 def _actor(
     model_dir: str, device: str, embed: dict[str, Any], chunk_rows: int, texts: list[str], start: Any, out: Any
 ) -> None:
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
 
     if device == "gpu":
         import torch  # noqa: F401  (its CUDA wheels bring the libraries onnxruntime-gpu links to)
@@ -87,7 +87,7 @@ def main() -> None:
 
     from e5ray.bench.config import DEFAULT_ARCH
     from e5ray.bench.corpus import make_corpus
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
     from e5ray.testing.export import write_model
 
     if args.device == "gpu":

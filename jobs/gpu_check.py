@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 
 from e5ray import E5Embedder
-from e5ray.embedder import require_cuda
+from e5ray.model.embedder import require_cuda
 from e5ray.testing import sample_words, write_test_model
 
 

@@ -140,13 +140,13 @@ def local_ray(request):
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
     """relpaths of the source shards a run reads (carried shards must not be read)."""
-    from e5ray import unit_rows  # every path reads a unit through its validated chunks
+    from e5ray.worker import unit_rows  # every path reads a unit through its validated chunks
 
     seen: list[str] = []
     original = unit_rows.read_chunks
 
     def recording(shard, *args, **kwargs):
-        if shard.relpath not in seen:  # with row reuse a shard is read twice (e5ray.reuse_unit): count it once
+        if shard.relpath not in seen:  # with row reuse a shard is read twice (e5ray.worker.reuse_unit): count it once
             seen.append(shard.relpath)
         return original(shard, *args, **kwargs)
 

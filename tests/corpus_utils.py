@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from e5ray.config import JobConfig
-from e5ray.job import run_job
+from e5ray.job.run import run_job
 from e5ray.testing import sample_words
 
 

@@ -14,8 +14,8 @@ from corpus_utils import embed_job, make_texts, write_shard
 from e5ray.config import ComputeConfig, JobConfig
 from e5ray.errors import ConcurrentCommitError
 from e5ray.executors.local import run_local
-from e5ray.shards import ShardTask
-from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec
+from e5ray.worker.task import ShardTask
+from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec
 
 
 class Killed(BaseException):

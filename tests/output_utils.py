@@ -11,8 +11,8 @@ from typing import Any
 from corpus_utils import embed_job
 
 from e5ray.config import JobConfig
-from e5ray.storage import OutputDir
-from e5ray.verify import verify_output
+from e5ray.output.verify import verify_output
+from e5ray.store.filesystem import OutputDir
 
 
 def embed_output(inp: Any, out: Any, model_dir: Any, **options: Any) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from e5ray.corpus import SourceShard
-from e5ray.manifest import FileRef, Manifest, RunInfo, ShardEntry
-from e5ray.space import EmbeddingSpace
+from e5ray.corpus.sources import SourceShard
+from e5ray.model.space import EmbeddingSpace
+from e5ray.output.manifest import FileRef, Manifest, RunInfo, ShardEntry
 
 SPACE = EmbeddingSpace("tiny", "ab" * 32, dim=8, max_length=64, pooling="mean", normalized=True)
 

@@ -21,7 +21,7 @@ from e5ray.bench.monitor import ProcessTreeSampler, own_cpu_seconds
 
 if TYPE_CHECKING:
     from e5ray.config import JobConfig
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
 
 
 def texts_of(params: dict[str, Any]) -> list[str]:
@@ -76,7 +76,7 @@ def stage_fastembed(params: dict[str, Any]) -> dict[str, Any]:
 
 def embedder_for(params: dict[str, Any], **overrides: Any) -> E5Embedder:
     """The contestant's E5Embedder, as `params` describe it (imported here: the stage process loads only what it runs)."""
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
 
     kwargs = {
         "model": params["model"],
@@ -163,8 +163,8 @@ def stage_job(params: dict[str, Any]) -> dict[str, Any]:
     does pay planning, the actor's start and model load, embedding and the commit. Ray is
     shut down when this process exits.
     """
-    from e5ray.embedder import available_cpus
-    from e5ray.job import run_job
+    from e5ray.job.run import run_job
+    from e5ray.model.embedder import available_cpus
 
     t0 = time.perf_counter()
     run_job(_job_config(params, params["warmup_input"], params["warmup_output"]))
@@ -206,7 +206,7 @@ def stage_job(params: dict[str, Any]) -> dict[str, Any]:
 def stage_quantize(params: dict[str, Any]) -> dict[str, Any]:
     """Make (or find) the int8 copy of the model, in a process of its own so that the
     embedder's peak RSS does not include quantisation."""
-    from e5ray.precision import prepare_model_file
+    from e5ray.model.precision import prepare_model_file
 
     t0 = time.perf_counter()
     path = prepare_model_file(Path(params["model_dir"]) / params["onnx_file"], "int8")

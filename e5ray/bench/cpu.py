@@ -36,7 +36,7 @@ from e5ray.testing.words import sample_words
 
 
 def run_cpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from e5ray.embedder import available_cpus
+    from e5ray.model.embedder import available_cpus
 
     if cfg.precision not in ("fp32", "int8"):
         raise ValueError(f"--precision {cfg.precision!r} on CPU: valid fp32, int8 (fp16 is the GPU path)")

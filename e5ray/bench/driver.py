@@ -12,7 +12,7 @@ a real S3 endpoint (the job `jobs/bench_driver.py` starts SeaweedFS on loopback)
 - the phases, each the driver's work before an executor gets units (`plan_run` and the
   row-reuse decision): (a) planning a fresh run; the job killed after `kill_after` units
   (an exception out of the executor: markers written, no commit; the driver's final
-  checkpoint is not written, as a killed driver writes none: `e5ray.checkpoints`);
+  checkpoint is not written, as a killed driver writes none: `e5ray.job.checkpoints`);
   (b) resume planning (with the seconds of its steps, `e5ray.bench.steps`); the job
   finished (the resume); (c) refresh planning with nothing
   changed; (d) `verify --quick` and full verify.
@@ -39,20 +39,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray import checkpoints
 from e5ray.bench.steps import timed_steps
 from e5ray.config import JobConfig
-from e5ray.job import PlannedRun, plan_run, run_job
-from e5ray.manifest import Manifest
-from e5ray.resume import parallel_map
-from e5ray.reuse_plan import prepare_reuse
-from e5ray.shards import ShardTask
-from e5ray.storage import OutputDir, filesystem_for
+from e5ray.corpus.units import UnitTarget, needs_footer
+from e5ray.job import checkpoints
+from e5ray.job.run import PlannedRun, plan_run, run_job
+from e5ray.output.listing import parallel_map
+from e5ray.output.manifest import Manifest
+from e5ray.output.verify import verify_output
+from e5ray.output.versions import MANIFEST, SHARDS_FILE, read_manifest
+from e5ray.refresh.prepare import prepare_reuse
+from e5ray.store.filesystem import OutputDir, filesystem_for
 from e5ray.testing.words import sample_words
-from e5ray.units import UnitTarget, needs_footer
-from e5ray.verify import verify_output
-from e5ray.versions import MANIFEST, SHARDS_FILE, read_manifest
-from e5ray.worker import EmbeddingWorker, WorkerSpec
+from e5ray.worker.task import ShardTask
+from e5ray.worker.worker import EmbeddingWorker, WorkerSpec
 
 KINDS = {
     "ListObjectsV2": "LIST",

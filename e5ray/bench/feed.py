@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from e5ray.batching import plan_batches
-from e5ray.pooling import POOLED_OUTPUT, e5_pool
+from e5ray.model.batching import plan_batches
+from e5ray.model.pooling import POOLED_OUTPUT, e5_pool
 
 
 @dataclass

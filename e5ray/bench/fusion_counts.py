@@ -24,7 +24,7 @@ def fusion_counts(
     Unless `full_vocab`, the word table is cut to what the tokenizer needs: it changes
     no node, only the file size (the e5-large table alone is 1 GB).
     """
-    from e5ray.fusion import optimize_encoder
+    from e5ray.model.fusion import optimize_encoder
     from e5ray.testing.export import write_model
 
     if shape not in SHAPES:
@@ -45,7 +45,7 @@ def fusion_speed(shape: str, docs: int = 300, rounds: int = 3, threads: int | No
     import time
 
     from e5ray.bench.corpus import make_corpus
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
     from e5ray.testing.export import write_model
 
     if shape not in SHAPES:

@@ -22,7 +22,7 @@ from e5ray.bench.monitor import machine_info
 
 def run_gpu_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """fp16 E5Embedder on one GPU: vectors against fp32 on the GPU, tokens/s next to the ceiling."""
-    from e5ray.embedder import E5Embedder, require_cuda
+    from e5ray.model.embedder import E5Embedder, require_cuda
 
     require_cuda()  # before writing a 2 GB model: fail fast on a machine without CUDA
     started = time.perf_counter()

@@ -117,7 +117,7 @@ def _machine(cfg: GpuBenchConfig) -> dict[str, Any]:
     import onnxruntime as ort
     import tokenizers
 
-    from e5ray.embedder import available_cpus
+    from e5ray.model.embedder import available_cpus
 
     return {
         "gpu": _gpu_name(cfg.gpu_id) if cfg.device == "gpu" else None,
@@ -137,7 +137,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def _embedder(cfg: GpuBenchConfig, model_dir: Path, **overrides: Any) -> Any:
-    from e5ray.embedder import E5Embedder
+    from e5ray.model.embedder import E5Embedder
 
     kwargs: dict[str, Any] = {
         "model": f"e5ray-bench/{cfg.shape}",
@@ -158,7 +158,7 @@ def _runner(cfg: GpuBenchConfig, embedder: Any, io_binding: bool = False) -> Run
 
 def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = print) -> dict[str, Any]:
     """Run every stage; returns (and writes to `out_dir`/gpu_bench.json) the results."""
-    from e5ray.fusion import read_report
+    from e5ray.model.fusion import read_report
     from e5ray.testing.export import write_model
 
     if cfg.device not in ("gpu", "cpu"):
@@ -168,7 +168,7 @@ def run_gpu_bench(cfg: GpuBenchConfig, out_dir: str | None = None, log: Log = pr
     report = Report(out_dir, log)
     report.put("config", asdict(cfg))
     if cfg.device == "gpu":
-        from e5ray.embedder import require_cuda
+        from e5ray.model.embedder import require_cuda
 
         try:  # PyTorch's CUDA wheels bring the CUDA and cuDNN libraries onnxruntime-gpu links to
             import torch  # noqa: F401

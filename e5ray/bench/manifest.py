@@ -3,7 +3,7 @@
 The entries are a real run's, repeated to `n` with what differs between real units made
 distinct (source path, stamps, file paths, checksums, keys, seconds), so that the side file
 compresses no better than a real one would. The side file is written and read through
-`e5ray.versions` (`commit`, `read_manifest`, whatever the number of entries), the code every
+`e5ray.output.versions` (`commit`, `read_manifest`, whatever the number of entries), the code every
 command uses. The JSON layout is timed in its parts: `json.dumps` (commit), `json.loads` +
 `Manifest.from_dict` (load), and the JSON schema check that `commit` and `read_manifest` run
 on every JSON entry, which costs milliseconds an entry (jsonschema): it is timed on at most
@@ -24,10 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from e5ray import versions
-from e5ray.manifest import Manifest, ShardEntry
-from e5ray.manifest_schema import validate_manifest
-from e5ray.storage import OutputDir
+from e5ray.output import versions
+from e5ray.output.manifest import Manifest, ShardEntry
+from e5ray.output.manifest_schema import validate_manifest
+from e5ray.store.filesystem import OutputDir
 
 
 def scaled(manifest: Manifest, n: int, seed: int = 0) -> Manifest:
@@ -114,7 +114,7 @@ def measure(manifest: Manifest, n: int, validate_entries: int = 10_000, repeat: 
 
 def _side_parts(blob: bytes, repeat: int) -> dict[str, float]:
     """Where a side-file load spends its time."""
-    from e5ray.manifest_table import check_table, table_to_entries
+    from e5ray.output.manifest_table import check_table, table_to_entries
 
     parts: dict[str, float] = {}
     parts["sha256"], _ = _best(repeat, lambda: hashlib.sha256(blob).hexdigest())

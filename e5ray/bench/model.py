@@ -17,7 +17,7 @@ from typing import Any
 
 from e5ray.bench.ceiling import non_embedding_params
 from e5ray.bench.config import BenchConfig
-from e5ray.resolve import locate_files
+from e5ray.model.resolve import locate_files
 from e5ray.testing.archs import ARCHS, MODEL_TYPE_TO_ARCH
 from e5ray.testing.shapes import SHAPES, EncoderShape
 

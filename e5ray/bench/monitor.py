@@ -172,7 +172,7 @@ def self_peak_rss_mb() -> float:
 def machine_info() -> dict[str, Any]:
     import onnxruntime as ort
 
-    from e5ray.embedder import available_cpus
+    from e5ray.model.embedder import available_cpus
 
     cpu = platform.processor()
     try:

@@ -30,7 +30,7 @@ from e5ray.bench.corpus import make_corpus
 from e5ray.bench.model import prepare_model
 from e5ray.bench.monitor import machine_info
 from e5ray.config import JobConfig
-from e5ray.job import run_job
+from e5ray.job.run import run_job
 
 log = logging.getLogger("e5ray")
 

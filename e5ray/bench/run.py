@@ -13,7 +13,7 @@ from e5ray.bench.config import BenchConfig
 from e5ray.bench.cpu import run_cpu_benchmark
 from e5ray.bench.gpu import run_gpu_benchmark
 from e5ray.bench.report import format_report
-from e5ray.fusion import read_report
+from e5ray.model.fusion import read_report
 
 
 def run_benchmark(

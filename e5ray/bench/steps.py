@@ -17,8 +17,8 @@ from typing import Any
 
 # module -> functions timed there: the driver's planning steps, outermost first
 STEPS = {
-    "e5ray.run_plan": ("prepare_run", "read_footers", "recheck_carried", "plan_resume"),
-    "e5ray.resume": ("list_output", "_cached_entries"),
+    "e5ray.job.plan": ("prepare_run", "read_footers", "recheck_carried", "plan_resume"),
+    "e5ray.job.resume": ("list_output", "_cached_entries"),
 }
 
 

@@ -25,7 +25,7 @@ def stage_sweep(params: dict[str, Any]) -> dict[str, Any]:
     The grid times `run` on pre-tokenised texts (batching is all it changes); configurations
     are interleaved over `reps` rounds so drift on a noisy machine hits all of them alike.
     """
-    from e5ray.shards import _prefetch
+    from e5ray.worker.embed_unit import _prefetch
 
     texts = texts_of(params)
     embedder = embedder_for(params)

@@ -3,7 +3,7 @@
 An executor takes the tasks a run must embed and yields one result per task, in any
 order: a `ShardEntry` for a shard whose files are committed, or a `ShardFailure` for a
 shard whose data could not be embedded. It knows nothing of what embedding a shard
-means (that is `e5ray.worker`), and the job knows nothing of where it runs.
+means (that is `e5ray.worker.worker`), and the job knows nothing of where it runs.
 
 The table names each executor by a dotted path, so that choosing one imports only
 that one (the Ray executor imports ray; the local one must not). A new executor is
@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # types only: this module stays importable without the worker's dependencies
     from e5ray.config import ComputeConfig
-    from e5ray.shards import ShardTask
-    from e5ray.worker import ShardResult, WorkerSpec
+    from e5ray.worker.task import ShardTask
+    from e5ray.worker.worker import ShardResult, WorkerSpec
 
+# One entry per name in e5ray.config.EXECUTORS (the configuration validates against those).
 EXECUTORS: dict[str, str] = {
     "ray": "e5ray.executors.ray:run_on_ray",
     "local": "e5ray.executors.local:run_local",
 }
 
 # Executors whose pool has more than one worker: how many, asked while the driver plans
-# (work units are sized for it, `e5ray.units.balanced_target`). Others have one worker.
+# (work units are sized for it, `e5ray.corpus.units.balanced_target`). Others have one worker.
 POOL_SIZES: dict[str, str] = {
     "ray": "e5ray.executors.ray:planned_pool_size",
 }

@@ -1,8 +1,8 @@
 """The local executor: every unit in this process, with one worker.
 
 For tests, small corpora and machines without Ray: no cluster, no serialisation. Units
-are grouped as the Ray executor groups them into tasks (`e5ray.pool.group_tasks`), so
-the small units of a group share ONNX batches here too (`e5ray.shared_batches`); each
+are grouped as the Ray executor groups them into tasks (`e5ray.executors.pool.group_tasks`), so
+the small units of a group share ONNX batches here too (`e5ray.worker.shared_batches`); each
 result is yielded as soon as its unit is committed, so the job sees progress per unit
 and a run stopped midway leaves every finished unit's marker for the resume.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from e5ray.config import ComputeConfig
-from e5ray.pool import group_tasks
-from e5ray.shards import ShardTask
-from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec
+from e5ray.executors.pool import group_tasks
+from e5ray.worker.task import ShardTask
+from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec
 
 
 def run_local(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig) -> Iterator[ShardResult]:

@@ -1,6 +1,6 @@
 """The Ray executor: work units through a Ray Data actor pool of E5Embedders.
 
-The dataset holds one small row per *group* of units (`e5ray.units`: a big file's
+The dataset holds one small row per *group* of units (`e5ray.corpus.units`: a big file's
 ranges are a group each, small files are packed together up to the unit target), so a
 corpus of many tiny files costs one Ray task per group, not per file. Each actor (model
 loaded once) streams each unit of its group in chunks, writes the unit's output and
@@ -17,7 +17,7 @@ largest groups first, so the run does not end on one long unit. Its size comes f
 cluster the pending actors are what asks the autoscaler for nodes.
 
 The units were sized for this pool (`planned_pool_size`, called while the driver plans;
-`e5ray.units.balanced_target`), and small units are grouped up to the same balanced size,
+`e5ray.corpus.units.balanced_target`), and small units are grouped up to the same balanced size,
 so every actor gets several tasks and the last wave is short.
 
 Where the pool runs (`e5ray.executors.ray_start`): the cluster in RAY_ADDRESS, or a fresh
@@ -39,15 +39,15 @@ from typing import Any, TypeVar
 import numpy as np
 import ray
 
-from e5ray.capacity import read_declared_cluster
 from e5ray.config import ComputeConfig
+from e5ray.corpus.units import balanced_tokens
 from e5ray.errors import UsageError
+from e5ray.executors.capacity import read_declared_cluster
+from e5ray.executors.pool import PoolShape, group_tasks, pool_shape
 from e5ray.executors.ray_start import _local_ray, auth_setting, ensure_ray
-from e5ray.manifest import ShardEntry
-from e5ray.pool import PoolShape, group_tasks, pool_shape
-from e5ray.shards import ShardTask
-from e5ray.units import balanced_tokens
-from e5ray.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
+from e5ray.output.manifest import ShardEntry
+from e5ray.worker.task import ShardTask
+from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
 
 __all__ = ["auth_setting", "ensure_ray", "map_on_ray", "planned_pool_size", "run_on_ray"]
 log = logging.getLogger("e5ray")

@@ -1,1 +1,0 @@
-"""Output sinks: how embedding shards are written (see `e5ray.sinks.base`)."""

@@ -1,0 +1,74 @@
+"""Readers on work units: every row of a file is read by exactly one of its units."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from e5ray.corpus.sources import discover, parquet_row_groups, read_chunks
+from e5ray.corpus.units import UnitRange, UnitTarget, split_bytes, split_row_groups
+
+
+def rows_of(shard, unit):
+    out = []
+    for chunk in read_chunks(shard, chunk_rows=4, unit=unit):
+        for pos, (i, t) in enumerate(zip(chunk.ids, chunk.texts, strict=True)):
+            out.append((i, t, chunk.locate(pos)))
+    return out
+
+
+@pytest.fixture
+def jsonl_file(tmp_path):
+    lines = []
+    for i in range(60):
+        text = "ünïcödé " * (i % 7) + f"row {i}"  # multi-byte characters, lines of varying length
+        lines.append(json.dumps({"id": i, "text": text}, ensure_ascii=False))
+        if i % 13 == 0:
+            lines.append("")  # a blank line is not a row
+    lines.insert(20, "{not json")
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode())
+    return path
+
+
+def test_jsonl_byte_ranges_cut_anywhere_read_each_line_once(jsonl_file):
+    (shard,) = discover(str(jsonl_file))
+    whole = [(i, t) for i, t, _ in rows_of(shard, None)]
+    size = jsonl_file.stat().st_size
+    for cuts in ([size // 2], [1, 2, 3], list(range(7, size, 97)), list(range(50, size, 300))):
+        bounds = [0, *cuts, size]
+        units = [UnitRange("bytes", a, b) for a, b in zip(bounds, bounds[1:], strict=False) if a < b]
+        got = [(i, t) for u in units for i, t, _ in rows_of(shard, u)]
+        assert got == whole, f"cuts {cuts}"
+
+
+def test_a_cut_exactly_at_a_line_start_gives_that_line_to_the_later_unit(jsonl_file):
+    (shard,) = discover(str(jsonl_file))
+    data = jsonl_file.read_bytes()
+    second = data.index(b"\n") + 1
+    first = rows_of(shard, UnitRange("bytes", 0, second))
+    rest = rows_of(shard, UnitRange("bytes", second, len(data)))
+    assert [r[0] for r in first] == [0] and rest[0][0] == 1
+
+
+def test_rows_in_a_byte_range_are_located_by_their_byte_offset(jsonl_file):
+    (shard,) = discover(str(jsonl_file))
+    data = jsonl_file.read_bytes()
+    for unit in split_bytes(len(data), UnitTarget(tokens=100)):
+        for i, _, where in rows_of(shard, unit):
+            line = data[where["offset"] :].split(b"\n", 1)[0]
+            assert line.startswith(b"{not json") if i is None else json.loads(line)["id"] == i
+
+
+def test_parquet_row_group_ranges_read_their_groups_and_number_rows_as_in_the_file(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"id": list(range(100)), "text": [f"t{i}" for i in range(100)]}), path, row_group_size=10)
+    (shard,) = discover(str(path))
+    stats = parquet_row_groups(shard, "text")
+    assert [g.rows for g in stats] == [10] * 10 and all(g.text_bytes > 0 for g in stats)
+    units = split_row_groups(stats, UnitTarget(rows=30))
+    got = [(i, where) for u in units for i, _, where in rows_of(shard, u)]
+    assert got == [(i, {"row": i}) for i in range(100)]
