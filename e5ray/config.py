@@ -45,7 +45,7 @@ EXECUTORS = ("ray", "local")
 # GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
 # export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
 # chunks: 38%), and actors sharing a GPU fill each other's gaps while they tokenise and copy
-# (`jobs/gpu_actors.py`: one actor 360,461 tokens/s, two 465,719, three 516,080).
+# (`python -m e5ray.bench gpu-actors`: one actor 360,461 tokens/s, two 465,719, three 516,080).
 # On the CPU a chunk of 2,048 rows already pads 2%.
 DEFAULT_CHUNK_ROWS = {"cpu": 2048, "gpu": 16384}
 DEFAULT_GPUS_PER_ACTOR = 1 / 3  # three actors per GPU

@@ -6,7 +6,7 @@ from `E5RayError`; the command line catches only these, prints one line and exit
 from the builtin type they used to be (ValueError, RuntimeError), so callers that
 caught those keep working.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/user-guide.md, "Exit codes"):
   1  data errors: shards that cannot be read, an input that is not a corpus
   2  usage and configuration errors: bad flags, a model that cannot be found, no GPU
   3  the output holds vectors of another embedding space

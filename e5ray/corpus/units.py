@@ -160,7 +160,7 @@ def is_compressed(uri: str) -> bool:
 
 def is_splittable_jsonl(uri: str) -> bool:
     """Uncompressed JSONL can be entered at any byte; a compressed stream only at its start.
-    A `.json` file may hold one JSON array (e5ray.corpus.sources reads it whole), so it is never split."""
+    A `.json` file may hold one JSON array (e5ray.corpus.jsonl_reader reads it whole), so it is never split."""
     return not is_compressed(uri) and not uri.lower().endswith(".json")
 
 

@@ -19,7 +19,7 @@ class ModelSpec:
 
     The fields follow fastembed's model description, so that an entry can be registered
     with fastembed and downloaded by it. Architecture and how far each export was checked
-    are documented in the README's model table.
+    are documented in docs/user-guide.md (Models).
     """
 
     name: str

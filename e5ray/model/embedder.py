@@ -6,7 +6,8 @@ texts into windows: e5ray.model.windows), order by length and cut token-budget b
 the ONNX encoder, mean-pool over the attention mask and L2-normalise in numpy, restore
 the input order. Each step is a plain function or method so that tests can check it.
 Pooling (mean, or legacy cls), normalisation and the long-text mode are part of the
-embedder's `space`.
+embedder's `space`. The ONNX session is made and checked in e5ray.model.session; the
+data passed between the steps (`Tokenized`, `EmbedResult`) lives in e5ray.model.embed_io.
 """
 
 from __future__ import annotations
@@ -15,25 +16,26 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from e5ray.errors import DeviceUnavailableError, UsageError
+from e5ray.errors import UsageError
 from e5ray.model.batching import plan_batches
 from e5ray.model.catalog import DEFAULT_MODEL
 from e5ray.model.describe import describe_space, space_of
 from e5ray.model.devices import available_cpus, require_cuda
+from e5ray.model.embed_io import EmbedResult, Tokenized
 from e5ray.model.options import DEVICES, PRECISIONS
 from e5ray.model.pooling import POOLED_OUTPUT, POOLINGS, check_pooling
 from e5ray.model.precision import GATE_SAMPLE, check_int8_quality, prepare_model_file
 from e5ray.model.prefixes import strip_e5_prefixes
 from e5ray.model.resolve import ModelFiles, read_json_file, resolve_model
+from e5ray.model.session import check_output_width, input_names, make_session, token_output_name
 from e5ray.model.space import PREFIXES, Prefix, prefix_text
-from e5ray.model.windows import Windows, WindowTokenizer, average_windows, check_long_text, default_stride
+from e5ray.model.windows import WindowTokenizer, average_windows, check_long_text, default_stride
 
 __all__ = [
     "DEVICES",
@@ -53,41 +55,11 @@ log = logging.getLogger("e5ray")
 # Padded tokens per batch. CPU: small, so activations stay in cache and padding stays
 # near 3% (`jobs/benchmark.py --sweep`, e5-small shape, 2 threads: budget 512 ran 4,837
 # tokens/s, 1024 4,622, 2048 4,052, 8192 2,985); GPU: large, to fill the device
-# (`jobs/gpu_bench.py`, H200, e5-large fp16, batches alone: 65,536 x 1,024 rows ran 499,792
+# (`python -m e5ray.bench gpu-bench`, H200, e5-large fp16, batches alone: 65,536 x 1,024 rows ran 499,792
 # tokens/s, 131,072 x 512 583,473, 262,144 x 512 588,568; the smaller of the last two halves
 # the activations' memory for 1% of speed).
 DEFAULT_TOKEN_BUDGET = {"cpu": 512, "gpu": 131072}
 DEFAULT_MAX_ROWS = {"cpu": 128, "gpu": 512}
-
-
-@dataclass
-class Tokenized:
-    """Token ids of a list of texts (or of their windows), in input order, ready to be batched."""
-
-    ids: list[list[int]]
-    lengths: np.ndarray
-    truncated: np.ndarray  # bool per row: cut at max_length
-    long_text: str = "truncate"
-    windows: Windows | None = None  # chunk and average: which document and span each row is
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass
-class EmbedResult:
-    """Vectors in input order plus what it cost to make them.
-
-    chunk mode: one row per window, `windows` says whose and where; average mode: one
-    row per document, `windows` counts the windows that were embedded."""
-
-    vectors: np.ndarray
-    truncated: np.ndarray
-    windows: Windows | None = None
-    tokens: int = 0
-    padded_tokens: int = 0
-    seconds: float = 0.0
-    batches: int = 0
 
 
 class E5Embedder:
@@ -119,17 +91,7 @@ class E5Embedder:
         stride: int | None = None,
         fuse_attention: bool = True,
     ) -> None:
-        if device not in DEVICES:
-            raise UsageError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
-        precision = precision or ("fp16" if device == "gpu" else "fp32")
-        if precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-        if precision == "fp16" and device != "gpu":
-            raise UsageError("precision 'fp16' needs device='gpu' (CPU kernels for fp16 are slower than fp32)")
-        if max_length < 2:
-            raise UsageError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
-        if threads is not None and threads < 1:
-            raise UsageError(f"threads must be >= 1, got {threads}")
+        self.precision: str = _checked_options(device, precision, max_length, threads)
         self.pooling = check_pooling(pooling)
         self.long_text = check_long_text(long_text)
         if pooling == "cls":
@@ -140,15 +102,33 @@ class E5Embedder:
 
         self.model = model
         self.device = device
-        self.precision = precision
         self.threads = threads or available_cpus()
         self.token_budget = token_budget or DEFAULT_TOKEN_BUDGET[device]
         self.max_batch_rows = max_batch_rows or DEFAULT_MAX_ROWS[device]
         self.files: ModelFiles = resolve_model(model, model_path, cache_dir, storage_options)
+        self._load_space(max_length, pooling, long_text, stride)
+        self._load_tokenizer()
+        self._load_session(cache_dir, fuse_attention, gpu_id)
+        # int8 only: mean cosine of this model's vectors against fp32's on the gate sample.
+        self.int8_cosine: float | None = None
+        if self.precision == "int8":
+            self.int8_cosine = check_int8_quality(self.onnx_path, self._int8_agreement, int8_min_cosine)
 
-        config = read_json_file(self.files.config_path)  # parsed once, for the space and the pad id
+    # -- setup -----------------------------------------------------------------
+
+    def _load_space(self, max_length: int, pooling: str, long_text: str, stride: int | None) -> None:
+        """The space of the model's files with these settings, and what it fixes: the lengths,
+        the width, the pooling and the pad id (config.json is parsed once, for all of them)."""
+        config = read_json_file(self.files.config_path)
         self.space = space_of(
-            model, self.files, max_length, precision, config=config, pooling=pooling, long_text=long_text, stride=stride
+            self.model,
+            self.files,
+            max_length,
+            self.precision,
+            config=config,
+            pooling=pooling,
+            long_text=long_text,
+            stride=stride,
         )
         self.max_length = self.space.max_length
         self.stride = default_stride(self.max_length) if stride is None else stride
@@ -157,75 +137,26 @@ class E5Embedder:
         self.dim = self.space.dim
         self.pool = POOLINGS[self.space.pooling].pool
         self.pad_id = int(config.get("pad_token_id", 0) or 0)
+
+    def _load_tokenizer(self) -> None:
         self.tokenizer = Tokenizer.from_file(str(self.files.tokenizer_path))
         self.tokenizer.no_padding()  # we pad per batch, to the batch's own longest row
         self.tokenizer.enable_truncation(self.max_length)
         self._windows: WindowTokenizer | None = None  # made on first use of chunk/average
         self._warned_prefix = False
 
-        if device == "gpu":
+    def _load_session(self, cache_dir: str | os.PathLike[str] | None, fuse_attention: bool, gpu_id: int) -> None:
+        """The model file for this precision and its checked session (e5ray.model.session)."""
+        if self.device == "gpu":
             require_cuda()  # before converting anything: fail fast on a CPU-only install
         # Quantised and half-precision copies are separate files with their own hashes.
-        self.onnx_path = prepare_model_file(self.files.onnx_path, precision, cache_dir, pooling, fuse=fuse_attention)
-        self.session = self._make_session(gpu_id)
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        for required in ("input_ids", "attention_mask"):
-            if required not in self.input_names:
-                raise UsageError(f"{self.onnx_path}: ONNX inputs {sorted(self.input_names)} lack {required!r}")
-        self.output_name = self._token_output_name()
-        declared = self.session.get_outputs()[0].shape[-1]
-        if isinstance(declared, int) and declared != self.dim:
-            raise UsageError(f"{self.onnx_path}: output width {declared} != config.json hidden_size {self.dim}")
-        # int8 only: mean cosine of this model's vectors against fp32's on the gate sample.
-        self.int8_cosine: float | None = None
-        if precision == "int8":
-            self.int8_cosine = check_int8_quality(self.onnx_path, self._int8_agreement, int8_min_cosine)
-
-    # -- setup -----------------------------------------------------------------
-
-    def _make_session(self, gpu_id: int) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.device == "cpu":
-            return ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-        session = ort.InferenceSession(
-            str(self.onnx_path),
-            options,
-            providers=[("CUDAExecutionProvider", {"device_id": gpu_id}), "CPUExecutionProvider"],
+        self.onnx_path = prepare_model_file(
+            self.files.onnx_path, self.precision, cache_dir, self.pooling, fuse=fuse_attention
         )
-        # onnxruntime falls back to CPU with only a warning when CUDA libraries fail to load.
-        if session.get_providers()[0] != "CUDAExecutionProvider":
-            raise DeviceUnavailableError(
-                f"CUDA execution provider failed to initialise (session providers: {session.get_providers()}); "
-                "check that the CUDA and cuDNN libraries matching onnxruntime-gpu are installed"
-            )
-        return session
-
-    def _token_output_name(self) -> str:
-        outputs = self.session.get_outputs()
-        by_name = {o.name: o for o in outputs}
-        if POOLED_OUTPUT in by_name:  # our own pooling head (GPU models): already pooled
-            from e5ray.model.graph import POOLING_METADATA
-
-            # Heads made before the metadata existed were all mean pooling.
-            head = self.session.get_modelmeta().custom_metadata_map.get(POOLING_METADATA, "mean")
-            if head != self.pooling:
-                raise UsageError(
-                    f"{self.onnx_path}: its pooling head pools by {head!r}, this embedder by {self.pooling!r}"
-                )
-            return POOLED_OUTPUT
-        if "last_hidden_state" in by_name:
-            return "last_hidden_state"
-        token_level = [o.name for o in outputs if len(o.shape) == 3]
-        if not token_level:
-            raise UsageError(
-                f"{self.onnx_path}: no token-level output (rank 3) among {[(o.name, o.shape) for o in outputs]}; "
-                "e5ray pools itself and needs the encoder's last hidden state"
-            )
-        return str(token_level[0])
+        self.session = make_session(self.onnx_path, self.device, self.threads, gpu_id)
+        self.input_names = input_names(self.session, self.onnx_path)
+        self.output_name = token_output_name(self.session, self.onnx_path, self.pooling)
+        check_output_width(self.session, self.onnx_path, self.dim)
 
     # -- embedding ---------------------------------------------------------------
 
@@ -328,6 +259,23 @@ class E5Embedder:
     def embed_raw(self, texts: Sequence[str]) -> np.ndarray:
         """E5 vectors with no prefix, for texts that already carry one."""
         return self.embed(texts, "none").vectors
+
+
+def _checked_options(device: str, precision: str | None, max_length: int, threads: int | None) -> str:
+    """The precision to use (fp16 on a GPU, fp32 on a CPU, unless given); raises on an
+    option out of range, before anything is loaded."""
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    precision = precision or ("fp16" if device == "gpu" else "fp32")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device != "gpu":
+        raise UsageError("precision 'fp16' needs device='gpu' (CPU kernels for fp16 are slower than fp32)")
+    if max_length < 2:
+        raise UsageError(f"max_length must be >= 2 (room for the special tokens), got {max_length}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    return precision
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:  # a caller's bug, so TypeError, not UsageError

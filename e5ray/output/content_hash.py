@@ -11,7 +11,7 @@ would not:
   away (Unicode forms, case under a lowercasing tokenizer), gives the same hash, and the
   stored vector is correctly reused.
 The price is tokenising every row of a changed shard, including those whose vector is
-reused; tokenising is cheap next to the encoder (see README, "Row-level refresh").
+reused; tokenising is cheap next to the encoder (see docs/refresh.md, "Row-level refresh").
 
 Within one embedding space, equal hashes mean equal model inputs, hence equal vectors
 (up to float noise from batch shapes): that is what makes reuse by hash alone sound.

@@ -22,62 +22,57 @@ Precedence (`--duplicate-ids`):
 - `allow`: no check; ids may repeat across shards.
 
 How a rejection reaches shards whose files are already written: the driver rewrites the
-affected shards before committing (new content, so new content-addressed names): the
-embedding files without the rejected rows (read back and written through the output's
-sink, so any sink works), the rejects file with one more line per row
-naming the shard and row that kept the id, the ids file without them. The entry's counts
-change accordingly (`rows + rejected == input_rows` still holds, `duplicates` counts
-these rows, `duplicates_of` names the shards that kept them). So the output contract does
-not change: every file holds exactly the rows the manifest counts, and readers need no
-exclusion list. The rewrite is a function of the version's shards, so a run killed
-after it and before the commit writes the same files again. A carried shard whose ids
+affected shards before committing (`e5ray.output.dupes_rewrite`: new content, so new
+content-addressed names, and counts that still reconcile), so the output contract does not
+change and readers need no exclusion list. A carried shard whose ids
 were rejected for a shard that has since changed or gone is embedded again (its
 original output is reused through its completion marker), so the ids come back.
+
+Ids' canonical text and hash: `e5ray.output.id_keys`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from e5ray.output.layout import IDS_DIR, REJECTS_DIR, in_folder
+from e5ray.output.dupes_rewrite import Drop, apply_drops
+from e5ray.output.id_keys import IDS_SCHEMA as _IDS_SCHEMA
+from e5ray.output.id_keys import IDS_SUFFIX, hash64, id_key
 from e5ray.output.manifest import FileRef, ShardEntry
-from e5ray.output.sinks.base import get_sink
-from e5ray.store.filesystem import OutputDir, sha256_of
+from e5ray.store.filesystem import OutputDir
+
+__all__ = [
+    "DEFAULT_ROWS_PER_PARTITION",
+    "IDS_ROW_GROUP",
+    "IDS_SUFFIX",
+    "POLICIES",
+    "Drop",
+    "IdCollector",
+    "apply_drops",
+    "find_duplicates",
+    "hash64",
+    "id_key",
+    "precedence",
+    "resolve_duplicates",
+    "stale_dedup",
+    "write_ids",
+]
 
 POLICIES = ("reject", "keep-first", "allow")
-IDS_SUFFIX = ".ids.pq"  # not ".parquet": a glob for embedding files must not match it
+# Rows per row group of an ids file; read where each file is written (write_ids, and passed to
+# apply_drops), so this one name governs workers' files and rewrites alike.
 IDS_ROW_GROUP = 65_536
 DEFAULT_ROWS_PER_PARTITION = 4_000_000
-_IDS_SCHEMA = pa.schema([("h", pa.uint64()), ("row", pa.int64()), ("id", pa.string())])
 _SPAN = 1 << 64
-
-
-def id_key(id_value: Any) -> str:
-    """The canonical text of an id (ids of one version share a type: see e5ray.corpus.rows)."""
-    return id_value if isinstance(id_value, str) else str(id_value)
-
-
-def hash64(keys: Sequence[str]) -> np.ndarray:
-    """A 64-bit hash of each key (blake2b: stable across processes and Python versions)."""
-    out = np.empty(len(keys), dtype=np.uint64)
-    for i, key in enumerate(keys):
-        out[i] = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
-    return out
 
 
 class IdCollector:
@@ -103,16 +98,6 @@ def write_ids(path: str | io.IOBase, keys: Sequence[str], rows: np.ndarray) -> N
         schema=_IDS_SCHEMA,
     )
     pq.write_table(table, path, row_group_size=IDS_ROW_GROUP, compression="zstd", write_statistics=True)
-
-
-@dataclass(frozen=True)
-class Drop:
-    """One duplicate row to reject from a shard: its row and id, and who kept the id."""
-
-    row: int
-    id: str
-    kept_by: str  # the source URI of the shard that keeps the id
-    kept_row: int
 
 
 def precedence(entries: Sequence[ShardEntry], policy: str, carried_uris: set[str]) -> list[int]:
@@ -216,88 +201,6 @@ def find_duplicates(
     return drops
 
 
-def _upload(output: OutputDir, local: str, stem: str, suffix: str, rows: int | None) -> FileRef:
-    sha = sha256_of(fsspec.filesystem("file"), local)
-    size = os.path.getsize(local)
-    rel = f"{stem}-{sha[:12]}{suffix}"
-    output.upload(local, rel)
-    return FileRef(rel, size, sha, rows, output.stamp(rel))
-
-
-def _filter_file(output: OutputDir, ref: FileRef, output_format: str, dropped: set[str], local: str) -> int:
-    """Write `ref` without the rows whose id is in `dropped` to `local` (every column kept,
-    so long-text window columns survive); returns the rows kept."""
-    with output.fs.open(output.path(ref.path), "rb") as fh:
-        if output_format == "parquet":
-            table = pq.read_table(fh)
-            keys = pa.array([id_key(v) for v in table.column("id").to_pylist()], pa.string())
-            kept = table.filter(pc.invert(pc.is_in(keys, value_set=pa.array(sorted(dropped), pa.string()))))
-            pq.write_table(kept, local, compression={"id": "zstd", "embedding": "none"})
-            return int(kept.num_rows)
-        lines = [line for line in fh.read().decode("utf-8").splitlines() if line.strip()]
-    kept_lines = [line for line in lines if id_key(json.loads(line)["id"]) not in dropped]
-    with open(local, "w", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in kept_lines)
-    return len(kept_lines)
-
-
-def apply_drops(output: OutputDir, entry: ShardEntry, drops: list[Drop], output_format: str) -> ShardEntry:
-    """The entry with `drops` (documents) rejected: its files rewritten under new names
-    (content-addressed, so a rewrite done twice names the same files), counts updated."""
-    dropped = {d.id for d in drops}
-    suffix = str(getattr(get_sink(output_format), "suffix", ""))
-    files, removed = [], 0
-    with tempfile.TemporaryDirectory(prefix="e5ray-dupes-") as tmp:
-        for n, ref in enumerate(entry.files):
-            tail = f"-{ref.sha256[:12]}{suffix}"
-            stem = ref.path[: -len(tail)] if ref.path.endswith(tail) else ref.path.removesuffix(suffix)
-            local = f"{tmp}/{n}{suffix}"
-            rows = _filter_file(output, ref, output_format, dropped, local)
-            removed += (ref.rows if ref.rows is not None else rows) - rows
-            files.append(_upload(output, local, stem, suffix, rows))
-        new_stem = files[0].path.removesuffix(suffix)
-        ids_ref = None
-        if entry.ids is not None:
-            with output.fs.open(output.path(entry.ids.path), "rb") as fh:
-                table = pq.read_table(fh)
-            table = table.filter(pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(dropped), pa.string()))))
-            local_ids = f"{tmp}/ids.pq"
-            pq.write_table(table, local_ids, row_group_size=IDS_ROW_GROUP, compression="zstd")
-            sha = sha256_of(fsspec.filesystem("file"), local_ids)
-            ids_path, ids_size = in_folder(IDS_DIR, f"{new_stem}{IDS_SUFFIX}"), os.path.getsize(local_ids)
-            output.upload(local_ids, ids_path)  # may move the local file
-            ids_ref = FileRef(ids_path, ids_size, sha, table.num_rows, output.stamp(ids_path))
-    records: list[dict[str, Any]] = []
-    if entry.rejects is not None:
-        text = output.read_bytes(entry.rejects.path).decode("utf-8")
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    as_int = entry.id_type == "int64"
-    for d in sorted(drops, key=lambda d: d.row):
-        where = f"{d.kept_by} row {d.kept_row}" if d.kept_row >= 0 else d.kept_by
-        records.append({"row": d.row, "id": int(d.id) if as_int else d.id, "reason": f"duplicate id: kept in {where}"})
-    records.sort(key=lambda r: (r.get("row") is None, r.get("row") or 0))
-    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-    rejects_path = in_folder(REJECTS_DIR, f"{new_stem}.rejects.jsonl")
-    output.write_atomic(rejects_path, blob)
-    rejects = FileRef(
-        rejects_path, len(blob), hashlib.sha256(blob).hexdigest(), len(records), output.stamp(rejects_path)
-    )
-    documents = len(drops)  # ids are unique within a shard: one dropped id is one document
-    chunked = entry.documents is not None and entry.rows != entry.documents  # rows are windows
-    return dataclasses.replace(
-        entry,
-        files=tuple(files),
-        rows=entry.rows - removed,
-        rejected=entry.rejected + documents,
-        documents=entry.documents - documents if entry.documents is not None else None,
-        windows=entry.windows - removed if chunked and entry.windows is not None else entry.windows,
-        duplicates=entry.duplicates + documents,
-        duplicates_of=tuple(sorted(set(entry.duplicates_of) | {d.kept_by for d in drops})),
-        rejects=rejects,
-        ids=ids_ref,
-    )
-
-
 def resolve_duplicates(
     output: OutputDir,
     entries: list[ShardEntry],
@@ -313,7 +216,7 @@ def resolve_duplicates(
     drops = find_duplicates(output, entries, order, output_format, rows_per_partition)
     out = list(entries)
     for index, rows in drops.items():
-        out[index] = apply_drops(output, entries[index], rows, output_format)
+        out[index] = apply_drops(output, entries[index], rows, output_format, IDS_ROW_GROUP)
     return out, sum(len(rows) for rows in drops.values())
 
 

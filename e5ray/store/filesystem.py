@@ -236,7 +236,7 @@ class OutputDir:
     def read_bytes(self, rel: str) -> bytes:
         # One GET: opening the file, or s3fs' cat_file without a range, first asks for its size
         # (a HEAD on S3), which doubled the requests of a resume's marker reads (measured by
-        # jobs/bench_driver.py). An open-ended range needs no size. What is read this way
+        # python -m e5ray.bench driver). An open-ended range needs no size. What is read this way
         # (markers, manifests) is JSON, never an empty file.
         return bytes(self.fs.cat_file(self.path(rel), start=0))
 

@@ -2,7 +2,7 @@
 
 A worker writes a unit's vectors to a local file chunk by chunk. Uploading that file only
 after its last chunk (hash it, then one upload) keeps the actor off its accelerator for the
-whole transfer: measured by `jobs/bench_finish.py`, 2.7 s for an 88 MB unit on loopback
+whole transfer: measured by `python -m e5ray.bench finish`, 2.7 s for an 88 MB unit on loopback
 SeaweedFS against ~7.3 s of embedding it at a third of an H200. Here a thread follows the
 file as it grows and sends each full part (a multipart upload) and feeds the sha256, so at
 the end only the last part, the completion and a server-side copy are left.

@@ -25,13 +25,12 @@ output's sink (`e5ray.output.sinks`) and commits (`e5ray.worker.unit_commit`):
   its vectors are.
 
 Files reach their final names atomically (rename or one PUT), so a killed worker leaves
-at most temporary files, which nothing references and `gc` removes.
+at most temporary files, which nothing references and `gc` removes. The files of a unit
+being written: `e5ray.worker.unit_writer`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
 import time
@@ -40,9 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from e5ray.corpus.rows import id_type_name
 from e5ray.corpus.sources import Chunk
-from e5ray.output.dupes import IdCollector
 
 # The output's folders (e5ray.output.layout), also named from here by older callers.
 from e5ray.output.layout import IDS_DIR as IDS_DIR
@@ -52,10 +49,10 @@ from e5ray.output.layout import SHARDS_DIR as SHARDS_DIR
 from e5ray.output.manifest import ShardEntry
 from e5ray.output.sinks.base import ShardSink
 from e5ray.store.filesystem import OutputDir
-from e5ray.store.stream_upload import StreamingUpload, follow_sink
 from e5ray.worker.task import ShardTask
-from e5ray.worker.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.worker.unit_commit import ShardStats, hash_columns, hash_scheme_of
 from e5ray.worker.unit_rows import ChunkValidator, kept_columns, validated_chunks
+from e5ray.worker.unit_writer import UnitWriter
 
 
 def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None]:
@@ -96,24 +93,6 @@ def _prefetch(items: Iterator[Any], depth: int = 1) -> Generator[Any, None, None
                 pass
 
 
-def file_metadata(task: ShardTask, embedder: Any) -> dict[str, str]:
-    """Key-value metadata for every output file: the embedding space and the source."""
-    from e5ray import __version__
-    from e5ray.model.library_versions import library_versions
-
-    space = embedder.space.with_prefix(task.prefix).to_dict()
-    source: dict[str, Any] = {"uri": task.source.uri, "fingerprint": task.source.fingerprint}
-    if task.unit is not None:  # a file's part: which rows or bytes of the source it holds
-        source["unit"] = task.unit.to_dict()
-    return {
-        "e5ray.space": json.dumps(space, sort_keys=True),
-        "e5ray.source": json.dumps(source),
-        "e5ray.version": __version__,
-        # Where the model ran: a node installed apart from the driver records its own.
-        "e5ray.libraries": json.dumps(library_versions(), sort_keys=True),
-    }
-
-
 def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
     """Kept columns with each document's value repeated for each of its windows (`rows`:
     the document of every window)."""
@@ -124,6 +103,46 @@ def _repeated(kept: dict[str, Any] | None, rows: Any) -> dict[str, Any]:
         name: values.take(index) if isinstance(values, pa.Array) else [values[d] for d in rows]
         for name, values in kept.items()
     }
+
+
+def _tokenized_chunks(
+    task: ShardTask,
+    embedder: Any,
+    chunk_rows: int,
+    storage_options: dict[str, Any] | None,
+    rejects: list[dict[str, Any]],
+) -> Iterator[tuple[Chunk, list[int], Any, ChunkValidator]]:
+    """Each chunk of the unit with its good rows' positions, their tokens and the unit's
+    validator (the reading side: runs ahead in the read-ahead thread)."""
+    for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, rejects):
+        tokens = embedder.tokenize([validator.text_for(chunk.texts[p]) for p in good], task.prefix)
+        yield chunk, good, tokens, validator
+
+
+def _output_rows(
+    chunk: Chunk, good: list[int], tokens: Any, result: Any, sink: ShardSink, mode: str
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """The ids and extra columns of a chunk's output rows: one row per document, or per
+    window in chunk mode (the window columns, its document's id and kept values)."""
+    ids = [chunk.ids[p] for p in good]
+    # content hashes name one document's token ids: truncate mode only (e5ray.output.content_hash)
+    hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
+    extra = {**(hashes or {}), **(kept_columns(chunk, good) or {})} or None
+    if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
+        ids = [ids[d] for d in result.windows.doc]
+        extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
+    return ids, extra
+
+
+def _count(stats: ShardStats, documents: int, rows: int, result: Any) -> None:
+    """Add one chunk's embedding to the unit's statistics."""
+    stats.embedded += documents
+    stats.rows += rows
+    stats.windows += len(result.windows) if result.windows is not None else documents
+    stats.truncated += int(result.truncated.sum())
+    stats.tokens += result.tokens
+    stats.padded_tokens += result.padded_tokens
+    stats.embed_seconds += result.seconds
 
 
 def embed_shard(
@@ -137,76 +156,22 @@ def embed_shard(
     """Embed one source shard through `sink` and commit its files to `output`; returns its entry."""
     stats = ShardStats()
     started = time.perf_counter()
-    # Local outputs: temporary files sit beside their final names, so the commit is a rename.
-    tmp_dir = None
-    if output.is_local:
-        tmp_dir = output.path(SHARDS_DIR)
-        os.makedirs(tmp_dir, exist_ok=True)
+    writer = UnitWriter(task, embedder, output, sink)
     rejects: list[dict[str, Any]] = []
-    validator: ChunkValidator | None = None
-    opened = False
-    streaming: StreamingUpload | None = None  # object stores: the output goes up while it is written
-    collected = IdCollector()  # e5ray.output.dupes: the ids this shard embedded, for the cross-shard check
-    metadata = file_metadata(task, embedder)
     mode = getattr(embedder, "long_text", "truncate")
-
-    def prepared() -> Iterator[tuple[Chunk, list[int], Any]]:
-        nonlocal validator
-        for chunk, good, current in validated_chunks(task, chunk_rows, storage_options, rejects):
-            validator = current  # read after the loop: the shard's id type
-            tokens = embedder.tokenize([current.text_for(chunk.texts[p]) for p in good], task.prefix)
-            yield chunk, good, tokens
-
-    chunks = _prefetch(prepared())
+    chunks = _prefetch(_tokenized_chunks(task, embedder, chunk_rows, storage_options, rejects))
+    validator: ChunkValidator | None = None
     try:
-        for chunk, good, tokens in chunks:
+        for chunk, good, tokens, validator in chunks:
             stats.input_rows += len(chunk.ids)
             result = embedder.run(tokens)
-            assert validator is not None
-            if not opened:
-                sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
-                opened = True
-                streaming = follow_sink(sink.local_path, output, SHARDS_DIR)
-            ids = [chunk.ids[p] for p in good]
-            # content hashes name one document's token ids: truncate mode only (e5ray.output.content_hash)
-            hashes = hash_columns(sink, tokens.ids) if mode == "truncate" else None
-            extra = {**(hashes or {}), **(kept_columns(chunk, good) or {})} or None
-            if mode == "chunk" and result.windows is not None:  # one row per window, its text's id
-                ids = [ids[d] for d in result.windows.doc]
-                extra = {**dict(result.windows.columns()), **_repeated(extra, result.windows.doc)}
-            sink.write(ids, result.vectors, extra)
-            collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # documents, not windows
-            stats.embedded += len(good)
-            stats.rows += len(ids)
-            stats.windows += len(result.windows) if result.windows is not None else len(good)
-            stats.truncated += int(result.truncated.sum())
-            stats.tokens += result.tokens
-            stats.padded_tokens += result.padded_tokens
-            stats.embed_seconds += result.seconds
-        if not opened:  # a shard with no rows still gets its (empty) output
-            sink.open(tmp_dir, task.stem, validator.id_type() if validator else pa.int64(), embedder.dim, metadata)
-        files = sink.close()
-        stats.rejected = len(rejects)
-        id_type = id_type_name(validator.id_type() if validator else pa.int64())
+            ids, extra = _output_rows(chunk, good, tokens, result, sink, mode)
+            writer.write(validator, chunk, good, ids, result.vectors, extra)
+            _count(stats, len(good), len(ids), result)
+        files = writer.close(validator)
         reuse = {"rows_reused": 0, "rows_embedded": stats.embedded, "duplicates_folded": 0}
-        seconds = time.perf_counter() - started
         scheme = hash_scheme_of(sink) if mode == "truncate" else None
-        return commit_unit(
-            task,
-            output,
-            files,
-            rejects,
-            stats,
-            seconds,
-            mode,
-            reuse=reuse,
-            hash_scheme=scheme,
-            collected=collected,
-            id_type=id_type,
-            streamed=streaming,
-        )
+        return writer.commit(files, validator, rejects, stats, started, mode, reuse=reuse, hash_scheme=scheme)
     finally:
         chunks.close()  # stops the read-ahead thread if we leave early
-        if streaming is not None:
-            streaming.abort()  # an unfinished upload is discarded (nothing, after a commit)
-        sink.abort()  # removes what is left locally (nothing, after a commit)
+        writer.abort()

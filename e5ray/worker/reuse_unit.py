@@ -12,7 +12,7 @@ Two passes over the shard, so that memory stays bounded by the shard's distinct 
    are written in input order, with their hash, through the same commit as `embed_shard`.
 
 Equal texts in *different* shards of one run are each embedded once per shard: folding
-across shards would need a shuffle by hash between the units (see README).
+across shards would need a shuffle by hash between the units (see docs/refresh.md).
 
 Pass 2 must see the very rows pass 1 saw: both passes digest every row's id and text,
 and the shard fails (nothing is committed) if the source changed in between.
@@ -27,29 +27,30 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from e5ray.corpus.rows import id_type_name
 from e5ray.corpus.sources import Chunk
 from e5ray.errors import CorpusError, DataError, UsageError
 from e5ray.output.content_hash import hash_token_ids
-from e5ray.output.dupes import IdCollector
-from e5ray.output.layout import SHARDS_DIR
 from e5ray.output.manifest import ShardEntry
 from e5ray.output.sinks.base import ShardSink
 from e5ray.refresh.index import ReadStats, load_index, lookup
 from e5ray.store.filesystem import OutputDir
-from e5ray.store.stream_upload import StreamingUpload, follow_sink
-from e5ray.worker.embed_unit import _prefetch, file_metadata
+from e5ray.worker.embed_unit import _prefetch
 from e5ray.worker.task import ShardTask
-from e5ray.worker.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
+from e5ray.worker.unit_commit import ShardStats, hash_columns, hash_scheme_of
 from e5ray.worker.unit_rows import ChunkValidator, kept_columns, validated_chunks
+from e5ray.worker.unit_writer import UnitWriter
 
 log = logging.getLogger("e5ray")
 IN_MEMORY_BYTES = 256 << 20  # distinct vectors of one shard above this go to a local memory-mapped file
+
+# What pass 2 reads ahead for each chunk: the chunk, its good rows, their slots, the slots
+# this chunk embeds first, their tokens, and the unit's validator.
+_Planned = tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]
 
 
 def _digest_rows(digest: Any, chunk: Chunk) -> None:
@@ -66,6 +67,104 @@ def _store(rows: int, dim: int, directory: str) -> np.ndarray:
     return np.lib.format.open_memmap(os.path.join(directory, "vectors.npy"), "w+", np.float32, (rows, dim))
 
 
+@dataclass
+class _FirstPass:
+    """What pass 1 learnt: each good row's slot (the index of its hash among the shard's
+    distinct hashes), the distinct hashes, and a digest of every row read."""
+
+    row_slots: np.ndarray
+    distinct: list[bytes]
+    digest: bytes
+
+
+def _first_pass(
+    task: ShardTask,
+    embedder: Any,
+    chunk_rows: int,
+    storage_options: dict[str, Any] | None,
+    rejects: list[dict[str, Any]],
+    stats: ShardStats,
+) -> _FirstPass:
+    """Pass 1: read, validate, tokenise and hash every row; rejected rows go to `rejects`."""
+    row_hashes: list[bytes] = []
+    digest = hashlib.blake2b(digest_size=16)
+    for chunk, good, checker in validated_chunks(task, chunk_rows, storage_options, rejects):
+        _digest_rows(digest, chunk)
+        stats.input_rows += len(chunk.ids)
+        tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
+        stats.truncated += int(tokens.truncated.sum())
+        row_hashes.extend(hash_token_ids(tokens.ids))
+    slots: dict[bytes, int] = {}
+    row_slots = np.fromiter(
+        (slots.setdefault(h, len(slots)) for h in row_hashes), dtype=np.int64, count=len(row_hashes)
+    )
+    return _FirstPass(row_slots, list(slots), digest.digest())
+
+
+def _look_up(
+    task: ShardTask,
+    embedder: Any,
+    output: OutputDir,
+    distinct: list[bytes],
+    store: np.ndarray,
+    storage_options: dict[str, Any] | None,
+) -> tuple[np.ndarray, ReadStats]:
+    """Step 2: which distinct hashes the previous version's index holds (their vectors go to
+    `store`), and what finding them read."""
+    lookups = ReadStats()
+    found = np.zeros(len(distinct), dtype=bool)
+    if task.reuse_index is None or not distinct:
+        return found, lookups
+    info = load_index(output.uri, task.reuse_index, storage_options)
+    lookups.requests += 1  # meta.json
+    if info is None:  # collected meanwhile: the next run builds it again
+        raise DataError(f"reuse index {task.reuse_index} of {output.uri} is missing or incomplete; run again")
+    if info.dim != embedder.dim:
+        raise UsageError(f"reuse index {task.reuse_index} holds {info.dim}-dim vectors, the model makes {embedder.dim}")
+    found, stats_lookup = lookup(output.uri, info, distinct, store, storage_options)
+    lookups.add(stats_lookup)
+    return found, lookups
+
+
+class _SecondPass:
+    """Pass 2's reading side, run ahead in the read-ahead thread: each chunk's slots, and the
+    slots it embeds first (neither found in the index nor embedded by an earlier chunk)."""
+
+    def __init__(self, first: _FirstPass, found: np.ndarray) -> None:
+        self.first = first
+        self.ready = found.copy()  # slots whose vector is in the store (or will be, once their chunk is embedded)
+        self.digest = hashlib.blake2b(digest_size=16)
+        self.cursor = 0
+
+    def chunks(
+        self, task: ShardTask, embedder: Any, chunk_rows: int, storage_options: dict[str, Any] | None
+    ) -> Iterator[_Planned]:
+        for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, None):
+            _digest_rows(self.digest, chunk)
+            chunk_slots = self.first.row_slots[self.cursor : self.cursor + len(good)]
+            self.cursor += len(good)
+            # The first row of each slot that is neither found nor embedded by an earlier chunk.
+            pending, first = np.unique(chunk_slots, return_index=True)
+            new = ~self.ready[pending]
+            todo_slots, todo_rows = pending[new], first[new]
+            tokens = embedder.tokenize([validator.text_for(chunk.texts[good[int(r)]]) for r in todo_rows], task.prefix)
+            self.ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
+            yield chunk, good, chunk_slots, todo_slots, tokens, validator
+
+    def saw_what_pass_one_saw(self) -> bool:
+        """Both passes read the very same rows (the source did not change in between)."""
+        return self.cursor == len(self.first.row_slots) and self.digest.digest() == self.first.digest
+
+
+def _embed_missing(embedder: Any, tokens: Any, todo_slots: np.ndarray, store: np.ndarray, stats: ShardStats) -> None:
+    """Embed the rows of `todo_slots` once each, into their slots of `store`."""
+    result = embedder.run(tokens)
+    store[todo_slots] = result.vectors
+    stats.tokens += result.tokens
+    stats.padded_tokens += result.padded_tokens
+    stats.embed_seconds += result.seconds
+
+
 def embed_shard_reusing_rows(
     task: ShardTask,
     embedder: Any,
@@ -80,120 +179,39 @@ def embed_shard_reusing_rows(
     started = time.perf_counter()
     stats = ShardStats()
     rejects: list[dict[str, Any]] = []
-
-    # Pass 1: a hash per good row, in order.
-    row_hashes: list[bytes] = []
-    first_digest = hashlib.blake2b(digest_size=16)
-    for chunk, good, checker in validated_chunks(task, chunk_rows, storage_options, rejects):
-        _digest_rows(first_digest, chunk)
-        stats.input_rows += len(chunk.ids)
-        tokens = embedder.tokenize([checker.text_for(chunk.texts[p]) for p in good], task.prefix)
-        stats.truncated += int(tokens.truncated.sum())
-        row_hashes.extend(hash_token_ids(tokens.ids))
-    slots: dict[bytes, int] = {}
-    row_slots = np.fromiter(
-        (slots.setdefault(h, len(slots)) for h in row_hashes), dtype=np.int64, count=len(row_hashes)
-    )
-    distinct = list(slots)
-
-    tmp_dir = None
-    if output.is_local:  # temporary files sit beside their final names: the commit is a rename
-        tmp_dir = output.path(SHARDS_DIR)
-        os.makedirs(tmp_dir, exist_ok=True)
+    first = _first_pass(task, embedder, chunk_rows, storage_options, rejects, stats)
+    writer = UnitWriter(task, embedder, output, sink)
     with tempfile.TemporaryDirectory(prefix="e5ray-reuse-") as scratch:
-        store = _store(len(distinct), embedder.dim, scratch)
-        lookups = ReadStats()
-        found = np.zeros(len(distinct), dtype=bool)
-        if task.reuse_index is not None and distinct:
-            info = load_index(output.uri, task.reuse_index, storage_options)
-            lookups.requests += 1  # meta.json
-            if info is None:  # collected meanwhile: the next run builds it again
-                raise DataError(f"reuse index {task.reuse_index} of {output.uri} is missing or incomplete; run again")
-            if info.dim != embedder.dim:
-                raise UsageError(
-                    f"reuse index {task.reuse_index} holds {info.dim}-dim vectors, the model makes {embedder.dim}"
-                )
-            found, stats_lookup = lookup(output.uri, info, distinct, store, storage_options)
-            lookups.add(stats_lookup)
-        ready = found.copy()  # slots whose vector is in `store` (or will be, once their chunk is embedded)
-
+        store = _store(len(first.distinct), embedder.dim, scratch)
+        found, lookups = _look_up(task, embedder, output, first.distinct, store, storage_options)
         # Pass 2: write every good row in order; embed each missing hash once.
-        second_digest = hashlib.blake2b(digest_size=16)
-        cursor = 0
-        embedded_slots = 0
-
-        def prepared() -> Iterator[tuple[Chunk, list[int], np.ndarray, np.ndarray, Any, ChunkValidator]]:
-            nonlocal cursor
-            for chunk, good, validator in validated_chunks(task, chunk_rows, storage_options, None):
-                _digest_rows(second_digest, chunk)
-                chunk_slots = row_slots[cursor : cursor + len(good)]
-                cursor += len(good)
-                # The first row of each slot that is neither found nor embedded by an earlier chunk.
-                pending, first = np.unique(chunk_slots, return_index=True)
-                new = ~ready[pending]
-                todo_slots, todo_rows = pending[new], first[new]
-                tokens = embedder.tokenize(
-                    [validator.text_for(chunk.texts[good[int(r)]]) for r in todo_rows], task.prefix
-                )
-                ready[todo_slots] = True  # chunks are consumed in order: this one embeds them first
-                yield chunk, good, chunk_slots, todo_slots, tokens, validator
-
-        metadata = file_metadata(task, embedder)
-        chunks = _prefetch(prepared())
+        second = _SecondPass(first, found)
+        chunks = _prefetch(second.chunks(task, embedder, chunk_rows, storage_options))
         validator: ChunkValidator | None = None
-        opened = False
-        streaming: StreamingUpload | None = None  # object stores: the output goes up while it is written
-        collected = IdCollector()
+        embedded_slots = 0
         try:
             for chunk, good, chunk_slots, todo_slots, tokens, validator in chunks:
                 if len(todo_slots):
-                    result = embedder.run(tokens)
-                    store[todo_slots] = result.vectors
+                    _embed_missing(embedder, tokens, todo_slots, store, stats)
                     embedded_slots += len(todo_slots)
-                    stats.tokens += result.tokens
-                    stats.padded_tokens += result.padded_tokens
-                    stats.embed_seconds += result.seconds
-                if not opened:
-                    sink.open(tmp_dir, task.stem, validator.id_type(), embedder.dim, metadata)
-                    opened = True
-                    streaming = follow_sink(sink.local_path, output, SHARDS_DIR)
-                hashes = [distinct[int(s)] for s in chunk_slots]
+                hashes = [first.distinct[int(s)] for s in chunk_slots]
                 extra = {**(hash_columns(sink, hashes=hashes) or {}), **(kept_columns(chunk, good) or {})}
-                sink.write([chunk.ids[p] for p in good], store[chunk_slots], extra or None)
-                collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # e5ray.output.dupes
+                writer.write(validator, chunk, good, [chunk.ids[p] for p in good], store[chunk_slots], extra or None)
                 stats.embedded += len(good)
                 stats.rows += len(good)
-            if not opened:  # a shard with no rows still gets its (empty) output
-                id_type = validator.id_type() if validator else pa.int64()
-                sink.open(tmp_dir, task.stem, id_type, embedder.dim, metadata)
-            files = sink.close()
-            if cursor != len(row_slots) or first_digest.digest() != second_digest.digest():
+            files = writer.close(validator)
+            if not second.saw_what_pass_one_saw():
                 raise CorpusError(f"{task.source.uri} changed while it was being embedded; run again")
-            stats.rejected = len(rejects)
-            reused = int(found[row_slots].sum())
+            reused = int(found[first.row_slots].sum())
             reuse = {
                 "rows_reused": reused,
                 "rows_embedded": embedded_slots,
-                "duplicates_folded": len(row_slots) - reused - embedded_slots,
+                "duplicates_folded": len(first.row_slots) - reused - embedded_slots,
                 "lookup": lookups.to_dict(),
             }
-            seconds = time.perf_counter() - started
-            id_type = id_type_name(validator.id_type() if validator else pa.int64())
-            return commit_unit(
-                task,
-                output,
-                files,
-                rejects,
-                stats,
-                seconds,
-                reuse=reuse,
-                hash_scheme=hash_scheme_of(sink),
-                collected=collected,
-                id_type=id_type,
-                streamed=streaming,
+            return writer.commit(
+                files, validator, rejects, stats, started, reuse=reuse, hash_scheme=hash_scheme_of(sink)
             )
         finally:
             chunks.close()  # stops the read-ahead thread if we leave early
-            if streaming is not None:
-                streaming.abort()  # an unfinished upload is discarded (nothing, after a commit)
-            sink.abort()  # removes what is left locally (nothing, after a commit)
+            writer.abort()

@@ -29,7 +29,6 @@ in proportion to the unit's tokens, so their sums over units stay the wave's tot
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -42,15 +41,14 @@ import pyarrow as pa
 from e5ray.corpus.rows import id_type_name
 from e5ray.output.content_hash import hash_token_ids
 from e5ray.output.dupes import IdCollector
-from e5ray.output.layout import SHARDS_DIR
 from e5ray.output.manifest import ShardEntry
 from e5ray.output.sinks.base import ShardSink
 from e5ray.refresh.index import ReadStats
 from e5ray.store.filesystem import OutputDir
-from e5ray.worker.embed_unit import file_metadata
 from e5ray.worker.task import ShardTask
 from e5ray.worker.unit_commit import ShardStats, commit_unit, hash_columns, hash_scheme_of
 from e5ray.worker.unit_rows import kept_columns, validated_chunks
+from e5ray.worker.unit_writer import file_metadata, local_tmp_dir
 
 SMALL_UNIT_TOKENS = 32_768  # estimated tokens (e5ray.corpus.units) up to which a unit joins shared batches
 # Rows per wave, in the embedder's largest batches (512 rows on CPU): a wave's units are
@@ -211,10 +209,7 @@ def iter_units_together(
     Closing the iterator early (the caller stopped, or was interrupted) cancels the reads
     and commits not started yet and waits for the running ones: a unit either commits
     whole (files, then marker) or leaves no marker."""
-    tmp_dir = None
-    if output.is_local:  # temporary files beside their final names: the commit is a rename
-        tmp_dir = output.path(SHARDS_DIR)
-        os.makedirs(tmp_dir, exist_ok=True)
+    tmp_dir = local_tmp_dir(output)  # local: temporary files beside their final names, the commit a rename
     pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="e5ray-unit-io")
     try:
 

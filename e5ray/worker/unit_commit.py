@@ -71,28 +71,11 @@ def commit_unit(
     id_type: str | None = None,  # e5ray.corpus.rows
     streamed: StreamingUpload | None = None,  # a data file already going up (e5ray.store.stream_upload)
 ) -> ShardEntry:
-    refs = []
-    for file in files:
-        sent = streamed.finish() if streamed is not None and streamed.local_path == file.local_path else None
-        sha = sent[0] if sent is not None else file.sha256 or sha256_of(fsspec.filesystem("file"), file.local_path)
-        if sent is not None and file.sha256 is not None and file.sha256 != sha:
-            raise OSError(f"{file.local_path}: the bytes uploaded hash to {sha}, the bytes written to {file.sha256}")
-        name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
-        if sent is not None and streamed is not None:  # its parts went up while it was written
-            streamed.place(name)
-            os.unlink(file.local_path)
-            size, stamp = sent[1], output.stamp(name)
-        else:
-            size, stamp = _move(output, file.local_path, name)
-        refs.append(FileRef(name, size, sha, file.rows, stamp))
-    rejects_ref = None
-    if rejects:
-        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
-        rejects_name = f"{REJECTS_DIR}/{task.stem}-{refs[0].sha256[:12]}.rejects.jsonl"
-        output.write_atomic(rejects_name, blob)
-        sha = hashlib.sha256(blob).hexdigest()
-        rejects_ref = FileRef(rejects_name, len(blob), sha, len(rejects), output.stamp(rejects_name))
-    ids_ref = _commit_ids(output, f"{IDS_DIR}/{task.stem}-{refs[0].sha256[:12]}", collected) if collected else None
+    refs = [_commit_file(task, output, file, streamed) for file in files]
+    # The side files are named after the first data file's content, as the data files are.
+    side_stem = f"{task.stem}-{refs[0].sha256[:12]}"
+    rejects_ref = _commit_rejects(output, f"{REJECTS_DIR}/{side_stem}", rejects) if rejects else None
+    ids_ref = _commit_ids(output, f"{IDS_DIR}/{side_stem}", collected) if collected else None
     entry = ShardEntry(
         files=tuple(refs),
         rows=stats.rows,
@@ -119,6 +102,30 @@ def commit_unit(
     # The marker goes last: its presence means every file it names is complete.
     output.write_atomic(task.marker_path, json.dumps(entry.to_dict(), indent=1).encode())
     return entry
+
+
+def _commit_file(task: ShardTask, output: OutputDir, file: SinkFile, streamed: StreamingUpload | None) -> FileRef:
+    """One data file at its content-addressed name: placed where it was streamed to, else moved."""
+    sent = streamed.finish() if streamed is not None and streamed.local_path == file.local_path else None
+    sha = sent[0] if sent is not None else file.sha256 or sha256_of(fsspec.filesystem("file"), file.local_path)
+    if sent is not None and file.sha256 is not None and file.sha256 != sha:
+        raise OSError(f"{file.local_path}: the bytes uploaded hash to {sha}, the bytes written to {file.sha256}")
+    name = f"{SHARDS_DIR}/{task.stem}-{sha[:12]}{file.suffix}"
+    if sent is not None and streamed is not None:  # its parts went up while it was written
+        streamed.place(name)
+        os.unlink(file.local_path)
+        size, stamp = sent[1], output.stamp(name)
+    else:
+        size, stamp = _move(output, file.local_path, name)
+    return FileRef(name, size, sha, file.rows, stamp)
+
+
+def _commit_rejects(output: OutputDir, stem: str, rejects: list[dict[str, Any]]) -> FileRef:
+    """The unit's rejects file (one JSON record per rejected row), written atomically."""
+    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode()
+    name = f"{stem}.rejects.jsonl"
+    output.write_atomic(name, blob)
+    return FileRef(name, len(blob), hashlib.sha256(blob).hexdigest(), len(rejects), output.stamp(name))
 
 
 def _move(output: OutputDir, local_path: str, rel: str) -> tuple[int, str | None]:
