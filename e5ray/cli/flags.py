@@ -1,16 +1,18 @@
-"""The flags of `e5ray embed|refresh` (and of the job entrypoints in jobs/), the storage
-flags every command on an output takes, and the help text around them.
+"""The flags of `e5ray embed|refresh` and of the job entrypoints in jobs/: one function per
+flag group (input and output, model, compute, rows and ids, run limits, run), called in
+the order `--help` shows the groups.
 
 Defaults come from `e5ray.config` (each written once) and choices from the tables they
 select from (executors, sinks, pooling modes, row policies), so a new entry in a table is
-a new choice here without an edit.
+a new choice here without an edit. The flags other commands share (storage, log level)
+are in `e5ray.cli.shared_flags`, the help text around them in `e5ray.cli.help_text`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from e5ray.cli.shared_flags import add_log_level, add_storage_arguments
 from e5ray.config import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_GPUS_PER_ACTOR,
@@ -35,80 +37,21 @@ from e5ray.model.space import PREFIXES
 from e5ray.model.windows import LONG_TEXT_MODES
 from e5ray.output.dupes import POLICIES
 from e5ray.output.sinks.base import SINKS
-from e5ray.store.filesystem import s3_options
-from e5ray.store.timeouts import StoragePolicy
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # either case on the command line
-
-
-EXIT_CODES = """exit codes:
-  0    ok
-  1    data errors: shards that cannot be read (named, with the reason); nothing committed
-  2    usage or configuration errors: a bad flag, a missing column, an unreachable cluster
-  3    the output holds vectors of another embedding space (re-embed with --full)
-  4    another run committed the same version first (run again)
-  5    the store did not answer within its timeouts, or the run's lease lapsed (run again: it resumes)
-  6    the run's --deadline passed (run again: it resumes)
-  130  interrupted (Ctrl-C); finished shards are reused by the next run"""
-
-JOB_EXAMPLES = """examples:
-  # the sample corpus with the demo model (python -m e5ray.testing .demo-model)
-  e5ray embed --input samples/corpus --output out/sample --model demo --model-path .demo-model
-
-  # what would a refresh do? (no model loaded, nothing written)
-  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ --dry-run
-
-  # a real model staged once, the language and url columns kept beside the vectors
-  e5ray stage-model intfloat/multilingual-e5-small s3://bucket/models/e5-small
-  e5ray embed --input s3://bucket/corpus/ --output s3://bucket/emb/ \\
-      --model intfloat/multilingual-e5-small --model-path s3://bucket/models/e5-small --keep-columns lang,url
-
-  # flags from a file (keys are the flag names), machine-readable summary
-  e5ray embed --config e5ray.yaml --json
-
-"""
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written; '(default: X)' added where a flag has a default worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            action.option_strings
-            and "default" not in text
-            and default not in (None, False, argparse.SUPPRESS)
-            and not isinstance(action, argparse._VersionAction)
-        ):
-            text += " (default: %(default)s)"
-        return text
-
-
-def add_space_arguments(group: argparse._ArgumentGroup) -> None:
-    """Pooling and long-text flags: part of the embedding space, like the model."""
-    group.add_argument(
-        "--pooling",
-        choices=list(POOLINGS),
-        default=ModelConfig.pooling,
-        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
-    )
-    group.add_argument(
-        "--long-text",
-        choices=LONG_TEXT_MODES,
-        default=ModelConfig.long_text,
-        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
-        "average (one vector per text: token-weighted mean of its windows)",
-    )
-    group.add_argument(
-        "--stride",
-        type=int,
-        default=None,
-        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
-    )
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every flag of a job, group by group; the order of the calls is the order of `--help`."""
+    add_input_output_arguments(parser)
+    add_model_arguments(parser)
+    add_compute_arguments(parser)
+    add_rows_arguments(parser)
+    add_limits_arguments(parser)
+    add_storage_arguments(parser, endpoint=False)  # --s3-endpoint is in "input and output"
+    add_run_arguments(parser)
+
+
+def add_input_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the corpus is, how to read it, and where the vectors go."""
     io = parser.add_argument_group("input and output")
     # Not required= in argparse: --config may supply them; checked after parsing.
     io.add_argument("--input", help="corpus: a local dir, file or glob, or s3://bucket/prefix (required)")
@@ -140,6 +83,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="S3 endpoint URL (default: $AWS_ENDPOINT_URL); credentials come from the AWS chain",
     )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model, and the flags that define the embedding space it gives."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=ModelConfig.name, help=f"E5 model name (known: {', '.join(CATALOG)})")
     model.add_argument(
@@ -173,6 +120,33 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_space_arguments(model)
     model.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
+
+
+def add_space_arguments(group: argparse._ArgumentGroup) -> None:
+    """Pooling and long-text flags: part of the embedding space, like the model."""
+    group.add_argument(
+        "--pooling",
+        choices=list(POOLINGS),
+        default=ModelConfig.pooling,
+        help="mean (the E5 paper's, default) or cls (legacy: only to extend an index built with CLS pooling)",
+    )
+    group.add_argument(
+        "--long-text",
+        choices=LONG_TEXT_MODES,
+        default=ModelConfig.long_text,
+        help="texts over --max-length: truncate (default, counted), chunk (one row per window), "
+        "average (one vector per text: token-weighted mean of its windows)",
+    )
+    group.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="chunk/average: tokens of OVERLAP between consecutive windows (default: max length / 8)",
+    )
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how wide the work runs: device, actors, batches, units, retries."""
     pool = parser.add_argument_group("compute")
     pool.add_argument("--device", choices=DEVICES, default=ComputeConfig.device, help="where the model runs")
     pool.add_argument(
@@ -224,6 +198,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=ComputeConfig.executor,
         help="ray: actor pools on the cluster in RAY_ADDRESS, else on a fresh local Ray; local: in this process, no Ray",
     )
+
+
+def add_rows_arguments(parser: argparse.ArgumentParser) -> None:
+    """What happens to repeated ids, broken text and mixed id types."""
     rows = parser.add_argument_group("rows and ids")
     rows.add_argument(
         "--duplicate-ids",
@@ -244,6 +222,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=RowsConfig.id_type,
         help="auto: ids keep their type and a corpus mixing types is refused; string: integer ids become text",
     )
+
+
+def add_limits_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run's deadline and the lease that keeps `e5ray gc` off its files."""
     limits = parser.add_argument_group("run limits and coordination with gc")
     limits.add_argument("--deadline", type=float, default=None, help="fail the run after this many seconds")
     limits.add_argument(
@@ -258,7 +240,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=RunConfig.lease_timeout,
         help=f"a lease without heartbeat this long is expired (default {RunConfig.lease_timeout:g})",
     )
-    add_storage_arguments(parser, endpoint=False)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the run does (full, reuse, dry run), its config file and what it prints."""
     run = parser.add_argument_group("run")
     run.add_argument("--full", action="store_true", help="re-embed every shard (allowed across embedding spaces)")
     run.add_argument(
@@ -285,37 +270,3 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     add_log_level(
         run, "e5ray's log level (default: WARNING; INFO with --verbose); DEBUG also prints the traceback of a failure"
     )
-
-
-def add_log_level(parser: argparse.ArgumentParser | argparse._ArgumentGroup, text: str) -> None:
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=None, help=text)
-
-
-def add_storage_arguments(parser: argparse.ArgumentParser, endpoint: bool = True) -> None:
-    """Storage timeouts and retries (and the S3 endpoint where not added yet)."""
-    group = parser.add_argument_group("storage")
-    if endpoint:
-        group.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
-    group.add_argument(
-        "--s3-connect-timeout",
-        type=float,
-        default=StoragePolicy.connect_timeout,
-        help=f"seconds to wait for a connection (default {StoragePolicy.connect_timeout:g})",
-    )
-    group.add_argument(
-        "--s3-read-timeout",
-        type=float,
-        default=StoragePolicy.read_timeout,
-        help=f"seconds to wait for an answer (default {StoragePolicy.read_timeout:g})",
-    )
-    group.add_argument(
-        "--s3-attempts",
-        type=int,
-        default=StoragePolicy.attempts,
-        help=f"tries per call, with exponential backoff (default {StoragePolicy.attempts})",
-    )
-
-
-def storage_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    policy = StoragePolicy(args.s3_connect_timeout, args.s3_read_timeout, args.s3_attempts)
-    return s3_options(args.s3_endpoint, policy)

@@ -18,18 +18,15 @@ cosine to fp32 is still reported), since measuring int8 is what eval is for.
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from e5ray.quality.evaldata import EvalSet, load_eval_set
+from e5ray.quality.evaldata import EvalSet
 from e5ray.quality.metrics import METRICS, bootstrap_indices, interval, paired_bootstrap, per_query_metrics, top_k
 
 log = logging.getLogger("e5ray")
@@ -221,52 +218,3 @@ def format_table(report: dict[str, Any]) -> str:
         f"{boot['resamples']} resamples, seed {boot['seed']}"
     )
     return "\n".join(lines)
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from e5ray.model.catalog import DEFAULT_MODEL
-
-    parser.add_argument(
-        "data", nargs="?", default=None, help="pairs file (.jsonl/.parquet) or BEIR dir (default: the shipped pairs)"
-    )
-    parser.add_argument("--split", default="test", help="BEIR qrels split (default test)")
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="KEY=VALUE[,KEY=VALUE] with keys pooling (mean|cls), prefix (on|off), precision (fp32|int8|fp16), "
-        "max_length (int), long_text (truncate|chunk|average); repeat; the first is the baseline",
-    )
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="E5 model name")
-    parser.add_argument("--model-path", default=None, help="local or s3:// directory with the ONNX export")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where the model runs")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX threads (default: every CPU here)")
-    parser.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the intervals")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
-    parser.add_argument("--json-out", default=None, help="write the report as JSON here")
-    parser.add_argument("--chart-out", default=None, help="write a PNG chart here (needs matplotlib: e5ray[eval])")
-
-
-def eval_from_args(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    variants = [parse_variant(text) for text in args.variant] or [parse_variant("")]
-    model_kwargs = {
-        "model": args.model,
-        "model_path": args.model_path,
-        "device": args.device,
-        "threads": args.threads,
-        "cache_dir": args.cache_dir,
-    }
-    report = run_eval(
-        load_eval_set(args.data, args.split), variants, model_kwargs, args.resamples, args.seed, args.confidence
-    )
-    print(format_table(report))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    if args.chart_out:
-        from e5ray.quality.eval_chart import write_chart
-
-        write_chart(report, args.chart_out)
-    return 0

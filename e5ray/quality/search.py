@@ -11,24 +11,23 @@ Ties are broken by the order of the rows in the manifest's shards, so a search i
 deterministic. In chunk mode a hit is a window: its document id, window and spans.
 With the corpus (`input`), the texts of the hits are looked up by streaming the
 source shards that the hits came from (the manifest records them), stopping once
-every hit has its text.
+every hit has its text. Reading the output (its version, files and vector batches) is
+`e5ray.quality.output_reader`, shared with `e5ray compare`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from e5ray.errors import SpaceMismatchError, UsageError
 from e5ray.model.space import EmbeddingSpace, as_prefix
 from e5ray.model.windows import WINDOW_COLUMNS
-from e5ray.output.versions import load_latest
+from e5ray.quality.output_reader import current_version, stream_vectors
 from e5ray.store.filesystem import OutputDir
 
 DEFAULT_BATCH_ROWS = 8192  # 32 MiB of e5-large vectors per step
@@ -44,33 +43,6 @@ class Hit:
     source: str  # relpath of the input shard it came from
     window: dict[str, int] | None = None  # chunk mode: WINDOW_COLUMNS -> value
     text: str | None = None
-
-
-@dataclass(frozen=True)
-class OutputVersion:
-    """What a search needs of an output's current version (read from its manifest)."""
-
-    number: int
-    space: EmbeddingSpace
-    input: dict[str, Any]  # uri, format, id_column, text_column of the corpus it came from
-    files: list[tuple[str, str]]  # (vector file relative to the output root, source relpath)
-
-
-def current_version(uri: str, storage_options: dict[str, Any] | None = None) -> OutputVersion:
-    """The output's newest committed version; UsageError when nothing was committed or its
-    vectors are not in Parquet (the format search streams)."""
-    output = OutputDir(uri, storage_options)
-    manifest = load_latest(output)
-    if manifest is None:
-        raise UsageError(f"{output.uri}: no manifest (not an e5ray output, or nothing committed yet)")
-    if manifest.output_format != "parquet":
-        raise UsageError(f"{output.uri} holds {manifest.output_format} shards; search reads parquet outputs")
-    return OutputVersion(
-        number=manifest.version,
-        space=manifest.space,
-        input=manifest.input,
-        files=[(file.path, shard.source.relpath) for shard in manifest.shards for file in shard.files],
-    )
 
 
 @dataclass
@@ -163,20 +135,6 @@ def embed_query(
         )
     vector: np.ndarray = embedder.embed([text], as_prefix(prefix), long_text="truncate").vectors[0]
     return vector
-
-
-def stream_vectors(
-    fs: Any, path: str, dim: int, batch_rows: int, windowed: bool
-) -> Iterator[tuple[np.ndarray, pa.RecordBatch]]:
-    """(vectors (n, dim) float32, the batch's other columns) for batches of at most `batch_rows` rows."""
-    columns = ["id", "embedding", *WINDOW_COLUMNS] if windowed else ["id", "embedding"]
-    with fs.open(path, "rb") as fh:
-        reader = pq.ParquetFile(fh)
-        if reader.metadata.num_rows == 0:  # a shard whose rows were all rejected
-            return
-        for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
-            flat = batch.column("embedding").flatten().to_numpy(zero_copy_only=False)
-            yield flat.reshape(batch.num_rows, dim), batch
 
 
 def search_output(
@@ -283,50 +241,3 @@ def format_result(result: SearchResult, width: int = 100) -> str:
     )
     lines += [f"# {note}" for note in result.notes]
     return "\n".join(lines)
-
-
-def add_search_command(sub: Any) -> None:
-    """Register `e5ray search` on the command line's subparsers."""
-    from e5ray.model.embedder import DEVICES
-    from e5ray.model.prefixes import PREFIXES
-
-    search = sub.add_parser("search", help="the k rows of an output nearest to a query text")
-    search.add_argument("output", help="the e5ray output (directory or s3:// prefix)")
-    search.add_argument("text", help="the query; embedded in the output's own space")
-    search.add_argument("-k", type=int, default=10, help="hits to print (default 10)")
-    search.add_argument("--input", default=None, help="the corpus, to print the hits' texts")
-    search.add_argument(
-        "--model-path", default=None, help="the model the output was made with (default: its manifest's model name)"
-    )
-    search.add_argument(
-        "--prefix", choices=list(PREFIXES), default="query", help="E5 prefix of the text (default query)"
-    )
-    search.add_argument("--device", choices=DEVICES, default="cpu", help="where the query is embedded")
-    search.add_argument("--threads", type=int, default=None, help="ONNX threads (default: every CPU here)")
-    search.add_argument(
-        "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help="vectors read per step (bounds memory)"
-    )
-    search.add_argument("--width", type=int, default=100, help="characters of each text to print")
-    search.add_argument("--cache-dir", default=None, help="model cache (default: $E5RAY_CACHE or ~/.cache/e5ray)")
-    search.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
-    search.set_defaults(func=run_search_command)
-
-
-def run_search_command(args: Any) -> int:
-    from e5ray.store.filesystem import s3_options
-
-    result = search_output(
-        args.output,
-        args.text,
-        args.k,
-        model_path=args.model_path,
-        input_uri=args.input,
-        prefix=args.prefix,
-        device=args.device,
-        threads=args.threads,
-        batch_rows=args.batch_rows,
-        cache_dir=args.cache_dir,
-        storage_options=s3_options(args.s3_endpoint) or None,
-    )
-    print(format_result(result, args.width))
-    return 0
