@@ -1,6 +1,6 @@
-"""Benchmark tooling behind `jobs/benchmark.py`; not part of the embedding library.
+"""Benchmark tooling behind `jobs/benchmark.py` and `python -m e5ray.bench`; not part of the embedding library.
 
-One run compares, on the same texts and cores,
+`jobs/benchmark.py` (a Ray job) compares, on the same texts and cores,
 
 1. plain fastembed as a user calls it (`TextEmbedding(...).embed(texts)`, defaults),
 2. e5ray's `E5Embedder` in this process,
@@ -13,10 +13,18 @@ per second of wall time, so they compare across contestants even when one embeds
 
 Modules: `config` (what to run), `model`, `corpus`, `ceiling` (FLOP formulas, MatMul speed),
 `monitor` (process-tree RSS and CPU), `contestants` and `sweep` (the stages), `stages` (one
-stage per process; `python -m e5ray.bench` is the stage process), `cpu` and `gpu` (the two
-benchmarks), `metrics`, `report`, `run` (`run_benchmark`).
+stage per process; `python -m e5ray.bench --stage` is the stage process), `cpu` and `gpu` (the
+two benchmarks), `metrics`, `summary`, `report`, `run` (`run_benchmark`). The machinery of
+the other benchmarks: `driver` and `steps`, `manifest`, `refresh`, `fusion_counts`,
+`gpu_throughput` and `feed`.
 
-Invariant: nothing here imports ray. The job stage calls the library's `run_job`, whose Ray
-executor starts and joins Ray; a test parses these modules' imports to keep it so.
+`python -m e5ray.bench <subcommand>` (`__main__`, `--help` lists them) runs the other
+benchmarks: `commands` holds one module per subcommand that runs without Ray, `cluster` the
+`scale` subcommand, which runs the job on Ray in its own process.
+
+Invariant: nothing here imports ray but `e5ray.bench.cluster`, which nothing else here
+imports (the dispatcher loads it by name when `scale` runs). The job stage calls the
+library's `run_job`, whose Ray executor starts and joins Ray; a test parses these modules'
+imports to keep it so.
 Needs the `bench` extra (`pip install "e5ray[bench]"`): onnx for the models and the ceiling.
 """

@@ -2,7 +2,7 @@
 
 The driver's work before the first unit is handed out must not grow with the output's bytes,
 and its serial requests must not grow with the number of units (issue 9). This measures it on
-a real S3 endpoint (the job `jobs/bench_driver.py` starts SeaweedFS on loopback):
+a real S3 endpoint (`python -m e5ray.bench driver` starts SeaweedFS on loopback):
 
 - every S3 call this process makes is counted where every s3fs request passes,
   aiobotocore's `AioBaseClient._make_api_call`: by kind (LIST, HEAD, GET, PUT, DELETE), with
@@ -246,7 +246,7 @@ def manifest_figures(output: OutputDir, scale_to: int) -> dict[str, Any]:
     `scale_to` entries (the real entries repeated), to see where JSON stops being cheap."""
     blob = output.read_bytes(MANIFEST)
     data = json.loads(blob)
-    if SHARDS_FILE in data:  # entries in a Parquet side file: jobs/bench_manifest.py compares layouts
+    if SHARDS_FILE in data:  # entries in a Parquet side file: `python -m e5ray.bench manifest` compares layouts
         t0 = time.perf_counter()
         loaded = read_manifest(output, MANIFEST)
         return {

@@ -2,7 +2,7 @@
 
 Shows whether attention fuses on a graph layout (`e5ray.testing.export.GRAPHS`): on the
 export-shaped graph one Attention node per layer appears and every Softmax goes; on the
-node-by-node graph they stay. Used by `jobs/fusion_counts.py` and quoted in BENCHMARKS.md.
+node-by-node graph they stay. Used by `python -m e5ray.bench fusion-counts` and quoted in BENCHMARKS.md.
 """
 
 from __future__ import annotations

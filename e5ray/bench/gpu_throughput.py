@@ -1,4 +1,4 @@
-"""The GPU throughput benchmark behind `jobs/gpu_bench.py`: one prepared run, every variant side by side.
+"""The GPU throughput benchmark behind `python -m e5ray.bench gpu-bench`: one prepared run, every variant side by side.
 
 On one GPU it builds an export-shaped random-weight encoder (`e5ray.testing.export`,
 e5-large by default, weights in external data), lets E5Embedder make its fused fp16 copy,
@@ -15,7 +15,7 @@ short still leaves what it measured):
 4. sweep: token budget x max rows on pre-built batches (device only, no tokeniser);
 5. tokeniser: tokens/s on all threads and on one.
 
-`--device cpu --shape tiny` runs every stage on the CPU (fp32) so the script is tested
+`--device cpu --shape tiny` runs every stage on the CPU (fp32) so the benchmark is tested
 where there is no GPU. Timings are wall clock; tokens are real (unpadded) tokens.
 """
 
@@ -44,7 +44,7 @@ Log = Callable[[str], None]
 
 @dataclass
 class GpuBenchConfig:
-    device: str = "gpu"  # gpu: fp16 on CUDA; cpu: fp32 on the CPU (a test of the script)
+    device: str = "gpu"  # gpu: fp16 on CUDA; cpu: fp32 on the CPU (a test of the benchmark)
     shape: str = "e5-large"
     arch: str | None = None
     graph: str = "export"

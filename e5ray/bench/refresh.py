@@ -1,6 +1,6 @@
 """The row-level refresh benchmark: a full embed, then the "next day" export, then the refresh.
 
-Day 1: `docs` synthetic documents (lognormal lengths, as in `e5ray.benchmarking`) in
+Day 1: `docs` synthetic documents (lognormal lengths, as in `e5ray.bench.corpus`) in
 `shards` Parquet files; a full run embeds them. Day 2 is what warehouse unloads and
 Spark exports do: every file is rewritten and rows are reshuffled across the files,
 `edit` of the texts are edited, `add` new rows are added and `delete` removed. The

@@ -1,6 +1,6 @@
-"""jobs/bench_driver.py at a tiny size (50 units), so the driver-cost benchmark cannot rot.
+"""`python -m e5ray.bench driver` at a tiny size (50 units), so the driver-cost benchmark cannot rot.
 
-It runs the script as a user does (its own SeaweedFS, the demo model) and checks what the
+It runs the subcommand as a user does (its own SeaweedFS, the demo model) and checks what the
 benchmark exists to show: planning, resume and refresh make a constant number of listing
 and HEAD requests whatever the unit count, a resume reads the driver's checkpoints (one GET
 per `--checkpoint-every` units) and the markers of units finished after the last one, and no
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from bench_utils import REPO, run_script
+from bench_utils import REPO, run_bench
 
 try:
     from .s3server import require_weed
@@ -32,8 +32,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict:
     args = ["--small-files", "30", "--split-files", "2", "--row-groups", "10", "--kill-after", str(KILL_AFTER)]
     args += ["--threads", "2", "--scale-manifest-to", "200", "--checkpoint-every", str(CHECKPOINT_EVERY)]
     args += ["--json-out", str(out)]
-    run_script(
-        "bench_driver.py",
+    run_bench(
+        "driver",
         args,
         cwd=REPO,
         timeout=400,

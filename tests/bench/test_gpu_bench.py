@@ -1,13 +1,13 @@
-"""jobs/gpu_bench.py on the CPU (its own test; the GPU run is the same code on CUDA)."""
+"""`python -m e5ray.bench gpu-bench` and `gpu-actors` on the CPU (their own tests; the GPU runs are the same code on CUDA)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
+from e5ray.bench.commands import gpu_bench
 from e5ray.bench.feed import FeedStats, PaddedBatch, make_batches
 from e5ray.bench.gpu_throughput import GpuBenchConfig, _tuned
 from e5ray.testing.shapes import SHAPES
@@ -15,37 +15,27 @@ from e5ray.testing.shapes import SHAPES
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_job_module():
-    spec = importlib.util.spec_from_file_location("gpu_bench_job", ROOT / "jobs" / "gpu_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_gpu_script_runs_every_stage_on_the_cpu_and_writes_its_results(tmp_path):
-    job = load_job_module()
-    args = job.parse_args(
-        [
-            "--device",
-            "cpu",
-            "--shape",
-            "tiny",
-            "--docs",
-            "120",
-            "--quick",
-            "--min-steady-s",
-            "0",
-            "--sweep-budgets",
-            "512",
-            "--sweep-rows",
-            "64,128",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
-    assert job.main(args) == 0
+def test_the_gpu_benchmark_runs_every_stage_on_the_cpu_and_writes_its_results(tmp_path):
+    argv = [
+        "--device",
+        "cpu",
+        "--shape",
+        "tiny",
+        "--docs",
+        "120",
+        "--quick",
+        "--min-steady-s",
+        "0",
+        "--sweep-budgets",
+        "512",
+        "--sweep-rows",
+        "64,128",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert gpu_bench.main(argv) == 0
     result = json.loads((tmp_path / "out" / "gpu_bench.json").read_text())
     assert (tmp_path / "out" / "gpu_bench.log").read_text().count("\n") > 10
     layers = SHAPES["tiny"].layers
@@ -125,13 +115,13 @@ def test_the_tuned_settings_are_the_fastest_measured():
     assert (sessions, io_binding) == (2, False)
 
 
-def test_the_actors_per_gpu_script_runs_on_the_cpu_and_every_row_embeds_the_whole_corpus(tmp_path):
+def test_the_actors_per_gpu_benchmark_runs_on_the_cpu_and_every_row_embeds_the_whole_corpus(tmp_path):
     import subprocess
     import sys
 
     out = tmp_path / "out"
     subprocess.run(
-        [sys.executable, str(ROOT / "jobs" / "gpu_actors.py"), "--device", "cpu", "--shape", "tiny", "--docs", "150"]
+        [sys.executable, "-m", "e5ray.bench", "gpu-actors", "--device", "cpu", "--shape", "tiny", "--docs", "150"]
         + ["--workdir", str(tmp_path / "work"), "--out", str(out)],
         check=True,
         timeout=300,
