@@ -1,7 +1,7 @@
 """Reading an output: `read_embeddings` returns exactly the current version, and every
-reader recipe in the README runs here, as written (pyarrow, DuckDB, Polars, LanceDB).
+reader recipe in the docs runs here, as written (pyarrow, DuckDB, Polars, LanceDB).
 
-The recipes are taken from the README's "Reading the output" section: each ```python
+The recipes are taken from the "Reading the output" section of docs/output.md: each ```python
 block there starts with a comment naming its reader. A recipe whose library is not
 installed is skipped with the reason; the `test` extra installs all of them.
 """
@@ -21,13 +21,13 @@ import e5ray
 from e5ray.config import JobConfig
 from e5ray.job.run import run_job
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+RECIPES_PAGE = Path(__file__).resolve().parents[2] / "docs" / "output.md"
 RECIPE_LIBRARIES = {"pyarrow": "pyarrow", "DuckDB": "duckdb", "Polars": "polars", "LanceDB": "lancedb"}
 
 
 def recipes() -> dict[str, str]:
-    """Reader name -> the code of its recipe in the README."""
-    text = README.read_text()
+    """Reader name -> the code of its recipe in docs/output.md."""
+    text = RECIPES_PAGE.read_text()
     section = text.split("## Reading the output", 1)[1].split("\n## ", 1)[0]
     found = {}
     for block in re.findall(r"```python\n(.*?)```", section, re.S):
@@ -84,7 +84,7 @@ def test_every_shard_carries_the_embedding_space_in_its_metadata(refreshed_outpu
 def test_readme_recipe_runs(reader, refreshed_output, tmp_path, monkeypatch):
     out, expected = refreshed_output
     code = recipes().get(reader)
-    assert code is not None, f"the README has no {reader} recipe under 'Reading the output'"
+    assert code is not None, f"docs/output.md has no {reader} recipe under 'Reading the output'"
     library = RECIPE_LIBRARIES[reader]
     if importlib.util.find_spec(library) is None:
         pytest.skip(f"{library} is not installed (pip install -e '.[test]' installs it)")
@@ -92,7 +92,7 @@ def test_readme_recipe_runs(reader, refreshed_output, tmp_path, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "sample").symlink_to(out)
     namespace: dict = {}
-    exec(compile(code, f"README.md ({reader} recipe)", "exec"), namespace)
+    exec(compile(code, f"docs/output.md ({reader} recipe)", "exec"), namespace)
     # Every recipe ends with `ids` and `vectors` of the current version, or search `hits`.
     if "ids" in namespace:
         assert sorted(namespace["ids"]) == sorted(expected)
