@@ -31,8 +31,9 @@ def wait_for_job_agent(address: str, env: dict[str, str], timeout: float = 120.0
 
 def submit(command: list[str], env: dict[str, str], timeout: float = 400.0) -> subprocess.CompletedProcess[str]:
     """`ray job submit`, again while the head's job agent is not up yet (a loaded machine):
-    the refused submission created no job, so a retry cannot run it twice."""
-    deadline = time.monotonic() + 120
+    the refused submission created no job, so a retry cannot run it twice. The agent took
+    over 120 s to come up once with the load average at 8 on 2 CPUs."""
+    deadline = time.monotonic() + 300
     while True:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
         if "No available agent to submit job" not in done.stderr or time.monotonic() > deadline:
