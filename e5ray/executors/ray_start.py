@@ -26,6 +26,7 @@ from pathlib import Path
 
 import ray
 
+from e5ray import timeline
 from e5ray.errors import UsageError
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
@@ -179,4 +180,5 @@ def ensure_ray(verbose: bool | None = None) -> None:
             join_cluster(address)
         else:
             _local_ray.append(start_local_ray())
+    timeline.mark("ray_ready")
     quiet_ray_data(os.environ.get("E5RAY_VERBOSE") == "1" if verbose is None else verbose)
