@@ -25,8 +25,12 @@ from e5ray.store.filesystem import filesystem_for
 
 
 def _open_parquet(fh: Any, uri: str, buffer_size: int = 0) -> pq.ParquetFile:
+    """The file's reader; `buffer_size` > 0 streams column chunks through a buffer of that size
+    (pre-buffering off: pyarrow 26 would otherwise read every whole column chunk first)."""
     try:
-        return pq.ParquetFile(fh, buffer_size=buffer_size)
+        if buffer_size:
+            return pq.ParquetFile(fh, buffer_size=buffer_size, pre_buffer=False)
+        return pq.ParquetFile(fh)
     except pa.ArrowInvalid as exc:
         raise CorpusError(f"{uri} is not a readable Parquet file: {exc}") from exc
 

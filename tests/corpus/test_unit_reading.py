@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -92,3 +93,24 @@ def test_a_slice_that_crosses_a_row_group_boundary_is_refused_naming_it(tmp_path
     (shard,) = discover(str(path))
     with pytest.raises(CorpusError, match="r5-15"):
         rows_of(shard, UnitRange("slice", 5, 15))
+
+
+def test_a_row_slice_stops_reading_soon_after_its_last_row(tmp_path):
+    from e5ray.corpus.parquet_reader import SLICE_BUFFER, parquet_chunks
+
+    path = tmp_path / "p.parquet"
+    rng = np.random.default_rng(0)
+    texts = [rng.bytes(150).hex() for _ in range(40_000)]  # ~12 MB of text that barely compresses
+    pq.write_table(pa.table({"id": list(range(40_000)), "text": texts}), path)
+    read = []
+
+    class Counting:
+        def open(self, p, mode="rb"):
+            fh = open(p, mode)
+            original = fh.read
+            fh.read = lambda n=-1: read.append(len(data := original(n))) or data
+            return fh
+
+    first = UnitRange("slice", 0, 4000)  # a tenth of the group
+    assert sum(len(c.ids) for c in parquet_chunks(Counting(), str(path), str(path), "id", "text", 512, first)) == 4000
+    assert 0 < sum(read) < path.stat().st_size / 10 + 3 * SLICE_BUFFER
