@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "fusion-counts": "e5ray.bench.commands.fusion_counts",
     "gpu-bench": "e5ray.bench.commands.gpu_bench",
     "gpu-actors": "e5ray.bench.commands.gpu_actors",
+    "slices": "e5ray.bench.commands.slices",
     "scale": "e5ray.bench.cluster.scale",
 }
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from e5ray import timeline
 from e5ray.cli.configfile import ConfigFileError, check_keys, load_config_file, normalise
 from e5ray.cli.flags import add_job_arguments
 from e5ray.cli.help_text import EXIT_CODES, JOB_EXAMPLES, HelpFormatter, add_version
@@ -105,6 +106,9 @@ def run_job_from_args(args: argparse.Namespace) -> int:
     from e5ray.job.run import run_job
     from e5ray.refresh.prepare import reuse_summary
 
+    if timeline.marks():  # an earlier run in this process (tests): this one counts on its own
+        timeline.reset()
+    timeline.mark("imports")
     setup_logging(args.log_level or ("INFO" if args.verbose else "WARNING"))
     if args.verbose:
         os.environ["E5RAY_VERBOSE"] = "1"  # read where Ray starts, also in job entrypoints
@@ -123,8 +127,10 @@ def run_job_from_args(args: argparse.Namespace) -> int:
             write_json=_progress_writer(config.output.uri, config.storage_options()),
         )
         manifest = run_job(config, progress=progress)
+    timeline.mark("exit")
     if args.json:
-        print(json.dumps({**json_summary(manifest), "reuse": reuse_summary(manifest.run.reuse)}))
+        summary = {**json_summary(manifest), "reuse": reuse_summary(manifest.run.reuse)}
+        print(json.dumps({**summary, "startup": timeline.marks()}))
     elif not args.quiet:
         rate = progress.tokens_per_s() or None
         print(human_summary(manifest, config.output.uri, time.perf_counter() - started, rate))

@@ -2,7 +2,14 @@
 
 A unit is (source, fingerprint, range). The range is one of:
 - `rows`: Parquet row groups `[start, stop)` (a row group is Parquet's smallest
-  independently readable piece, so a unit never reads a byte twice);
+  independently readable piece, so such a unit never reads a byte twice);
+- `slice`: Parquet rows `[start, stop)` numbered from the file's first row, inside one row
+  group that is bigger than the unit target (pyarrow writes one group of up to 1,048,576
+  rows by default, and many exporters one group per file). The worker streams that group's
+  needed columns from its start and stops at `stop`, so the n slices of one group read
+  about (n + 1) / 2 times its column bytes between them (at most `MAX_SLICES` slices a
+  group bounds it); file-global row numbers need no row-group index in the manifest, and
+  are the row numbers rejects report;
 - `bytes`: an uncompressed JSONL byte range `[start, stop)`; the unit owns every line
   that *starts* inside it (the reader skips the partial line at `start` and finishes
   the line that crosses `stop`), so consecutive ranges cover each line exactly once
@@ -26,7 +33,7 @@ from typing import Any
 
 log = logging.getLogger("e5ray")
 
-RANGE_KINDS = ("rows", "bytes")
+RANGE_KINDS = ("rows", "bytes", "slice")
 # A token is about 4 bytes of UTF-8 text for the E5 tokenizers on English and most
 # European text; used only to size units, never to count what was embedded.
 BYTES_PER_TOKEN = 4
@@ -46,11 +53,19 @@ WAVES = 8
 # Below this (256 KB of text) a unit's fixed costs (a task, an output file, a marker)
 # would weigh more than the balance it buys.
 MIN_UNIT_TOKENS = 1 << 16
+# At most this many slices of one row group: each slice reads the group's needed columns up
+# to its own end, so the group is read about (n + 1) / 2 times; 32 slices bound that at 16.5x
+# (see BENCHMARKS.md, "Row slices"), and give a pool of 4 actors its 8 waves.
+MAX_SLICES = 32
+
+
+_LABELS = {"rows": "rg", "slice": "r", "bytes": "b"}
 
 
 @dataclass(frozen=True)
 class UnitRange:
-    """A contiguous piece of one source file: Parquet row groups or JSONL bytes, `[start, stop)`."""
+    """A contiguous piece of one source file, `[start, stop)`: Parquet row groups (`rows`),
+    Parquet rows of one group numbered in the file (`slice`), or JSONL bytes (`bytes`)."""
 
     kind: str
     start: int
@@ -64,8 +79,8 @@ class UnitRange:
 
     @property
     def label(self) -> str:
-        """Part of the output's file name: `rg3-7` (row groups 3..6) or `b0-1048576`."""
-        return f"{'rg' if self.kind == 'rows' else 'b'}{self.start}-{self.stop}"
+        """Part of the output's file name: `rg3-7` (row groups 3..6), `r0-8192` (rows) or `b0-1048576`."""
+        return f"{_LABELS[self.kind]}{self.start}-{self.stop}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "start": self.start, "stop": self.stop}
@@ -121,24 +136,59 @@ class RowGroupStats:
     text_bytes: int
 
 
-def split_row_groups(groups: list[RowGroupStats], target: UnitTarget) -> list[UnitRange]:
-    """Contiguous row-group ranges, each closed once it reaches the target's rows or bytes.
+def slice_count(group: RowGroupStats, target: UnitTarget) -> int:
+    """How many row slices a group is cut into: 1 up to twice the target (row-group units
+    land between 1x and 2x it anyway), else enough that each slice fits the target (by rows
+    and by text bytes), at most MAX_SLICES."""
+    need = max(-(-group.rows // target.rows), -(-group.text_bytes // target.bytes))
+    return 1 if need <= 2 else min(need, MAX_SLICES, group.rows)
 
-    A single row group larger than the target is one unit (it cannot be split). A file
-    that fits in one unit gives an empty list: the caller keeps it whole (no range), so
-    its output keeps the name and key it had before units existed.
+
+def slice_group(first_row: int, rows: int, count: int) -> list[UnitRange]:
+    """`count` about equal row slices of a group whose first row is `first_row` in the file."""
+    step = -(-rows // count)
+    stop = first_row + rows
+    return [UnitRange("slice", lo, min(lo + step, stop)) for lo in range(first_row, stop, step)]
+
+
+def split_row_groups(groups: list[RowGroupStats], target: UnitTarget) -> list[UnitRange]:
+    """Contiguous row-group ranges, each closed once it reaches the target's rows or bytes;
+    a group bigger than the target alone is cut into row slices (`slice_group`).
+
+    A file that fits in one unit gives an empty list: the caller keeps it whole (no range),
+    so its output keeps the name and key it had before units existed.
     """
     units: list[UnitRange] = []
-    start, rows, text_bytes = 0, 0, 0
+    start, rows, text_bytes, first_row = 0, 0, 0, 0
     for i, group in enumerate(groups):
-        rows += group.rows
-        text_bytes += group.text_bytes
-        if rows >= target.rows or text_bytes >= target.bytes:
-            units.append(UnitRange("rows", start, i + 1))
+        count = slice_count(group, target)
+        if count > 1:
+            if start < i:
+                units.append(UnitRange("rows", start, i))
+            units.extend(slice_group(first_row, group.rows, count))
             start, rows, text_bytes = i + 1, 0, 0
+        else:
+            rows += group.rows
+            text_bytes += group.text_bytes
+            if rows >= target.rows or text_bytes >= target.bytes:
+                units.append(UnitRange("rows", start, i + 1))
+                start, rows, text_bytes = i + 1, 0, 0
+        first_row += group.rows
     if start < len(groups):
         units.append(UnitRange("rows", start, len(groups)))
     return units if len(units) > 1 else []
+
+
+def unit_text_bytes(groups: list[RowGroupStats], unit: UnitRange) -> int:
+    """A Parquet unit's text bytes from the footer's groups (a slice: its share of its group's)."""
+    if unit.kind == "rows":
+        return sum(g.text_bytes for g in groups[unit.start : unit.stop])
+    first = 0
+    for group in groups:
+        if first <= unit.start < first + group.rows:
+            return group.text_bytes * (unit.stop - unit.start) // max(1, group.rows)
+        first += group.rows
+    raise ValueError(f"unit {unit.label} lies outside the file's {first} rows")
 
 
 def split_bytes(size: int, target: UnitTarget) -> list[UnitRange]:
@@ -228,7 +278,7 @@ def source_units(
             text = sum(g.text_bytes for g in groups) if groups else size
             return [(None, max(1, text // BYTES_PER_TOKEN))]
         assert groups is not None
-        return [(r, max(1, sum(g.text_bytes for g in groups[r.start : r.stop]) // BYTES_PER_TOKEN)) for r in ranges]
+        return [(r, max(1, unit_text_bytes(groups, r) // BYTES_PER_TOKEN)) for r in ranges]
     if not is_splittable_jsonl(uri):
         warn_if_whole_too_big(uri, size, target)
         return [(None, estimated_tokens(size, None, compressed=True))]

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 import ray
 
+from e5ray import timeline
 from e5ray.config import ComputeConfig
 from e5ray.corpus.units import balanced_tokens
 from e5ray.errors import UsageError
@@ -146,6 +147,7 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
         # issue 65227); the remote args it calls deprecated are the only way to bound them.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         results = _map_batches(dataset, spec, shape, size, compute.retries)
+    timeline.mark("pool_requested")
     try:
         for row in results.iter_rows():
             yield result_from_dict(json.loads(row["entry"]))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import ray
 
+from e5ray import timeline
 from e5ray.errors import UsageError
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
@@ -122,6 +123,9 @@ def _remove_local_ray(temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+
 def start_local_ray(num_cpus: int | None = None) -> str:
     """Start a fresh single-node Ray of our own; returns its temp dir.
 
@@ -138,7 +142,10 @@ def start_local_ray(num_cpus: int | None = None) -> str:
     level = auth_log.level
     auth_log.setLevel(logging.ERROR)  # "token authentication is enabled", on every run: Ray's default, not news
     try:
-        # No dashboard: a second to start, memory held, nothing to serve for one run.
+        # No dashboard: a second to start, memory held, nothing to serve for one run. No
+        # prestarted workers: Ray boots one idle Python worker per CPU at start, on the CPUs the
+        # pool's actors need for their own boot (each actor gets a process of its own anyway);
+        # first vector 12.9-17.6 s without them against 15.8-20.6 s with (BENCHMARKS.md, start-up).
         ray.init(
             address="local",
             num_cpus=num_cpus,
@@ -146,6 +153,7 @@ def start_local_ray(num_cpus: int | None = None) -> str:
             log_to_driver=True,
             logging_level=logging.WARNING,
             _temp_dir=temp_dir,
+            _system_config=NO_PRESTART,
         )
     finally:
         auth_log.setLevel(level)
@@ -179,4 +187,5 @@ def ensure_ray(verbose: bool | None = None) -> None:
             join_cluster(address)
         else:
             _local_ray.append(start_local_ray())
+    timeline.mark("ray_ready")
     quiet_ray_data(os.environ.get("E5RAY_VERBOSE") == "1" if verbose is None else verbose)

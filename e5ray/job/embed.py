@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from e5ray import timeline
 from e5ray.config import JobConfig
 from e5ray.corpus.units import UnitRange
 from e5ray.errors import ShardFailures, StorageUnavailableError
@@ -100,6 +101,7 @@ def embed_units(
                 failed.append(result)
                 continue
             _record(result, done, lease, checkpoints, markers.get((result.source.uri, result.unit)))
+            _mark_first(result)
             reporter.shard_done(
                 result.rows,
                 result.rejected,
@@ -124,10 +126,20 @@ def embed_units(
         reporter.finish("failed")
         raise
     checkpoints.close()  # a failure before the commit (ids, lease) still resumes from them
+    if done.entries:
+        timeline.mark("last_unit")
     reporter.finish("failed" if failed else "done")
     done.seconds, done.checkpoints = time.perf_counter() - t0, checkpoints.written
     _check_complete(done.entries, failed, len(todo))
     return done
+
+
+def _mark_first(entry: ShardEntry) -> None:
+    """The first result on the start-up timeline: it arrived now, and began `seconds` ago
+    on a worker whose model was loaded by then."""
+    now = time.time()
+    timeline.mark("first_actor_ready", now - entry.seconds)
+    timeline.mark("first_vector", now)
 
 
 def _raise_if_storage(failure: ShardFailure) -> None:

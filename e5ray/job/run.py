@@ -34,6 +34,7 @@ import time
 import uuid
 from dataclasses import replace
 
+from e5ray import timeline
 from e5ray.config import JobConfig
 from e5ray.errors import ShardFailures, StorageUnavailableError
 from e5ray.executors.base import Executor, get_executor
@@ -66,6 +67,7 @@ def run_job(config: JobConfig, executor: Executor | None = None, progress: Progr
     RunInterrupted after this run's temporary files are removed.
     """
     deadline = Deadline(config.run.deadline)
+    timeline.start_run()
     with deadline.armed():
         return _run_job(config, executor, progress, deadline)
 
@@ -101,6 +103,7 @@ def _phases(
     clock: tuple[str, float],
 ) -> Manifest:
     planned = plan_units(config, output, prepared, deadline, lease)
+    timeline.mark("planned")
     reuse, todo = _prepare_reuse(config, output, planned)
     libraries = _libraries(planned)
     _log_plan(lease.run_id, planned, todo)
@@ -174,6 +177,7 @@ def _commit(config: JobConfig, output: OutputDir, lease: Lease, manifest: Manife
     lease.check_held()
     with storage_step("committing a version to", config.output.uri, config.storage_options()):
         name = commit(output, manifest)
+    timeline.mark("committed")
     remove_checkpoints(output, checkpoints)
     log.info("committed %s/%s: %s", config.output.uri, name, json.dumps(manifest.totals))
 

@@ -76,7 +76,7 @@ ENTRY_SCHEMA = pa.schema(
 _OPTIONAL = {"rejects", "ids", "id_type", "unit", "hash_scheme", "reuse", "documents", "windows"}
 _REFS = ("files", "rejects", "ids")
 _ID_TYPES = ("int64", "string")
-_UNIT_KINDS = ("rows", "bytes")
+_UNIT_KINDS = ("rows", "bytes", "slice")
 
 
 def entries_to_table(entries: list[dict[str, Any]]) -> pa.Table:

@@ -7,6 +7,7 @@ from records import entry, manifest, source
 
 from e5ray.corpus.sources import SourceShard
 from e5ray.corpus.units import (
+    MAX_SLICES,
     MIN_UNIT_TOKENS,
     RowGroupStats,
     UnitRange,
@@ -44,9 +45,34 @@ def test_a_file_that_fits_in_one_unit_stays_whole():
     assert source_units("/c/a.parquet", 10, "parquet", UnitTarget(rows=10_000), groups(3))[0][0] is None
 
 
-def test_one_row_group_bigger_than_the_target_is_one_unit():
-    units = split_row_groups([RowGroupStats(50_000, 10), RowGroupStats(10, 10)], UnitTarget(rows=100))
-    assert [(u.start, u.stop) for u in units] == [(0, 1), (1, 2)]
+def test_a_row_group_bigger_than_the_target_is_cut_into_row_slices_numbered_in_the_file():
+    units = split_row_groups(
+        [RowGroupStats(10, 10), RowGroupStats(250, 10), RowGroupStats(10, 10)], UnitTarget(rows=100)
+    )
+    assert [(u.kind, u.start, u.stop) for u in units] == [
+        ("rows", 0, 1),
+        ("slice", 10, 94),
+        ("slice", 94, 178),
+        ("slice", 178, 260),
+        ("rows", 2, 3),
+    ]
+    assert UnitRange("slice", 10, 94).label == "r10-94"
+    assert split_row_groups([RowGroupStats(200, 10)], UnitTarget(rows=100)) == []  # up to 2x: whole, as before
+
+
+@pytest.mark.parametrize("rows", [201, 1000, 1001, 12_345])
+def test_a_one_group_file_of_n_rows_becomes_ceil_n_over_the_target_slices_covering_every_row_once(rows):
+    units = split_row_groups([RowGroupStats(rows, 10)], UnitTarget(rows=100))
+    assert len(units) == min(-(-rows // 100), MAX_SLICES)
+    assert units[0].start == 0 and units[-1].stop == rows
+    assert all(a.stop == b.start for a, b in zip(units, units[1:], strict=False))
+
+
+def test_a_group_is_sliced_by_its_text_bytes_too_and_each_slice_weighs_its_share():
+    # 4,000,000 text bytes = 1,000,000 tokens against a target of 300,000 tokens: 4 slices
+    units = source_units("/c/a.parquet", 10**7, "parquet", UnitTarget(tokens=300_000), [RowGroupStats(1000, 4_000_000)])
+    assert [(u.start, u.stop) for u, _ in units] == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert [w for _, w in units] == [250_000] * 4
 
 
 def test_byte_ranges_are_about_equal_and_cover_every_byte_once():

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import ray
 from ray.cluster_utils import Cluster
 
@@ -60,6 +61,19 @@ def write_big_file_corpus(inp: Path, rows: int, row_group_size: int) -> None:
         write_parquet(inp / f"small-{i}.parquet", 10_000_000 + 1000 * i, 500, 100 + i)
 
 
+def check_output(out: Path, rows: int) -> dict[str, Any]:
+    """verify's problems and whether every id is in the output once."""
+    from e5ray.output.verify import verify_output
+    from e5ray.store.filesystem import OutputDir
+
+    ids = [
+        i
+        for f in sorted((out / "shards").glob("*.parquet"))
+        for i in pq.read_table(f, columns=["id"])["id"].to_pylist()
+    ]
+    return {"verify_problems": verify_output(OutputDir(str(out))), "every_id_once": len(ids) == len(set(ids)) == rows}
+
+
 def big_file(args: argparse.Namespace) -> dict[str, Any]:
     """The job on the big-file corpus over `args.nodes` actors; utilisation and the timeline."""
     load_at_start = round(os.getloadavg()[0], 2)
@@ -80,7 +94,10 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
         )
         summary = timeline.summarise(events, job_start, time.time())
     busy = sum(e["seconds"] for e in manifest["shards"])
+    checks = check_output(work / "out", args.rows + 5 * 500)
     shutil.rmtree(work, ignore_errors=True)
+    # Start-up excluded: each actor's time from its first task to the run's end.
+    working = sum(manifest["run"]["seconds"] - a["first_task"] for a in summary["actors"] if "first_task" in a)
     return {
         "bench": "big-file",
         "nodes": args.nodes,
@@ -90,6 +107,10 @@ def big_file(args: argparse.Namespace) -> dict[str, Any]:
         "run_seconds": manifest["run"]["seconds"],
         "busy_unit_seconds": round(busy, 2),
         "utilisation": round(busy / (args.nodes * manifest["run"]["seconds"]), 3),
+        "utilisation_after_startup": round(busy / working, 3) if working > 0 else None,
+        "startup_s": [a.get("first_task") for a in summary["actors"]],
+        "unit_kinds": sorted({e["unit"]["kind"] if e["unit"] else "whole" for e in manifest["shards"]}),
+        **checks,
         "load_at_start": load_at_start,
         "timeline": summary,
     }
