@@ -81,6 +81,11 @@ class ConcurrentCommitError(E5RayError, RuntimeError):
     exit_code = 4
 
 
+class ChangesUnavailableError(UsageError):
+    """`e5ray changes --since N` cannot take a reader from version N: another space, a version
+    that replaced everything, or versions gc removed; the message names the oldest it can serve."""
+
+
 class UnsafePathError(DataError, ValueError):
     """A manifest, marker or lease names a path that is not confined to the output root."""
 

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "finish": "e5ray.bench.commands.finish",
     "manifest": "e5ray.bench.commands.manifest",
     "refresh": "e5ray.bench.commands.refresh",
+    "changes": "e5ray.bench.commands.changes",
     "fusion-counts": "e5ray.bench.commands.fusion_counts",
     "gpu-bench": "e5ray.bench.commands.gpu_bench",
     "gpu-actors": "e5ray.bench.commands.gpu_actors",

@@ -1,7 +1,7 @@
-"""`e5ray` command line: embed, refresh, verify, stage-model, export, gc, search, eval, compare.
+"""`e5ray` command line: embed, refresh, verify, stage-model, export, changes, gc, search, eval, compare.
 
 This module is the dispatcher: it builds the parser from the command groups
-(`job_command`: embed and refresh; `output_commands`: verify, stage-model, export, gc;
+(`job_command`: embed and refresh; `output_commands`: verify, stage-model, export, gc; `changes_command`: changes;
 `quality_commands`: eval, compare, search), parses, and runs the chosen command through
 `main_with_errors` (`e5ray.cli.errors`).
 
@@ -20,6 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from e5ray.cli.changes_command import add_changes_parser
 from e5ray.cli.errors import main_with_errors
 from e5ray.cli.flags import add_job_arguments
 from e5ray.cli.help_text import EXIT_CODES, JOB_EXAMPLES, HelpFormatter, add_version
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     add_stage_model_parser(sub)
     add_export_parser(sub)
+    add_changes_parser(sub)
     add_gc_parser(sub)
     add_quality_commands(sub)
     return parser

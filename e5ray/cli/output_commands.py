@@ -130,13 +130,22 @@ def add_export_parser(sub: Any) -> None:
     export = sub.add_parser(
         "export",
         help="write an output's current version as a LanceDB table",
-        epilog="example:\n  e5ray export out/sample --to lance out/sample.lancedb --table sample\n",
+        epilog="examples:\n  e5ray export out/sample --to lance out/sample.lancedb --table sample\n"
+        "  e5ray export out/sample --to lance out/sample.lancedb --table sample --incremental\n",
         formatter_class=HelpFormatter,
     )
     export.add_argument("output", help="the e5ray output (directory or s3:// prefix)")
     export.add_argument("--to", choices=["lance"], required=True, help="target format")
     export.add_argument("directory", help="LanceDB database directory (or URI) to write into")
-    export.add_argument("--table", default="embeddings", help="table name (replaced if it exists)")
+    export.add_argument(
+        "--table", default="embeddings", help="table name (replaced if it exists, unless --incremental)"
+    )
+    export.add_argument(
+        "--incremental",
+        action="store_true",
+        help="apply only the changes since the version the table records (merge-insert on id, delete); "
+        "a full write when the table is new, of another space, or its version cannot be served",
+    )
     export.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $AWS_ENDPOINT_URL)")
     export.set_defaults(func=run_export)
 
@@ -145,9 +154,16 @@ def run_export(args: argparse.Namespace) -> int:
     from e5ray.output.export_lance import export_lance
     from e5ray.store.filesystem import s3_options
 
-    done = export_lance(args.output, args.directory, args.table, s3_options(args.s3_endpoint) or None)
+    done = export_lance(args.output, args.directory, args.table, s3_options(args.s3_endpoint) or None, args.incremental)
+    how = (
+        f"incremental since version {done['since']}: {done['upserts']:,} upserts, {done['deletes']:,} deletes"
+        if done["mode"] == "incremental"
+        else f"full write: {done['reason']}"
+        if args.incremental
+        else "full write"
+    )
     print(
         f"exported version {done['version']} of {args.output}: {done['rows']:,} rows (dim {done['dim']}) "
-        f"to LanceDB table {done['table']!r} in {done['directory']}"
+        f"to LanceDB table {done['table']!r} in {done['directory']} ({how})"
     )
     return 0

@@ -4,11 +4,14 @@ Every entry of the version (carried, resumed, embedded) is checked before the ve
 built (`e5ray.job.precommit`: ids unique across shards or resolved by the policy, one id
 type, every referenced file present), so a version that would not read back as one table is
 never committed. The run's record (`RunInfo`) says what this run did itself and with which
-libraries, so a later refresh can tell what changed.
+libraries, so a later refresh can tell what changed. The version's row changes are
+computed from the entries and written beside it before the commit (`e5ray.output.row_changes`):
+only the id and content-hash columns of the files it does not share with the previous version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 
@@ -17,7 +20,9 @@ from e5ray.config import JobConfig
 from e5ray.job.embed import Embedded
 from e5ray.job.plan import PlannedRun
 from e5ray.job.precommit import finish_version
+from e5ray.output.change_file import write_change_file
 from e5ray.output.manifest import Manifest, RunInfo, ShardEntry
+from e5ray.output.row_changes import compute_row_changes
 from e5ray.output.versions import next_manifest
 from e5ray.refresh.prepare import ReuseSetup, summarize
 from e5ray.store.failures import storage_step
@@ -47,8 +52,11 @@ def checked_entries(
         )
 
 
-def next_version(config: JobConfig, planned: PlannedRun, shards: list[ShardEntry], run: RunInfo) -> Manifest:
-    """The manifest that follows the previous version (not yet committed)."""
+def next_version(
+    config: JobConfig, output: OutputDir, planned: PlannedRun, shards: list[ShardEntry], run: RunInfo
+) -> Manifest:
+    """The manifest that follows the previous version (not yet committed); its change file
+    (e5ray.output.change_file) is written here, create-only, before the version that names it."""
     inp = config.input
     source = {
         "uri": inp.uri,
@@ -58,9 +66,24 @@ def next_version(config: JobConfig, planned: PlannedRun, shards: list[ShardEntry
         **({"keep_columns": list(inp.keep_columns)} if inp.keep_columns else {}),
     }
     changes = planned.plan.changes()
-    return next_manifest(
+    manifest = next_manifest(
         planned.previous, planned.versions, planned.space, source, shards, changes, config.output.format, run
     )
+    with storage_step("recording the row changes of", config.output.uri, config.storage_options()):
+        rows, seconds = compute_row_changes(
+            output,
+            planned.previous,
+            manifest.shards,
+            planned.space,
+            config.full,
+            config.output.format,
+            config.rows.duplicate_ids,
+        )
+        ref = write_change_file(output, manifest.version, rows)
+    if "path" in ref:  # what listing the rows cost (BENCHMARKS.md, "Change feed")
+        ref["seconds"] = round(seconds, 3)
+    # totals are derived again, now with the row changes
+    return dataclasses.replace(manifest, row_changes=ref, totals={})
 
 
 def run_record(

@@ -114,7 +114,7 @@ def _phases(
     deadline.check("checking the new version")
     shards, duplicates = checked_entries(config, output, planned, embedded)
     record = run_record(config, lease.run_id, clock, planned, embedded, reuse, duplicates, libraries)
-    manifest = next_version(config, planned, shards, record)
+    manifest = next_version(config, output, planned, shards, record)
 
     deadline.check("committing")
     _commit(config, output, lease, manifest, embedded.checkpoints + planned.checkpoints)

@@ -1,29 +1,56 @@
-"""`e5ray export OUTPUT --to lance DIR`: the current version as a LanceDB table.
+"""`e5ray export OUTPUT --to lance DIR [--incremental]`: the current version as a LanceDB table.
 
-LanceDB (and Lance) serve vector search straight from disk or object storage. The export
+LanceDB (and Lance) serve vector search straight from disk or object storage. A full export
 streams the manifest's files (never a glob, see `e5ray.output.read`) into table `--table` of
-the LanceDB database at DIR, replacing a table of that name: a re-export after a
-refresh gives the new version, whole. The table keeps the Parquet schema (`id`,
-`embedding` as a fixed-size list of float32, kept columns) and the space in its schema
-metadata. Needs the optional extra `lance` (`pip install "e5ray[lance]"`).
+the LanceDB database at DIR, replacing a table of that name. The table holds `id`,
+`embedding` (a fixed-size list of float32) and the kept columns (not the content hash, which
+is e5ray's own), and records in its schema metadata the space (`e5ray.space`) and the version
+it holds (`e5ray.table_version`).
+
+`--incremental` applies the change feed since that recorded version (`e5ray.output.change_feed`):
+deletes (`DELETE ... WHERE id IN (...)`), then upserts with LanceDB's merge-insert on `id`
+(update every column of a matched row, insert an unmatched one), then records the new version.
+So a nightly sync writes what changed, not the table. It falls back to a full write, and says
+why, for a table that does not exist or records no version, a table of another space, or a
+version the feed cannot serve (gc removed it, or a version since replaced everything).
+A sync killed midway is finished by the next one: deletes and upserts are idempotent, and the
+version is recorded last. A vector index on the table survives: merge-insert and delete keep it, the new rows are
+searched unindexed (flat) until `table.optimize()` folds them in (LanceDB 0.40, tested). A full
+write replaces the table, and its indexes with it.
+
+Needs the optional extra `lance` (`pip install "e5ray[lance]"`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
-from e5ray.errors import UsageError
+import pyarrow as pa
+
+from e5ray.errors import ChangesUnavailableError, UsageError
+from e5ray.output.change_feed import open_changes
+from e5ray.output.content_hash import HASH_COLUMN
+from e5ray.output.manifest import Manifest
 from e5ray.output.read import current_manifest, read_embeddings
 
 EXPORT_FORMATS = ("lance",)
+VERSION_KEY = "e5ray.table_version"  # the output version a table holds
+SPACE_KEY = "e5ray.space"
+DELETE_CHUNK = 1_000  # ids per DELETE predicate
 
 
 def export_lance(
-    output: str, directory: str, table: str = "embeddings", storage_options: dict[str, Any] | None = None
+    output: str,
+    directory: str,
+    table: str = "embeddings",
+    storage_options: dict[str, Any] | None = None,
+    incremental: bool = False,
 ) -> dict[str, Any]:
-    """Write the current version of `output` as LanceDB table `table` in `directory`."""
+    """Write the current version of `output` as LanceDB table `table` in `directory`; with
+    `incremental`, apply only the changes since the version the table records where it can."""
     # Lance logs from Rust; its "dataset will be created" warning on every new table is not news.
     os.environ.setdefault("LANCE_LOG", "error")
     try:
@@ -31,22 +58,71 @@ def export_lance(
     except ImportError:
         raise UsageError('export --to lance needs lancedb: pip install "e5ray[lance]"') from None
     manifest = current_manifest(output, storage_options)
-    dataset = read_embeddings(output, storage_options, manifest)
-    schema = dataset.schema.with_metadata(
-        {**(dataset.schema.metadata or {}), b"e5ray.space": json.dumps(manifest.space.to_dict()).encode()}
-    )
-    reader = dataset.scanner().to_reader()
-
-    def batches() -> Any:
-        for batch in reader:
-            yield batch.replace_schema_metadata(schema.metadata)
-
     db = lancedb.connect(directory)
-    created = db.create_table(table, data=batches(), schema=schema, mode="overwrite")
-    return {
-        "directory": directory,
-        "table": table,
-        "rows": created.count_rows(),
-        "version": manifest.version,
-        "dim": manifest.space.dim,
+    done = {"directory": directory, "table": table, "version": manifest.version, "dim": manifest.space.dim}
+    reason: str | None = "not asked (--incremental applies changes)"
+    if incremental:
+        reason = _why_full(db, table, manifest)
+        if reason is None:
+            try:
+                return {**done, **_apply_changes(db.open_table(table), output, manifest, storage_options)}
+            except ChangesUnavailableError as exc:
+                reason = str(exc)
+    created = _write_full(db, table, output, manifest, storage_options)
+    return {**done, "mode": "full", "reason": reason, "rows": created.count_rows()}
+
+
+def _why_full(db: Any, table: str, manifest: Manifest) -> str | None:
+    """Why an incremental export must write the table whole; None when it can apply changes."""
+    try:
+        metadata = db.open_table(table).schema.metadata or {}
+    except ValueError:  # LanceDB 0.40: "Table ... was not found"
+        return f"no table {table!r} yet"
+    if VERSION_KEY.encode() not in metadata:
+        return f"table {table!r} records no e5ray version (written before --incremental)"
+    space = json.loads(metadata.get(SPACE_KEY.encode(), b"{}"))
+    if space.get("fingerprint") != manifest.space.fingerprint:
+        return f"table {table!r} holds another space ({str(space.get('fingerprint'))[:12]})"
+    return None
+
+
+def _apply_changes(
+    lance_table: Any, output: str, manifest: Manifest, storage_options: dict[str, Any] | None
+) -> dict[str, Any]:
+    recorded = int(lance_table.schema.metadata[VERSION_KEY.encode()])
+    done = {"mode": "incremental", "since": recorded, "upserts": 0, "deletes": 0}
+    if recorded == manifest.version:
+        return {**done, "rows": lance_table.count_rows()}
+    feed = open_changes(output, recorded, storage_options)  # ChangesUnavailableError: a full write
+    ids = feed.delete_ids.to_pylist()
+    for start in range(0, len(ids), DELETE_CHUNK):
+        lance_table.delete(f"id IN ({', '.join(_sql_literal(i) for i in ids[start : start + DELETE_CHUNK])})")
+    if len(feed.upsert_ids):
+        merge = lance_table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+        upserts = feed.upserts()
+        plain = upserts.schema.remove_metadata()  # the table's metadata (space, version) stays the table's
+        merge.execute(pa.RecordBatchReader.from_batches(plain, (b.replace_schema_metadata(None) for b in upserts)))
+    lance_table.to_lance().update_schema_metadata({VERSION_KEY: str(manifest.version)})
+    return {**done, "upserts": feed.upserted, "deletes": len(ids), "rows": lance_table.count_rows()}
+
+
+def _sql_literal(value: Any) -> str:
+    return str(int(value)) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+def _write_full(db: Any, table: str, output: str, manifest: Manifest, storage_options: dict[str, Any] | None) -> Any:
+    dataset = read_embeddings(output, storage_options, manifest)
+    columns = [name for name in dataset.schema.names if name != HASH_COLUMN]
+    metadata = {
+        **(dataset.schema.metadata or {}),
+        SPACE_KEY.encode(): json.dumps(manifest.space.to_dict()).encode(),
+        VERSION_KEY.encode(): str(manifest.version).encode(),
     }
+    schema = pa.schema([dataset.schema.field(name) for name in columns], metadata=metadata)
+    reader = dataset.scanner(columns=columns).to_reader()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            yield batch.replace_schema_metadata(metadata)
+
+    return db.create_table(table, data=batches(), schema=schema, mode="overwrite")

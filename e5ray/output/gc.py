@@ -1,7 +1,7 @@
 """`e5ray gc`: delete what no kept manifest version references.
 
-Kept: the newest `keep` versions (with their entries' side files) and whatever
-`manifest.json` names. Deleted: older version files and their side files, shard, rejects,
+Kept: the newest `keep` versions (with their entries' side files and change files) and whatever
+`manifest.json` names. Deleted: older version files and their side and change files, shard, rejects,
 ids and marker files that no kept version references, temporary files, and expired leases.
 Spared: files younger than `min_age_s`, and every file a live lease protects (younger than
 the lease's start, or listed in it: see `e5ray.store.lease`), since a run in progress is about to
@@ -65,6 +65,8 @@ def collect_garbage(
         referenced.add(version_name(manifest.version))
         if manifest.entries_file is not None:  # its entries' side file (e5ray.output.versions)
             referenced.add(manifest.entries_file)
+        if manifest.row_changes and manifest.row_changes.get("path"):  # its change file (e5ray.output.change_file)
+            referenced.add(manifest.row_changes["path"])
         referenced |= manifest.referenced()
     # Reuse indexes (e5ray.refresh.index) of kept versions stay; those of older versions go.
     referenced |= kept_index_files(output, [m.version for m in manifests])

@@ -21,6 +21,8 @@ from e5ray.corpus.sources import SourceShard
 from e5ray.corpus.units import UnitRange
 from e5ray.errors import SpaceMismatchError
 from e5ray.model.space import EmbeddingSpace
+from e5ray.output.change_file import KEY as ROW_CHANGES
+from e5ray.output.change_file import change_totals
 
 FORMAT = "e5ray.manifest/2"
 READABLE_FORMATS = ("e5ray.manifest/1", FORMAT)
@@ -204,20 +206,23 @@ class Manifest:
     output_format: str = DEFAULT_OUTPUT_FORMAT
     totals: dict[str, int] = field(default_factory=dict)
     format: str = FORMAT
+    # What changed row by row since the previous version (e5ray.output.change_file): its change
+    # file's reference, or "replaced"; None in versions written before change files existed.
+    row_changes: dict[str, Any] | None = None
     # The Parquet side file its entries were loaded from (e5ray.output.versions), if any: not part of
     # what the version says (equal manifests are equal whichever way they were stored).
     entries_file: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.totals:  # derived, never given by hand when building
-            object.__setattr__(self, "totals", totals(self.shards))
+            object.__setattr__(self, "totals", {**totals(self.shards), **change_totals(self.row_changes)})
 
     def referenced(self) -> set[str]:
         """Every shard, rejects and ids file this version references."""
         return {path for entry in self.shards for path in entry.paths()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.format,
             "version": self.version,
             "previous": self.previous,
@@ -229,6 +234,9 @@ class Manifest:
             "changes": self.changes,
             "run": self.run.to_dict(),
         }
+        if self.row_changes is not None:  # absent, as before, in versions without it
+            out[ROW_CHANGES] = self.row_changes
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -245,6 +253,7 @@ class Manifest:
             run=RunInfo.from_dict(data["run"]),
             output_format=(data.get("output") or {}).get("format", DEFAULT_OUTPUT_FORMAT),
             totals=data.get("totals", {}),
+            row_changes=data.get(ROW_CHANGES),
             format=FORMAT,  # converted: written back, if ever, in the current format
         )
 

@@ -9,7 +9,8 @@ the same handle (on S3 a file under the read-ahead block is one GET, no HEAD).
 
 `quick`: names and sizes from one listing of the output, and the counts; no file is
 read. It catches a missing, truncated or extra-long file, not one rewritten in place
-with the same size.
+with the same size. The version's change file (`e5ray.output.change_file`) is read and
+checked (size, sha256, rows and counts) in either mode: it is small.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
 
+from e5ray.output.change_file import change_file_problems
 from e5ray.output.content_hash import HASH_COLUMN, HASH_TYPE, SCHEME
 from e5ray.output.listing import Listed, list_output, parallel_map
 from e5ray.output.manifest import FileRef, Manifest, ShardEntry
@@ -56,6 +58,7 @@ def verify_output(
         found = parallel_map(lambda check: check.run(output), checks)
     problems = [p for shard_problems in found for p in shard_problems]
     problems += _totals_problems(manifest)
+    problems += change_file_problems(output, manifest.row_changes, manifest_path)
     return problems
 
 

@@ -73,10 +73,11 @@ def check_entry_paths(entry: dict[str, Any], label: str) -> None:
 
 
 def check_manifest_paths(manifest: dict[str, Any], name: str) -> None:
-    """Refuse a manifest (read from `name`) whose shards, or shards file, name any unconfined path."""
-    side = manifest.get("shards_file")
-    if isinstance(side, dict):
-        confined(side.get("path"), f"{name}: shards_file.path")
+    """Refuse a manifest (read from `name`) whose shards, shards file or change file name any unconfined path."""
+    for key in ("shards_file", "row_changes"):  # the side files a version names
+        side = manifest.get(key)
+        if isinstance(side, dict) and (key == "shards_file" or "path" in side):
+            confined(side.get("path"), f"{name}: {key}.path")
     for i, entry in enumerate(manifest.get("shards") or []):
         if isinstance(entry, dict):
             check_entry_paths(entry, f"{name}: shards[{i}]")

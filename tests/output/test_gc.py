@@ -63,13 +63,18 @@ def test_gc_keeps_what_kept_versions_reference(tmp_path, bert_model_dir):
 
     deleted = collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
     only_v2 = referenced(v2) - referenced(v3)
-    assert only_v2 and only_v2 | {"manifests/v000002.json"} <= set(deleted)
+    assert only_v2 and only_v2 | {"manifests/v000002.json", v2["row_changes"]["path"]} <= set(deleted)
     assert referenced(v3).isdisjoint(deleted)
     assert verify_output(OutputDir(str(out))) == []
     assert list_versions(OutputDir(str(out))) == [3]
     remaining = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     markers = {r for r in remaining if r.endswith(".done.json")}
-    assert remaining - markers == referenced(v3) | {"manifest.json", "manifests/v000003.json"}
+    # the change file goes and stays with its version (e5ray.output.change_file)
+    assert remaining - markers == referenced(v3) | {
+        "manifest.json",
+        "manifests/v000003.json",
+        v3["row_changes"]["path"],
+    }
     assert len(markers) == len(v3["shards"])
     assert collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0) == []
 

@@ -53,7 +53,7 @@ def refreshed_output(tmp_path_factory, bert_model_dir):
 
 def test_read_embeddings_returns_only_the_current_version(refreshed_output):
     out, expected = refreshed_output
-    assert len(list(out.rglob("*.parquet"))) == 4  # a glob would see the superseded shard too
+    assert len(list((out / "shards").rglob("*.parquet"))) == 4  # a glob would see the superseded shard too
     table = e5ray.read_embeddings(str(out)).to_table()
     assert sorted(table["id"].to_pylist()) == sorted(expected)
     vectors = table["embedding"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)

@@ -1,0 +1,170 @@
+"""The change-feed benchmark: what recording row changes costs a refresh, and what it saves downstream.
+
+Day 1 and day 2 are the refresh benchmark's (`e5ray.bench.refresh`): a full embed of `docs`
+documents, then every file rewritten and reshuffled, 5% of the texts edited, 2% added, 1%
+deleted, and a refresh. Measured side by side in one run, one after the other on one machine:
+1. the change file of day 2's version: its bytes and the seconds it took to build (from the
+   manifest's `row_changes`), per million rows of the version. A reshuffled export is the worst
+   case: no file is shared, so every id and hash of both versions is read;
+2. a LanceDB table of day 1 brought to day 2 by `export --incremental` against a full export
+   (`mode="overwrite"`) of day 2: bytes written (the growth of the table's directory: Lance
+   writes new files, and keeps the old version's until a cleanup) and seconds;
+Both exports run in one warm process (imports done, as in a service that syncs every night).
+3. the peak RSS of `e5ray changes --since 1 --out FILE` in its own process, beside the peak of
+   the same process reading a feed with nothing in it (imports and the manifest only).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from e5ray.bench.config import BenchConfig
+from e5ray.bench.corpus import make_corpus
+from e5ray.bench.model import prepare_model
+from e5ray.bench.monitor import machine_info
+from e5ray.bench.refresh import RefreshBenchConfig, _job, next_day, write_export
+from e5ray.job.run import run_job
+from e5ray.output.export_lance import export_lance
+
+
+@dataclass
+class ChangesBenchConfig:
+    shape: str = "tiny"
+    docs: int = 20_000
+    shards: int = 8
+    edit: float = 0.05
+    add: float = 0.02
+    delete: float = 0.01
+    seed: int = 0
+    workdir: str | None = None
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def timed_export(out: Path, db: Path, incremental: bool) -> dict[str, Any]:
+    before = tree_bytes(db) if db.exists() else 0
+    t0 = time.perf_counter()
+    done = export_lance(str(out), str(db), "docs", incremental=incremental)
+    seconds = time.perf_counter() - t0
+    return {**done, "seconds": round(seconds, 3), "bytes_written": tree_bytes(db) - before}
+
+
+def changes_peak_rss(out: Path, since: int, target: Path | None) -> dict[str, Any]:
+    """`e5ray changes` in a process of its own: its peak RSS (MiB) and wall seconds."""
+    argv = ["changes", str(out), "--since", str(since), *(["--out", str(target)] if target else [])]
+    code = (
+        "import resource, sys, time; import pyarrow as pa; from e5ray.cli.main import main; "
+        "t0 = time.perf_counter(); before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        f"rc = main({argv!r}); print(time.perf_counter() - t0); print(pa.default_memory_pool().max_memory()); "
+        "print(before); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = done.stdout.strip().splitlines()
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {
+        "peak_rss_mib": round(int(lines[-1]) * scale / 2**20, 1),
+        "rss_after_imports_mib": round(int(lines[-2]) * scale / 2**20, 1),
+        "arrow_peak_mib": round(int(lines[-3]) / 2**20, 1),
+        "seconds": round(float(lines[-4]), 3),
+        "said": lines[0],
+    }
+
+
+def run_changes_benchmark(cfg: ChangesBenchConfig) -> dict[str, Any]:
+    workdir = Path(cfg.workdir or tempfile.mkdtemp(prefix="e5ray-changes-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    refresh_cfg = RefreshBenchConfig(
+        shape=cfg.shape,
+        docs=cfg.docs,
+        shards=cfg.shards,
+        edit=cfg.edit,
+        add=cfg.add,
+        delete=cfg.delete,
+        seed=cfg.seed,
+        workdir=str(workdir),
+    )
+    bench_model = prepare_model(BenchConfig(shape=cfg.shape, seed=cfg.seed), workdir)
+    extra = int(cfg.docs * cfg.edit) + int(cfg.docs * cfg.add)
+    texts = make_corpus(cfg.docs + extra, bench_model.tokenizer_path, seed=cfg.seed)
+    day1 = dict(enumerate(texts[: cfg.docs]))
+    day2, counts = next_day(day1, texts[cfg.docs :], refresh_cfg)
+    inp, out = workdir / "corpus", workdir / "output"
+    for stale in (out, workdir / "synced.lancedb", workdir / "full.lancedb"):
+        shutil.rmtree(stale, ignore_errors=True)
+    write_export(inp, list(day1.items()), cfg.shards, cfg.seed)
+    run_job(_job(inp, out, bench_model.directory, refresh_cfg))
+    day1_export = timed_export(out, workdir / "synced.lancedb", incremental=True)  # the first: a full write
+    shutil.copytree(workdir / "synced.lancedb", workdir / "full.lancedb")
+
+    write_export(inp, list(day2.items()), cfg.shards, cfg.seed + 2)
+    t0 = time.perf_counter()
+    v2 = run_job(_job(inp, out, bench_model.directory, refresh_cfg)).to_dict()
+    refresh_seconds = time.perf_counter() - t0
+    # Both exports timed in a warm process: the incremental one opens the table's Lance dataset to record
+    # the version (pylance, imported once per process: ~0.17 s on the 2-CPU machine, not counted).
+    import lance  # noqa: F401
+
+    incremental = timed_export(out, workdir / "synced.lancedb", incremental=True)
+    full = timed_export(out, workdir / "full.lancedb", incremental=False)
+    ref, rows = v2["row_changes"], v2["totals"]["embedded"]
+    per_million = 1e6 / max(1, rows)
+    result = {
+        "config": asdict(cfg),
+        "model": bench_model.info,
+        "machine": machine_info(),
+        "day2": {"docs": len(day2), **counts, "row_changes": ref["counts"]},
+        "refresh_seconds": round(refresh_seconds, 2),
+        "change_file": {
+            "bytes": ref["bytes"],
+            "seconds": ref["seconds"],
+            "rows_listed": ref["rows"],
+            "bytes_per_million_rows": round(ref["bytes"] * per_million),
+            "seconds_per_million_rows": round(ref["seconds"] * per_million, 3),
+            "share_of_refresh": round(ref["seconds"] / refresh_seconds, 4),
+            "version_bytes": v2["totals"]["bytes"],
+        },
+        "lance": {
+            "day1_full": day1_export,
+            "incremental": incremental,
+            "full": full,
+            "bytes_ratio": round(incremental["bytes_written"] / max(1, full["bytes_written"]), 4),
+            "seconds_ratio": round(incremental["seconds"] / max(1e-9, full["seconds"]), 4),
+        },
+        "changes_stream": changes_peak_rss(out, 1, workdir / "changes.parquet"),
+        "changes_baseline": changes_peak_rss(out, 2, None),
+    }
+    (workdir / "changes-bench.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def format_changes_report(r: dict[str, Any]) -> str:
+    c, lance = r["change_file"], r["lance"]
+    inc, full = lance["incremental"], lance["full"]
+    stream, base = r["changes_stream"], r["changes_baseline"]
+    return "\n".join(
+        [
+            f"model: {r['model']['shape']} shape, {r['machine'].get('cpus', '?')} CPUs; day 2: {r['day2']['docs']:,} "
+            f"docs, row changes {r['day2']['row_changes']}",
+            f"change file: {c['bytes']:,} bytes, {c['seconds']:.3f} s to build ({c['rows_listed']:,} rows listed); "
+            f"per million rows: {c['bytes_per_million_rows'] / 1e6:.2f} MB, {c['seconds_per_million_rows']:.2f} s; "
+            f"{c['share_of_refresh']:.1%} of the refresh ({r['refresh_seconds']:.2f} s)",
+            f"lance --incremental: {inc['bytes_written'] / 1e6:.2f} MB written in {inc['seconds']:.3f} s "
+            f"({inc['upserts']:,} upserts, {inc['deletes']:,} deletes)",
+            f"lance full export:   {full['bytes_written'] / 1e6:.2f} MB written in {full['seconds']:.3f} s",
+            f"incremental / full: bytes {lance['bytes_ratio']:.3f} (goal <= 0.15), seconds {lance['seconds_ratio']:.3f} "
+            f"(goal <= 0.25)",
+            f"e5ray changes --since 1 --out: peak RSS {stream['peak_rss_mib']} MiB ({stream['rss_after_imports_mib']} "
+            f"after imports; Arrow's peak allocation {stream['arrow_peak_mib']} MiB) in {stream['seconds']:.2f} s; "
+            f"an empty feed: {base['peak_rss_mib']} MiB",
+        ]
+    )

@@ -1,0 +1,125 @@
+"""`e5ray export --to lance --incremental`: a LanceDB table kept in sync with the change feed equals a
+full export, row for row and vector for vector, on local disk and with the output on S3; a table it
+cannot bring forward is written whole, and says why; a vector index on the table survives a sync.
+
+The corpus goes through three refreshes (tests/change_utils.py). In process, tiny test model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from change_utils import versions
+from corpus_utils import embed_job
+from job_utils import config
+
+from e5ray.cli.main import main as cli_main
+from e5ray.output.export_lance import export_lance
+from e5ray.output.gc import collect_garbage
+from e5ray.store.filesystem import OutputDir
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("lancedb") is None, reason="lancedb not installed")
+
+
+def table_rows(db: Path, name: str) -> dict[Any, np.ndarray]:
+    import lancedb
+
+    table = lancedb.connect(str(db)).open_table(name).to_arrow()
+    vectors = table["embedding"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+    ids = table["id"].to_pylist()
+    assert len(set(ids)) == len(ids)
+    return dict(zip(ids, vectors, strict=True))
+
+
+def assert_same_table(db: Path, got: str, want: str) -> None:
+    a, b = table_rows(db, got), table_rows(db, want)
+    assert sorted(a) == sorted(b) and len(a) == len(b)
+    np.testing.assert_allclose(np.stack([a[i] for i in sorted(a)]), np.stack([b[i] for i in sorted(a)]), atol=1e-6)
+
+
+def synced(
+    output: str, db: Path, drive: Callable[[Callable[[], None]], Iterator[int]], run: Any
+) -> list[dict[str, Any]]:
+    """`drive(step)` writes each version's corpus and calls `step`, which runs the job (`run`) and exports:
+    `stepwise` incrementally after every version, `jump` at version 1 and at the end (the changes
+    since 1 in one go), `whole` fully at the end."""
+    reports = []
+
+    def step() -> None:
+        run()
+        reports.append(export_lance(output, str(db), "stepwise", incremental=True))
+        if len(reports) == 1:
+            export_lance(output, str(db), "jump", incremental=True)
+
+    list(drive(step))
+    reports.append(export_lance(output, str(db), "jump", incremental=True))
+    export_lance(output, str(db), "whole")
+    return reports
+
+
+def test_an_incremental_lance_export_equals_a_full_one(tmp_path, bert_model_dir):
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    run = lambda: embed_job(config(inp, out, bert_model_dir))  # noqa: E731
+    reports = synced(str(out), db, lambda step: versions(str(inp), step), run)
+    first, *steps, jump = reports
+    assert (first["mode"], first["reason"]) == ("full", "no table 'stepwise' yet")
+    assert [r["mode"] for r in steps] == ["incremental"] * 3
+    assert [(r["since"], r["upserts"], r["deletes"]) for r in steps] == [(1, 4, 2), (2, 2, 1), (3, 3, 1)]
+    assert (jump["mode"], jump["since"], jump["upserts"], jump["deletes"]) == ("incremental", 1, 6, 2)
+    assert jump["rows"] == 80
+    assert_same_table(db, "stepwise", "whole")
+    assert_same_table(db, "jump", "whole")
+
+
+def test_a_vector_index_survives_a_sync(tmp_path, bert_model_dir, capsys):
+    import lancedb
+    from lancedb.index import IvfFlat
+
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    steps = versions(str(inp), lambda: embed_job(config(inp, out, bert_model_dir)))
+    next(steps)
+    assert cli_main(["export", str(out), "--to", "lance", str(db), "--incremental"]) == 0
+    table = lancedb.connect(str(db)).open_table("embeddings")
+    table.create_index("embedding", config=IvfFlat(distance_type="cosine", num_partitions=2))
+    list(steps)
+    assert cli_main(["export", str(out), "--to", "lance", str(db), "--incremental"]) == 0
+    assert "incremental since version 1: 6 upserts, 2 deletes" in capsys.readouterr().out
+    table = lancedb.connect(str(db)).open_table("embeddings")
+    (index,) = table.list_indices()
+    stats = table.index_stats(index.name)
+    assert stats.num_unindexed_rows == 6 and stats.num_indexed_rows == 74  # the upserts wait for optimize()
+    hit = table.search(table_rows(db, "embeddings")[102]).limit(1).to_list()[0]
+    assert hit["id"] == 102
+
+
+def test_a_table_the_feed_cannot_bring_forward_is_written_whole(tmp_path, bert_model_dir):
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    steps = versions(str(inp), lambda: embed_job(config(inp, out, bert_model_dir)))
+    next(steps)
+    export_lance(str(out), str(db), incremental=True)
+    list(steps)
+    collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
+    done = export_lance(str(out), str(db), incremental=True)
+    assert done["mode"] == "full" and "gc removed version 1" in done["reason"] and done["rows"] == 80
+    export_lance(str(out), str(db), "whole")
+    assert_same_table(db, "embeddings", "whole")
+
+
+def test_an_incremental_lance_export_from_s3_equals_a_full_one(s3_server, s3_bucket, s3_env, bert_model_dir, tmp_path):
+    fs, bucket = s3_server.filesystem(), s3_bucket
+    uri, db = f"s3://{bucket}/emb", tmp_path / "db"
+    cfg = config(f"s3://{bucket}/corpus", uri, bert_model_dir)
+    reports = synced(uri, db, lambda step: versions(f"{bucket}/corpus", step, fs), lambda: embed_job(cfg))
+    assert [r["mode"] for r in reports] == ["full", "incremental", "incremental", "incremental", "incremental"]
+    assert_same_table(db, "stepwise", "whole")
+    assert_same_table(db, "jump", "whole")
+    shutil.rmtree(db)
