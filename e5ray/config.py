@@ -41,6 +41,15 @@ from e5ray.store.timeouts import StoragePolicy
 # The executors by name; e5ray.executors.base maps each to the module that runs it (a test
 # keeps the two equal). Named here so that the configuration does not import the executors.
 EXECUTORS = ("ray", "local")
+# What --executor accepts: an executor, or "auto", which picks one per run from the plan's size
+# (e5ray.executors.base.choose_executor).
+EXECUTOR_CHOICES = ("auto", *EXECUTORS)
+# auto: a run that plans fewer tokens (text bytes / 4) than this embeds in this process. Measured
+# on this 2-CPU machine with an e5-small shape (BENCHMARKS.md, "Small work takes the short path"):
+# Ray costs ~10.8 s more than the in-process executor before the first vector (11.97 s against
+# 1.19 s), and the in-process embedder runs ~4,300 tokens/s, so below ~46,000 tokens no pool, even
+# an unbounded one, can make up for Ray's start. Overridable: --small-run-tokens (0: always Ray).
+DEFAULT_SMALL_RUN_TOKENS = 50_000
 
 # GPU defaults, measured on an H200 with e5-large fp16 (BENCHMARKS.md, "GPU: e5-large
 # export-shaped"): 16,384-row chunks sort lengths well enough that batches pad 10% (2,048-row
@@ -134,7 +143,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     device: str = "cpu"
-    executor: str = "ray"
+    executor: str = "auto"  # or a name in EXECUTORS: "auto" picks one per run (EXECUTOR_CHOICES)
+    small_run_tokens: int = DEFAULT_SMALL_RUN_TOKENS  # auto: fewer planned tokens run in process
     threads_per_actor: int | None = None  # None: a whole small node, at most 8
     min_actors: int = 1
     max_actors: int | None = None  # None: as many as the cluster fits
@@ -146,7 +156,8 @@ class ComputeConfig:
 
     def __post_init__(self) -> None:
         _choice("compute.device (--device)", self.device, DEVICES)
-        _choice("compute.executor (--executor)", self.executor, EXECUTORS)
+        _choice("compute.executor (--executor)", self.executor, EXECUTOR_CHOICES)
+        _at_least("compute.small_run_tokens (--small-run-tokens)", self.small_run_tokens, 0)
         _at_least("compute.threads_per_actor (--threads-per-actor)", self.threads_per_actor, 1, optional=True)
         _at_least("compute.min_actors (--min-actors)", self.min_actors, 1)
         _at_least("compute.max_actors (--max-actors)", self.max_actors, 1, optional=True)

@@ -24,7 +24,8 @@ class Killed(BaseException):
 
 def config(inp: Any, out: Any, model_dir: Any, **kw: Any) -> JobConfig:
     kw.setdefault("model", "tiny")
-    return JobConfig.from_options(input=str(inp), output=str(out), model_path=str(model_dir), executor="local", **kw)
+    kw.setdefault("executor", "local")
+    return JobConfig.from_options(input=str(inp), output=str(out), model_path=str(model_dir), **kw)
 
 
 def s3_config(bucket: str, model_dir: Any, **kw: Any) -> JobConfig:

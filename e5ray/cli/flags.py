@@ -17,7 +17,7 @@ from e5ray.config import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_GPUS_PER_ACTOR,
     DEVICES,
-    EXECUTORS,
+    EXECUTOR_CHOICES,
     PRECISIONS,
     REUSE_MODES,
     ComputeConfig,
@@ -192,11 +192,25 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
         default=ComputeConfig.retries,
         help="times a unit lost to a transient failure (a node, the network) is run again",
     )
+    add_executor_arguments(pool)
+
+
+def add_executor_arguments(pool: argparse._ArgumentGroup) -> None:
+    """Which executor runs the units: named, or chosen per run by the plan's size (`auto`)."""
     pool.add_argument(
         "--executor",
-        choices=EXECUTORS,
+        choices=EXECUTOR_CHOICES,
         default=ComputeConfig.executor,
-        help="ray: actor pools on the cluster in RAY_ADDRESS, else on a fresh local Ray; local: in this process, no Ray",
+        help="ray: actor pools on the cluster in RAY_ADDRESS, else on a fresh local Ray; local: in this process, "
+        "no Ray; auto: local when the run plans fewer than --small-run-tokens tokens on the CPU, else ray "
+        "(the summary and the manifest's run.executor_reason say which ran and why)",
+    )
+    pool.add_argument(
+        "--small-run-tokens",
+        type=int,
+        default=ComputeConfig.small_run_tokens,
+        help="with --executor auto: a run planning fewer tokens (text bytes / 4) than this embeds in this "
+        "process, without starting Ray (0: always Ray)",
     )
 
 

@@ -8,12 +8,19 @@ means (that is `e5ray.worker.worker`), and the job knows nothing of where it run
 The table names each executor by a dotted path, so that choosing one imports only
 that one (the Ray executor imports ray; the local one must not). A new executor is
 one new module plus one line here.
+
+`choose_executor` resolves `--executor auto` once per run, from the tokens the plan will
+embed: under `--small-run-tokens` (CPU only) the run embeds in this process and never starts
+Ray; else on Ray. It is a pure function of the configuration and the plan, so the choice is
+tested without starting Ray, and the run records the executor that ran (a name of the table,
+never "auto") with the reason (the manifest's run.executor_reason, the summary, the log).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # types only: this module stays importable without the worker's dependencies
@@ -61,3 +68,31 @@ def planned_pool_size(compute: ComputeConfig) -> int:
     module, attr = target.split(":")
     size: int = getattr(importlib.import_module(module), attr)(compute)
     return size
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """The executor a run uses (a name in EXECUTORS) and, when `--executor auto` chose it, why."""
+
+    name: str
+    reason: str | None = None  # None: named on the command line
+
+    def describe(self) -> str:
+        """For the summary and the log: e.g. 'local (auto: 42,000 tokens < 50,000)'."""
+        return f"{self.name} ({self.reason})" if self.reason else self.name
+
+
+def choose_executor(compute: ComputeConfig, planned_tokens: int) -> ExecutorChoice:
+    """The executor for a run that plans `planned_tokens` tokens (text bytes / 4) to embed.
+
+    A named executor is kept. `auto`: a GPU run goes to Ray (the driver's node may have no
+    GPU); a CPU run under `compute.small_run_tokens` embeds in this process (Ray's start
+    would cost more than its pool can win back), anything else on Ray."""
+    if compute.executor != "auto":
+        return ExecutorChoice(compute.executor)
+    if compute.device != "cpu":
+        return ExecutorChoice("ray", f"auto: a {compute.device} run")
+    limit = compute.small_run_tokens
+    if planned_tokens < limit:
+        return ExecutorChoice("local", f"auto: {planned_tokens:,} tokens < {limit:,}")
+    return ExecutorChoice("ray", f"auto: {planned_tokens:,} tokens >= {limit:,}")

@@ -109,6 +109,7 @@ def run_record(
         full=config.full,
         device=config.compute.device,
         executor=config.compute.executor,
+        executor_reason=planned.executor.reason,
         embedded_shards=len(entries),
         reused_shards=len(planned.reused),
         carried_shards=len(planned.plan.carried),

@@ -4,7 +4,8 @@ Two steps, because a run takes its lease (`e5ray.store.lease`) between them:
 1. `prepare_run`: discover the corpus, run the preflight checks, read the output's
    versions, know the embedding space. Writes nothing (but, with `create_output`, the
    output directory), so a run refused here leaves no lease behind.
-2. `plan_units`: decide what to carry, re-embed and reuse; split the rest into work
+2. `plan_units`: decide what to carry, re-embed and reuse, and which executor runs it
+   (`--executor auto`: `e5ray.executors.base.choose_executor`); split the rest into work
    units (`e5ray.corpus.units`) sized for the executor's pool (`balanced_target`: a few units per
    actor, so the run does not end on one actor's long unit). A carried entry whose files are gone is embedded again
    (`e5ray.job.precommit`); what is carried or reused is added to the lease, so that a
@@ -16,7 +17,7 @@ and checks the run's `--deadline` before it starts (`e5ray.store.timeouts`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from e5ray.config import JobConfig
@@ -24,7 +25,7 @@ from e5ray.corpus.preflight import preflight
 from e5ray.corpus.sources import SourceShard, discover, parquet_row_groups
 from e5ray.corpus.units import RowGroupStats, UnitTarget, balanced_target, needs_footer
 from e5ray.errors import UsageError
-from e5ray.executors.base import planned_pool_size
+from e5ray.executors.base import ExecutorChoice, choose_executor, planned_pool_size
 from e5ray.job.precommit import recheck_carried
 from e5ray.job.refresh_plan import RefreshPlan, plan_refresh, planned_tokens, split_tasks
 from e5ray.job.resume import plan_resume
@@ -64,6 +65,7 @@ class PlannedRun:
     reused: list[ShardEntry]
     todo: list[ShardTask]
     checkpoints: list[str] = field(default_factory=list)  # read at planning (e5ray.job.checkpoints)
+    executor: ExecutorChoice = ExecutorChoice("ray")  # what runs the units (`--executor auto` resolved)
 
 
 def read_footers(
@@ -168,7 +170,9 @@ def plan_units(
     held = previous.referenced() if reembed_all and previous else set()
     # Units sized for the pool, so that largest-first scheduling ends in a short last wave:
     # from the files' sizes to choose which footers to read, then from the footers' text.
-    actors = planned_pool_size(config.compute)
+    # `--executor auto` decided from the files' sizes, before footers: the pool's size depends on it.
+    executor = choose_executor(config.compute, planned_tokens(plan.tasks))
+    actors = planned_pool_size(replace(config.compute, executor=executor.name))
     target = balanced_target(config.compute.unit_target, planned_tokens(plan.tasks), actors)
     deadline.check("reading the footers of large Parquet sources")
     with storage_step("reading the footers of", config.input.uri, options):
@@ -181,7 +185,9 @@ def plan_units(
         reused, todo = resume.reused, resume.todo
         if lease is not None:
             lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
-    return PlannedRun(sources, prepared.versions, previous, space, plan, units, reused, todo, resume.checkpoints)
+    return PlannedRun(
+        sources, prepared.versions, previous, space, plan, units, reused, todo, resume.checkpoints, executor
+    )
 
 
 def plan_run(config: JobConfig, output: OutputDir, create_output: bool = True) -> PlannedRun:

@@ -104,6 +104,8 @@ def _phases(
 ) -> Manifest:
     planned = plan_units(config, output, prepared, deadline, lease)
     timeline.mark("planned")
+    # From here on the run's compute names the executor that runs it, never "auto".
+    config = replace(config, compute=replace(config.compute, executor=planned.executor.name))
     reuse, todo = _prepare_reuse(config, output, planned)
     libraries = _libraries(planned)
     _log_plan(lease.run_id, planned, todo)
@@ -167,7 +169,7 @@ def _embed(
     reporter.start(
         [sizes[(t.source.uri, t.unit)] for t in todo], carried=len(planned.plan.carried), reused=len(planned.reused)
     )
-    run = executor or get_executor(config.compute.executor)
+    run = executor or get_executor(config.compute.executor)  # resolved by the plan (`_phases`)
     spec = WorkerSpec.for_job(config, planned.space.fingerprint)
     return embed_units(config, run, spec, todo, sizes, output, lease, reporter, len(planned.reused))
 
@@ -185,7 +187,7 @@ def _commit(config: JobConfig, output: OutputDir, lease: Lease, manifest: Manife
 def _log_plan(run_id: str, planned: PlannedRun, todo: list[ShardTask]) -> None:
     log.info(
         "run %s: %d shards in the corpus; %d units carried forward, %d reused from an interrupted run, "
-        "%d to embed (%d sources split into %d units)",
+        "%d to embed (%d sources split into %d units); executor %s",
         run_id,
         len(planned.sources),
         len(planned.plan.carried),
@@ -193,4 +195,5 @@ def _log_plan(run_id: str, planned: PlannedRun, todo: list[ShardTask]) -> None:
         len(todo),
         len(planned.plan.tasks),
         len(planned.units),
+        planned.executor.describe(),
     )

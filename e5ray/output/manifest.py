@@ -168,6 +168,7 @@ class RunInfo:
     reuse: dict[str, Any] | None = None  # what the run reused, embedded and read (e5ray.refresh.prepare.summarize)
     # onnxruntime, tokenizers, numpy and the lock's hash on the driver (e5ray.model.library_versions)
     libraries: dict[str, str] | None = None
+    executor_reason: str | None = None  # why `--executor auto` chose `executor`; None: named by the user
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

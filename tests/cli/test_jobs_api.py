@@ -85,6 +85,7 @@ def test_job_submit_from_a_clean_clone_with_a_staged_model(ray_head, bert_model_
         f"--output={out}",
         "--model=tiny",
         f"--model-path={staged}",
+        "--executor=ray",  # embedded on the cluster, not in the job's driver
     ]
     done = submit(command, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -75,6 +75,7 @@ def test_a_big_file_is_split_over_every_node_and_each_id_lands_once(cluster, s3_
         output=output,
         model="tiny",
         model_path=f"s3://{s3_bucket}/model",
+        executor="ray",
         cache_dir=None,
         threads_per_actor=1,
         unit_rows=100,

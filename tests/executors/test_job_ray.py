@@ -28,7 +28,7 @@ def test_local_dir_to_local_dir(local_ray, bert_model_dir, tmp_path):
     out = tmp_path / "out"
     manifest = embed_job(
         JobConfig.from_options(
-            input=str(tmp_path / "in"), output=str(out), model="tiny", model_path=str(bert_model_dir)
+            input=str(tmp_path / "in"), output=str(out), model="tiny", model_path=str(bert_model_dir), executor="ray"
         )
     )
     vectors = read_output(str(out))
@@ -54,6 +54,7 @@ def test_s3_to_s3(local_ray, s3_server, s3_bucket, s3_env, bert_model_dir):
             output=output,
             model="tiny",
             model_path=str(bert_model_dir),
+            executor="ray",
             s3_endpoint=s3_server.endpoint_url,
         )
     )

@@ -22,7 +22,7 @@ def test_command_line_defaults_are_the_config_defaults():
     assert parse() == JobConfig(InputConfig("in"), OutputConfig("out"))
     config = parse()
     assert (config.model.max_length, config.model.int8_min_cosine, config.compute.rows_per_chunk) == (512, 0.99, 2048)
-    assert (config.compute.executor, config.compute.device, config.output.format) == ("ray", "cpu", "parquet")
+    assert (config.compute.executor, config.compute.device, config.output.format) == ("auto", "cpu", "parquet")
 
 
 def test_a_gpu_run_reads_larger_chunks_and_shares_each_gpu_between_three_actors_unless_told():
@@ -45,7 +45,7 @@ def test_flags_land_in_their_section():
     "options, field, valid",
     [
         ({"device": "tpu"}, "compute.device (--device)", "cpu, gpu"),
-        ({"executor": "dask"}, "compute.executor (--executor)", "ray, local"),
+        ({"executor": "dask"}, "compute.executor (--executor)", "auto, ray, local"),
         ({"output_format": "lance"}, "output.format (--output-format)", "parquet, jsonl"),
         ({"format": "csv"}, "input.format (--format)", "parquet, jsonl"),
         ({"prefix": "doc"}, "model.prefix (--prefix)", "passage, query, none"),

@@ -272,7 +272,7 @@ def test_kill_ray_driver_then_resume(refreshed_corpus, bert_model_dir, tmp_path,
     count = 6
     inp, out, reference = refreshed_corpus(count)
     old_markers = {f for f in shard_files(out) if f.endswith(".done.json")}
-    command = job_command(inp, out, bert_model_dir)  # the default executor: Ray
+    command = job_command(inp, out, bert_model_dir, "--executor", "ray")  # Ray, whatever the plan size
     log = tmp_path / "ray-runs.log"
     run = Run(command, ray_env, log)
     done = run_until_killed(run, out, old_markers, lambda files, new: len(new) >= 1, timeout=300)

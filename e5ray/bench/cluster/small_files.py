@@ -74,6 +74,7 @@ def timed_job(
     instead of the configured one; `options`: JobConfig options by flag name (`executor="local"`
     among them)."""
     options.setdefault("model", "demo")
+    options.setdefault("executor", "ray")  # these benchmarks measure Ray unless told otherwise
     config = JobConfig.from_options(input=str(inp), output=str(out), model_path=model_path, **options)
     t0 = time.perf_counter()
     manifest = run_job(config, run_with).to_dict()
