@@ -1,7 +1,7 @@
 """Whole processes, start to exit, on a 600-document corpus with an e5-small-shaped model:
 the in-process embedder's embed time beside `e5ray embed` with `--executor ray` (a fresh local
 Ray) and `--executor auto` (the short path), then a refresh that edits 7% of the rows (auto and
-ray), each the wall time of a fresh `python -m e5ray.cli.main` process and its `--json` summary.
+ray), each the wall time of a fresh `python -m e5ray.cli` process and its `--json` summary.
 
     PYTHONPATH=$PWD python bench-results/short-path-whole-process.py /tmp/WORKDIR [EXECUTOR ...] [--no-embedder]
 """
@@ -37,7 +37,7 @@ def write_corpus(folder: Path, docs: list[str]) -> None:
 def embed(inp: Path, out: Path, model: Path, *extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="e5s-", dir="/tmp")  # a fresh, isolated local Ray
-    cmd = [sys.executable, "-m", "e5ray.cli.main", "embed", f"--input={inp}", f"--output={out}"]
+    cmd = [sys.executable, "-m", "e5ray.cli", "embed", f"--input={inp}", f"--output={out}"]
     cmd += [f"--model=e5ray-bench/{SHAPE}", f"--model-path={model}", "--json", *extra]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

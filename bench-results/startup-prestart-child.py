@@ -14,7 +14,7 @@ import sys
 
 import ray
 
-import e5ray.cli.main as cli
+import e5ray.cli.app as cli
 
 variant = sys.argv[1]
 real_init = ray.init

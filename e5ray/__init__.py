@@ -1,6 +1,6 @@
 """e5ray: batch E5 embeddings on Ray, paper-faithful, with manifests and incremental refresh.
 
-The public names are imported on first use (PEP 562): `import e5ray.cli.main` or a Ray worker
+The public names are imported on first use (PEP 562): `import e5ray.cli.app` or a Ray worker
 importing `e5ray.worker.worker` must not pay for onnxruntime, pandas and pyarrow.dataset before it
 needs them (about 1 s of the CLI's start on a 2-CPU machine).
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 # driver runs the same e5ray as the job's workers, which import it from there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from e5ray.cli.main import job_parser, main_with_errors, parse_job_args, run_job_from_args  # noqa: E402
+from e5ray.cli.app import job_parser, main_with_errors, parse_job_args, run_job_from_args  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

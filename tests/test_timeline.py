@@ -10,7 +10,7 @@ import pytest
 from corpus_utils import write_corpus
 
 from e5ray import timeline
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 
 IN_PROCESS = ["imports", "planned", "first_actor_ready", "first_vector", "last_unit", "committed", "exit"]
 

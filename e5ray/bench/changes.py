@@ -63,7 +63,7 @@ def changes_peak_rss(out: Path, since: int, target: Path | None) -> dict[str, An
     """`e5ray changes` in a process of its own: its peak RSS (MiB) and wall seconds."""
     argv = ["changes", str(out), "--since", str(since), *(["--out", str(target)] if target else [])]
     code = (
-        "import resource, sys, time; import pyarrow as pa; from e5ray.cli.main import main; "
+        "import resource, sys, time; import pyarrow as pa; from e5ray.cli.app import main; "
         "t0 = time.perf_counter(); before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
         f"rc = main({argv!r}); print(time.perf_counter() - t0); print(pa.default_memory_pool().max_memory()); "
         "print(before); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"

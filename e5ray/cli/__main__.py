@@ -2,6 +2,6 @@
 
 import sys
 
-from e5ray.cli.main import main
+from e5ray.cli.app import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ Each is a parser (its flags and help) and a function that runs it and returns th
 the work itself is in `e5ray.quality`.
 
 The library is imported inside the functions (numpy, pyarrow and the embedder only when a
-command runs or its parser is built), so `import e5ray.cli.main` stays cheap.
+command runs or its parser is built), so `import e5ray.cli.app` stays cheap.
 """
 
 from __future__ import annotations

@@ -51,4 +51,4 @@ ray job submit --address "$RAY_ADDRESS" --working-dir . --submission-id "e5ray-r
 # Only after a successful refresh, still under the lock: delete files that none of the
 # newest versions references. --min-age spares files a running job may be about to commit.
 ray job submit --address "$RAY_ADDRESS" --working-dir . --submission-id "e5ray-gc-$stamp" -- \
-    python -m e5ray.cli.main gc "$OUTPUT" --keep "$KEEP_VERSIONS" --min-age 3600
+    python -m e5ray.cli gc "$OUTPUT" --keep "$KEEP_VERSIONS" --min-age 3600

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from e5ray.cli.main import main, main_with_errors
+from e5ray.cli.app import main, main_with_errors
 from e5ray.errors import (
     EXIT_INTERRUPTED,
     ConcurrentCommitError,

@@ -9,7 +9,7 @@ import json
 from corpus_utils import make_texts, write_corpus, write_shard
 
 from e5ray import __version__
-from e5ray.cli.main import EXIT_CODES, build_parser, main
+from e5ray.cli.app import EXIT_CODES, build_parser, main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -58,7 +58,7 @@ def test_job_submit_from_a_clean_clone_with_a_staged_model(ray_head, bert_model_
     assert cloned.returncode == 0, cloned.stderr
     staged = tmp_path / "models" / "tiny"
     stage = subprocess.run(
-        [sys.executable, "-m", "e5ray.cli.main", "stage-model", "tiny", str(staged), f"--model-path={bert_model_dir}"],
+        [sys.executable, "-m", "e5ray.cli", "stage-model", "tiny", str(staged), f"--model-path={bert_model_dir}"],
         env={**env, "PYTHONPATH": str(clone)},
         cwd=clone,
         capture_output=True,

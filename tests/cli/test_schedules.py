@@ -15,14 +15,14 @@ SCHEDULES = Path(__file__).resolve().parents[2] / "examples" / "schedules"
 
 def test_schedule_examples_use_only_real_flags():
     """Every flag the examples pass exists: job flags after refresh_corpus.py, gc flags
-    after `e5ray.cli.main gc`, `ray job submit` options before its `--`."""
+    after `e5ray.cli gc`, `ray job submit` options before its `--`."""
     import argparse
     import re
     import subprocess
 
     import yaml
 
-    from e5ray.cli.main import add_job_arguments, build_parser
+    from e5ray.cli.app import add_job_arguments, build_parser
 
     job_parser = argparse.ArgumentParser()
     add_job_arguments(job_parser)
@@ -41,7 +41,7 @@ def test_schedule_examples_use_only_real_flags():
                 part, allowed = part.split(" -- ")[0], submit_flags
             elif part.startswith("refresh_corpus.py"):
                 allowed = job_flags
-            elif part.startswith("e5ray.cli.main gc"):
+            elif part.startswith("e5ray.cli gc"):
                 allowed = gc_flags
             else:
                 continue

@@ -8,7 +8,7 @@ import json
 from corpus_utils import write_corpus
 from job_utils import config
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.config import DEFAULT_SMALL_RUN_TOKENS, ComputeConfig
 from e5ray.executors.base import EXECUTORS, ExecutorChoice, choose_executor
 from e5ray.job.run import run_job

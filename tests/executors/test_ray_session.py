@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def embed(tmp_path: Path, model_dir: Path, env: dict[str, str], timeout: float = 300, out: str = "out"):
-    command = [sys.executable, "-m", "e5ray.cli.main", "embed", f"--input={tmp_path / 'in'}"]
+    command = [sys.executable, "-m", "e5ray.cli", "embed", f"--input={tmp_path / 'in'}"]
     command += [f"--output={tmp_path / out}", "--model=tiny", f"--model-path={model_dir}", "--progress=lines"]
     command += ["--executor=ray"]  # the Ray session is what these tests are about
     tag = f"session-{os.getpid()}-{time.monotonic_ns()}"

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from e5ray.cli.main import add_job_arguments, config_from_args
+from e5ray.cli.app import add_job_arguments, config_from_args
 from e5ray.config import ComputeConfig, InputConfig, JobConfig, ModelConfig, OutputConfig
 from e5ray.errors import ConfigError, UsageError
 

@@ -42,7 +42,7 @@ def test_ctrl_c_exits_130_says_what_is_reused_and_leaves_no_temp_files(executor,
     ray_tmp = tempfile.mkdtemp(prefix="ri", dir="/tmp")  # isolated, short (socket paths)
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp, TAG: tag}
     env.pop("RAY_ADDRESS", None)
-    command = [sys.executable, "-m", "e5ray.cli.main", "embed", f"--input={tmp_path / 'in'}", f"--output={out}"]
+    command = [sys.executable, "-m", "e5ray.cli", "embed", f"--input={tmp_path / 'in'}", f"--output={out}"]
     command += ["--model=tiny", f"--model-path={bert_model_dir}", f"--executor={executor}", "--chunk-rows=256"]
     # A session of its own, signalled as a whole: what Ctrl-C in a terminal does.
     driver = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)

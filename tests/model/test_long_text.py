@@ -199,7 +199,7 @@ def test_the_job_writes_one_averaged_vector_per_text(tmp_path, bert_model_dir):
 
 
 def test_command_line_flags_reach_the_job_config():
-    from e5ray.cli.main import build_parser, config_from_args
+    from e5ray.cli.app import build_parser, config_from_args
 
     args = build_parser().parse_args(
         ["embed", "--input", "in", "--output", "out", "--long-text", "average", "--stride", "32", "--pooling", "cls"]

@@ -15,7 +15,7 @@ from output_utils import embed_output, verify
 from test_embedder import reference_vectors, texts_of_mixed_lengths
 
 from e5ray import E5Embedder
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.errors import SpaceMismatchError
 from e5ray.model.pooling import cls_pool, pool
 from e5ray.model.space import EmbeddingSpace

@@ -20,7 +20,7 @@ from change_utils import apply_feed, versions
 from corpus_utils import embed_job, read_output
 from job_utils import assert_same_vectors, config
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.errors import ChangesUnavailableError, ManifestInvalidError, UsageError
 from e5ray.output.change_feed import open_changes
 from e5ray.output.gc import collect_garbage

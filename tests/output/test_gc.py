@@ -13,7 +13,7 @@ from job_utils import (
     referenced,
 )
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.output.gc import collect_garbage
 from e5ray.output.verify import verify_output
 from e5ray.output.versions import list_versions

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.config import JobConfig
 from e5ray.errors import LeaseLostError, MissingFilesError
 from e5ray.executors.local import run_local

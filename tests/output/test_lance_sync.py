@@ -19,7 +19,7 @@ from change_utils import versions
 from corpus_utils import embed_job
 from job_utils import config
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.output.export_lance import export_lance
 from e5ray.output.gc import collect_garbage
 from e5ray.store.filesystem import OutputDir

@@ -13,7 +13,7 @@ import pytest
 from corpus_utils import make_texts, write_shard
 from job_utils import config
 
-from e5ray.cli.main import main
+from e5ray.cli.app import main
 from e5ray.job.run import run_job
 from e5ray.output.gc import collect_garbage
 from e5ray.store.filesystem import OutputDir

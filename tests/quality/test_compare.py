@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from records import SPACE, entry, manifest
 
-from e5ray.cli.main import main
+from e5ray.cli.app import main
 from e5ray.quality.compare import compare_outputs, spearman
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import e5ray
 import e5ray.quality.eval as eval_module
-from e5ray.cli.main import main
+from e5ray.cli.app import main
 from e5ray.model.embedder import E5Embedder
 from e5ray.quality.eval import Variant, parse_variant, rank_pool, run_eval
 from e5ray.quality.evaldata import load_beir, load_eval_set, load_pairs

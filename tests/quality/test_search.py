@@ -9,7 +9,7 @@ from corpus_utils import read_output, write_corpus, write_shard
 from output_utils import embed_output
 
 from e5ray import E5Embedder
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.errors import SpaceMismatchError, UsageError
 from e5ray.quality.search import TopK, search_output
 from e5ray.testing import write_test_model

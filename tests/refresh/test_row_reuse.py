@@ -19,7 +19,7 @@ import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
 from job_utils import Killed, config, dying
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.errors import ConfigError, SpaceMismatchError
 from e5ray.model.embedder import E5Embedder
 from e5ray.output.content_hash import HASH_COLUMN, SCHEME, bucket_of, hash_token_ids

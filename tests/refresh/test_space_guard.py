@@ -14,7 +14,7 @@ from job_utils import (
     s3_config,
 )
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.errors import SpaceMismatchError
 from e5ray.model.space import EmbeddingSpace
 from e5ray.output.manifest import Manifest

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from corpus_utils import write_corpus
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.config import JobConfig
 from e5ray.job.run import run_job
 from e5ray.output.gc import collect_garbage

@@ -23,7 +23,7 @@ import pytest
 from corpus_utils import embed_job, make_texts, write_shard
 from s3server import SeaweedS3, find_weed
 
-from e5ray.cli.main import main as cli_main
+from e5ray.cli.app import main as cli_main
 from e5ray.config import JobConfig
 from e5ray.errors import DeadlineExceeded, StorageError, StorageUnavailableError
 from e5ray.executors.local import run_local
@@ -140,7 +140,7 @@ def test_the_command_line_prints_one_line_and_a_traceback_only_with_debug(server
     _, out = corpus
     env = {**os.environ, **server.env(), "AWS_SECRET_ACCESS_KEY": "wrong", "PYTHONPATH": str(REPO)}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    argv = [sys.executable, "-m", "e5ray.cli.main", "verify", out, "--s3-read-timeout", "5"]
+    argv = [sys.executable, "-m", "e5ray.cli", "verify", out, "--s3-read-timeout", "5"]
     plain = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 2
     assert plain.stderr.strip().splitlines() == [

@@ -33,7 +33,7 @@ STARTUP_CHILD = r"""
 import json, sys, time
 t0 = time.time()
 stamps = {"start": t0}
-import e5ray.cli.main as cli
+import e5ray.cli.app as cli
 stamps["imports"] = time.time()
 import e5ray.job.run as jobmod
 import e5ray.worker.worker as worker
