@@ -94,3 +94,43 @@ def prepare_model(cfg: BenchConfig, workdir: Path) -> BenchModel:
         "reused": reused,
     }
     return BenchModel(f"e5ray-bench/{label}", directory, onnx_file, tokenizer_path, shape, info)
+
+
+def shallow_shape(dim: int) -> EncoderShape:
+    """One encoder layer of width `dim` over the tiny vocabulary: vectors as wide as a real
+    model's (dim 384 = e5-small) at a fraction of its embedding cost. For benchmarks whose
+    subject is what happens to the vectors after embedding (exports, change feeds), where the
+    width counts and the depth does not."""
+    heads = next(h for h in (12, 8, 4, 2, 1) if dim % h == 0)
+    return EncoderShape(1, dim, heads, 4 * dim, SHAPES["tiny"].vocab_size)
+
+
+def prepare_shallow_model(dim: int, seed: int, workdir: Path) -> BenchModel:
+    """A random-weight `shallow_shape(dim)` BERT export written (or reused) in `workdir`."""
+    from e5ray.testing.export import write_model
+
+    t0, shape, label = time.perf_counter(), shallow_shape(dim), f"shallow-{dim}"
+    directory = workdir / f"model-export-bert-{label}"
+    reused = (directory / "config.json").exists()
+    if not reused:
+        write_model(directory, graph="export", arch="bert", shape=shape, seed=seed)
+    info = {
+        "shape": label,
+        "arch": "bert",
+        **asdict(shape),
+        "non_embedding_params": non_embedding_params(shape),
+        "dir": str(directory),
+        "onnx_file": "model.onnx",
+        "source": "synthetic",
+        "graph": "export",
+        "write_seconds": round(time.perf_counter() - t0, 2),
+        "reused": reused,
+    }
+    return BenchModel(
+        f"e5ray-bench/{label}",
+        directory,
+        "model.onnx",
+        tokenizer_path=directory / "tokenizer.json",
+        shape=shape,
+        info=info,
+    )

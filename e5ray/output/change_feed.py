@@ -18,7 +18,7 @@ file and row group by row group, filtered to the upserted ids. An upserted id no
 there sits in a file N and C share (names are content-addressed: e.g. a text edited, then
 edited back), so the reader already holds that very row: it is left out.
 
-Memory: the touched ids (from the change files) and one row group; never the corpus.
+Memory: the touched ids (from the change files) and one row group's columns; never the corpus.
 """
 
 from __future__ import annotations
@@ -87,26 +87,42 @@ class ChangeFeed:
         return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _upsert_batches(self) -> Iterator[pa.RecordBatch]:
+        """Row group by row group: the `id` column first (cheap: a few bytes a row), then the
+        other columns only of the row groups holding an upserted id. A vector column is most of
+        a file's bytes and most of its decoding, so a row group without an upsert costs its ids
+        only; one with any upsert is decoded whole (Parquet reads no finer than a column chunk)."""
         self.upserted = 0
         if not len(self.upsert_ids):
             return
-        names = self.schema.names
+        others = [name for name in self.schema.names if name != "id"]
         for path in self.files:
             with self.output.fs.open(self.output.path(path), "rb") as fh:
                 parquet = pq.ParquetFile(fh)
-                for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=names):
-                    wanted = batch.filter(pc.is_in(batch.column("id"), value_set=self.upsert_ids))
-                    if wanted.num_rows:
-                        self.upserted += wanted.num_rows
-                        yield pa.Table.from_batches([wanted]).cast(self.schema).to_batches()[0]
+                for group in range(parquet.num_row_groups):
+                    ids = parquet.read_row_group(group, columns=["id"]).column("id")
+                    mask = pc.is_in(ids, value_set=self.upsert_ids)
+                    hits = pc.sum(mask).as_py() or 0
+                    if not hits:
+                        continue
+                    rest = parquet.read_row_group(group, columns=others).filter(mask)
+                    wanted = pa.Table.from_arrays([ids.filter(mask), *rest.columns], names=["id", *others])
+                    self.upserted += hits
+                    yield from wanted.cast(self.schema).to_batches(max_chunksize=BATCH_ROWS)
 
 
-def open_changes(output: str | OutputDir, since: int, storage_options: dict[str, Any] | None = None) -> ChangeFeed:
+def open_changes(
+    output: str | OutputDir,
+    since: int,
+    storage_options: dict[str, Any] | None = None,
+    current: Manifest | None = None,
+) -> ChangeFeed:
     """The change feed of `output` from version `since` to its newest version; one-line
     ChangesUnavailableError when it cannot be served (another space, a version that replaced
-    everything, or one gc removed: the message names the oldest version it can serve)."""
+    everything, or one gc removed: the message names the oldest version it can serve).
+    `current`: the newest manifest when the caller has read it already (not read again; a
+    version committed since is read and served instead)."""
     handle = output if isinstance(output, OutputDir) else OutputDir(output, storage_options)
-    chain = resolve_since(handle, since)
+    chain = resolve_since(handle, since, current)
     upserts, deletes = collapse(handle, chain)
     before = {ref.path for entry in chain.since.shards for ref in entry.files}
     files = [ref.path for entry in chain.current.shards for ref in entry.files if ref.path not in before]

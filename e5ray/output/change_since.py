@@ -31,9 +31,10 @@ class VersionChain:
     between: list[Manifest] = field(default_factory=list)  # since+1 .. current, in order
 
 
-def resolve_since(output: OutputDir, since: int) -> VersionChain:
+def resolve_since(output: OutputDir, since: int, current: Manifest | None = None) -> VersionChain:
     """The chain from `since` to the newest version; ChangesUnavailableError (one line) when
-    it cannot be served, UsageError when `since` is not a version at all."""
+    it cannot be served, UsageError when `since` is not a version at all. `current`: the
+    newest manifest when the caller has read it (used only while it is still the newest)."""
     versions = list_versions(output)
     if not versions:
         raise UsageError(f"{output.uri} has no committed version: not an e5ray output, or no run has committed yet")
@@ -43,22 +44,22 @@ def resolve_since(output: OutputDir, since: int) -> VersionChain:
             f"--since {since}: {output.uri} has versions 1..{current_number} (kept: {_span(versions)}); "
             f"give one of them"
         )
-    cache: dict[int, Manifest] = {}
+    cache: dict[int, Manifest] = {current.version: current} if current and current.version == current_number else {}
 
     def load(number: int) -> Manifest:
         if number not in cache:
             cache[number] = read_manifest(output, version_name(number))
         return cache[number]
 
-    current = load(current_number)
-    why = _why_not(since, versions, load, current)
+    newest = load(current_number)
+    why = _why_not(since, versions, load, newest)
     if why is not None:
-        oldest = _oldest_servable(versions, load, current)
+        oldest = _oldest_servable(versions, load, newest)
         raise ChangesUnavailableError(
             f"{output.uri}: no changes since version {since}: {why}; the oldest version it can serve is "
             f"{oldest} (a reader at an older version reads version {current_number} whole)"
         )
-    return VersionChain(load(since), current, [load(n) for n in range(since + 1, current_number + 1)])
+    return VersionChain(load(since), newest, [load(n) for n in range(since + 1, current_number + 1)])
 
 
 def _why_not(since: int, versions: list[int], load: Callable[[int], Manifest], current: Manifest) -> str | None:

@@ -62,28 +62,30 @@ def export_lance(
     done = {"directory": directory, "table": table, "version": manifest.version, "dim": manifest.space.dim}
     reason: str | None = "not asked (--incremental applies changes)"
     if incremental:
-        reason = _why_full(db, table, manifest)
-        if reason is None:
+        lance_table, reason = _open_in_space(db, table, manifest)
+        if lance_table is not None:
             try:
-                return {**done, **_apply_changes(db.open_table(table), output, manifest, storage_options)}
+                return {**done, **_apply_changes(lance_table, output, manifest, storage_options)}
             except ChangesUnavailableError as exc:
                 reason = str(exc)
     created = _write_full(db, table, output, manifest, storage_options)
     return {**done, "mode": "full", "reason": reason, "rows": created.count_rows()}
 
 
-def _why_full(db: Any, table: str, manifest: Manifest) -> str | None:
-    """Why an incremental export must write the table whole; None when it can apply changes."""
+def _open_in_space(db: Any, table: str, manifest: Manifest) -> tuple[Any, str | None]:
+    """(the table, None) when changes can be applied to it; (None, why it must be written
+    whole) otherwise. Opened once: the caller syncs through the same handle."""
     try:
-        metadata = db.open_table(table).schema.metadata or {}
+        lance_table = db.open_table(table)
     except ValueError:  # LanceDB 0.40: "Table ... was not found"
-        return f"no table {table!r} yet"
+        return None, f"no table {table!r} yet"
+    metadata = lance_table.schema.metadata or {}
     if VERSION_KEY.encode() not in metadata:
-        return f"table {table!r} records no e5ray version (written before --incremental)"
+        return None, f"table {table!r} records no e5ray version (written before --incremental)"
     space = json.loads(metadata.get(SPACE_KEY.encode(), b"{}"))
     if space.get("fingerprint") != manifest.space.fingerprint:
-        return f"table {table!r} holds another space ({str(space.get('fingerprint'))[:12]})"
-    return None
+        return None, f"table {table!r} holds another space ({str(space.get('fingerprint'))[:12]})"
+    return lance_table, None
 
 
 def _apply_changes(
@@ -93,7 +95,9 @@ def _apply_changes(
     done = {"mode": "incremental", "since": recorded, "upserts": 0, "deletes": 0}
     if recorded == manifest.version:
         return {**done, "rows": lance_table.count_rows()}
-    feed = open_changes(output, recorded, storage_options)  # ChangesUnavailableError: a full write
+    # The manifest read once (ChangesUnavailableError: a full write); a version committed meanwhile is
+    # served by the feed, and the table records the feed's version, never one it did not reach.
+    feed = open_changes(output, recorded, storage_options, current=manifest)
     ids = feed.delete_ids.to_pylist()
     for start in range(0, len(ids), DELETE_CHUNK):
         lance_table.delete(f"id IN ({', '.join(_sql_literal(i) for i in ids[start : start + DELETE_CHUNK])})")
@@ -102,8 +106,9 @@ def _apply_changes(
         upserts = feed.upserts()
         plain = upserts.schema.remove_metadata()  # the table's metadata (space, version) stays the table's
         merge.execute(pa.RecordBatchReader.from_batches(plain, (b.replace_schema_metadata(None) for b in upserts)))
-    lance_table.to_lance().update_schema_metadata({VERSION_KEY: str(manifest.version)})
-    return {**done, "upserts": feed.upserted, "deletes": len(ids), "rows": lance_table.count_rows()}
+    lance_table.to_lance().update_schema_metadata({VERSION_KEY: str(feed.version)})
+    done.update(version=feed.version, upserts=feed.upserted, deletes=len(ids))
+    return {**done, "rows": lance_table.count_rows()}
 
 
 def _sql_literal(value: Any) -> str:

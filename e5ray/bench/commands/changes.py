@@ -22,6 +22,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = ChangesBenchConfig()
     parser = argparse.ArgumentParser(prog="python -m e5ray.bench changes", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--shape", choices=list(SHAPES), default=defaults.shape)
+    parser.add_argument(
+        "--dim", type=int, default=None, help="a one-layer model of this width instead of --shape (384: e5-small's)"
+    )
     parser.add_argument("--docs", type=int, default=defaults.docs)
     parser.add_argument("--shards", type=int, default=defaults.shards)
     parser.add_argument("--edit", type=float, default=defaults.edit, help="share of texts edited on day 2")
@@ -36,7 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
     cfg = ChangesBenchConfig(
-        shape=args.shape, docs=args.docs, shards=args.shards, edit=args.edit, seed=args.seed, workdir=args.workdir
+        shape=args.shape,
+        dim=args.dim,
+        docs=args.docs,
+        shards=args.shards,
+        edit=args.edit,
+        seed=args.seed,
+        workdir=args.workdir,
     )
     result = run_changes_benchmark(cfg)
     print(format_changes_report(result))
