@@ -109,18 +109,19 @@ def prepare_run(
         previous = load_latest(output, versions)
     deadline.check("loading the model")
     model = config.model
-    space = describe_space(
-        model.name,
-        model.path,
-        model.max_length,
-        config.precision,
-        model.prefix,
-        model.cache_dir,
-        options,
-        pooling=model.pooling,
-        long_text=model.long_text,
-        stride=model.stride,
-    )
+    with storage_step("staging the model from", str(model.path or model.name), options):
+        space = describe_space(
+            model.name,
+            model.path,
+            model.max_length,
+            config.precision,
+            model.prefix,
+            model.cache_dir,
+            options,
+            pooling=model.pooling,
+            long_text=model.long_text,
+            stride=model.stride,
+        )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:
         raise UsageError(
