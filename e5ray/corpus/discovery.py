@@ -39,10 +39,13 @@ def _listed(fs: Any, root: str, input_uri: str, storage_options: dict[str, Any] 
         found = fs.glob(root, detail=True)
         infos = {p: info for p, info in found.items() if info.get("type") == "file"}
         return infos, root[: min(root.find(ch) for ch in "*?[" if ch in root)].rsplit("/", 1)[0]
+    refused: PermissionError | None = None
     try:
         info = fs.info(root)
     except FileNotFoundError:
         info = {}
+    except PermissionError as exc:  # a HEAD's 403 has no body to say why: the bucket's listing does
+        info, refused = {}, exc
     kind = info.get("type")
     if kind == "file":
         return {root: info}, root.rsplit("/", 1)[0]
@@ -50,7 +53,9 @@ def _listed(fs: Any, root: str, input_uri: str, storage_options: dict[str, Any] 
         return fs.find(root, detail=True), root
     from e5ray.store.failures import check_bucket
 
-    check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket says so
+    check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket or bad credentials say so
+    if refused is not None:
+        raise refused
     raise CorpusError(f"input {input_uri!r} does not exist")
 
 
