@@ -1,4 +1,4 @@
-"""A real Ray head on loopback with token authentication on, for tests that join or submit to it."""
+"""A real Ray head on loopback, with token authentication on (or off), for tests that join or submit to it."""
 
 from __future__ import annotations
 
@@ -34,14 +34,20 @@ class Head:
 
 
 @contextmanager
-def ray_head(num_cpus: int = 2) -> Iterator[Head]:
-    """`ray start --head` with RAY_AUTH_MODE=token; only its own processes are ended after."""
+def ray_head(num_cpus: int = 2, auth: bool = True) -> Iterator[Head]:
+    """`ray start --head` with RAY_AUTH_MODE=token (`auth=False`: disabled, no token) and a HOME
+    of its own (the real ~/.ray is never touched); only its own processes are ended after."""
     gcs_port, dash_port = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: unix socket paths are limited
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     tag, token = secrets.token_hex(8), secrets.token_hex(16)
     env = {**os.environ, "PATH": path, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, TAG: tag}
+    env["HOME"] = tempfile.mkdtemp(prefix="home", dir=temp_dir)
+    if not auth:
+        env["RAY_AUTH_MODE"], token = "disabled", ""
+        env.pop("RAY_AUTH_TOKEN")
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     start = [
         RAY,
         "start",

@@ -32,17 +32,30 @@ def _stamp(fs: Any, path: str, info: dict[str, Any]) -> str:
 
 def _listed(fs: Any, root: str, input_uri: str, storage_options: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     """The files of `root` (a glob, a file or a directory) with their info, and the base
-    folder that their relative paths start from."""
+    folder that their relative paths start from. One `info` call decides what `root` is:
+    fsspec's `isfile`/`isdir` read every error as "no", so a store that does not answer
+    would cost a timeout per question before the listing itself waited out another."""
     if any(ch in root for ch in "*?["):
-        infos = {p: fs.info(p) for p in fs.glob(root) if fs.isfile(p)}
+        found = fs.glob(root, detail=True)
+        infos = {p: info for p, info in found.items() if info.get("type") == "file"}
         return infos, root[: min(root.find(ch) for ch in "*?[" if ch in root)].rsplit("/", 1)[0]
-    if fs.isfile(root):
-        return {root: fs.info(root)}, root.rsplit("/", 1)[0]
-    if fs.isdir(root):
+    refused: PermissionError | None = None
+    try:
+        info = fs.info(root)
+    except FileNotFoundError:
+        info = {}
+    except PermissionError as exc:  # a HEAD's 403 has no body to say why: the bucket's listing does
+        info, refused = {}, exc
+    kind = info.get("type")
+    if kind == "file":
+        return {root: info}, root.rsplit("/", 1)[0]
+    if kind == "directory":
         return fs.find(root, detail=True), root
     from e5ray.store.failures import check_bucket
 
-    check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket says so
+    check_bucket(input_uri, storage_options, "listing the input")  # a missing bucket or bad credentials say so
+    if refused is not None:
+        raise refused
     raise CorpusError(f"input {input_uri!r} does not exist")
 
 

@@ -13,15 +13,13 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import os
 import uuid
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from e5ray.corpus.peek import head_records
 from e5ray.corpus.sources import SourceShard
 from e5ray.errors import UsageError
 from e5ray.store.filesystem import filesystem_for, is_remote
@@ -68,33 +66,18 @@ def check_disjoint(input_uri: str, output_uri: str, storage_options: dict[str, A
         )
 
 
-JSONL_PROBE_LINES = 100
-
-
 def shard_columns(source: SourceShard, storage_options: dict[str, Any] | None = None) -> list[str] | None:
-    """The column names of a shard (Parquet schema, or the keys of its first JSON lines); None if unreadable."""
-    fs, path = filesystem_for(source.uri, storage_options)
+    """The column names of a shard (Parquet schema, or the keys of its first JSON records); None if unreadable."""
     try:
         if source.format == "parquet":
+            fs, path = filesystem_for(source.uri, storage_options)
             with fs.open(path, "rb") as fh:
                 return list(pq.read_schema(fh).names)
-        with fs.open(path, "rb") as raw:
-            head = raw.read(1 << 20)
-        if source.uri.endswith(".gz"):
-            head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(1 << 20) if head else b""
         names: dict[str, None] = {}
-        lines = head.splitlines()
-        if len(lines) > 1 and not head.endswith(b"\n"):
-            lines = lines[:-1]  # cut off mid-line by the 1 MiB read
-        for line in [line for line in lines if line.strip()][:JSONL_PROBE_LINES]:
-            try:
-                row = json.loads(line)
-            except ValueError:  # one malformed line is a rejected row, not a wrong flag
-                continue
-            if isinstance(row, dict):
-                names.update(dict.fromkeys(row))
+        for row in head_records(source, storage_options):  # a malformed line is a rejected row, not a wrong flag
+            names.update(dict.fromkeys(row))
         return list(names) or None
-    except (OSError, ValueError, EOFError, Exception):  # unreadable: the worker reports it with the file
+    except Exception:  # unreadable: the worker reports it with the file
         return None
 
 

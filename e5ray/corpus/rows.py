@@ -5,23 +5,32 @@
   escapes (`"\\ud800"`) meet one rule: the row is rejected with the position, or, with
   `--on-invalid-utf8 replace`, each such character becomes U+FFFD and the row is embedded.
   Nothing is replaced silently.
-- Integer ids must fit int64 (the output's id column); larger ones are rejected per row.
-- `--id-type string` writes every id as text: an integer id n becomes its decimal string
-  `str(n)` (so 7 and "7" are then the same id), strings stay as they are. With the
-  default `auto`, a shard's ids keep their type, and a version whose shards hold ids of
-  different types is refused before commit (`MixedIdTypesError`), since readers could
-  not load the shards as one table.
+- Ids (`normalise_id`, one rule for every type a reader can meet, Parquet or JSON):
+  integers stay integers and must fit int64; strings stay strings; a float or decimal
+  that is a whole number becomes that integer (3400.0 -> 3400), any other (3401.5) is
+  rejected, or with `--id-type string` written as its shortest text ("3401.5"); bytes
+  are decoded as UTF-8 (rejected when they are not UTF-8); null, NaN, infinities,
+  booleans and anything else (lists, dates) are rejected per row with the reason. No
+  id ever reaches Arrow in a type its column cannot hold.
+- `--id-type string` writes every id as text after that rule: an integer id n becomes
+  `str(n)` (so 7, 7.0 and "7" are then the same id). With the default `auto`, a shard's
+  ids keep their type, and a corpus whose shards hold ids of different types is refused
+  while planning, before anything is embedded (`MixedIdTypesError`; checked again before
+  the commit), since readers could not load the shards as one table.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 from typing import Any
 
 ON_INVALID_UTF8 = ("reject", "replace")
 ID_TYPES = ("auto", "string")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_VALID_IDS = "ids must be integers, strings, whole numbers or UTF-8 bytes"
 
 
 def unicode_problem(text: str) -> str | None:
@@ -48,11 +57,60 @@ def id_problem(id_value: Any) -> str | None:
     return None
 
 
-def normalise_id(id_value: Any, id_type: str) -> Any:
-    """The id as the output stores it under `--id-type`."""
-    if id_type == "string" and isinstance(id_value, int) and not isinstance(id_value, bool):
-        return str(id_value)
-    return id_value
+def _number_id(value: float | Decimal, id_type: str) -> tuple[Any, str | None]:
+    """A float or decimal id: its integer when whole, its shortest text under --id-type string."""
+    finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    if not finite:
+        return None, f"id {value} is not a finite number; {_VALID_IDS}"
+    if value == int(value):
+        return int(value), None
+    if id_type == "string":
+        return (repr(value) if isinstance(value, float) else format(value.normalize(), "f")), None
+    return None, f"id {value} is not a whole number (--id-type string keeps it as text)"
+
+
+def _raw_id(id_value: Any, id_type: str) -> tuple[Any, str | None]:
+    """The id as an int or a str, or the reason it has none."""
+    if id_value is None:
+        return None, "null id"
+    if isinstance(id_value, bool):
+        return None, f"id {id_value} is a boolean; {_VALID_IDS}"
+    if isinstance(id_value, (int, str)):
+        return id_value, None
+    if isinstance(id_value, (float, Decimal)):
+        return _number_id(id_value, id_type)
+    if isinstance(id_value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(id_value).decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            return None, f"id {bytes(id_value)[:30]!r} is binary and not valid UTF-8 (byte {exc.start}); {_VALID_IDS}"
+    return None, f"id {id_value!r:.60} is a {type(id_value).__name__}; {_VALID_IDS}"
+
+
+def normalise_id(id_value: Any, id_type: str) -> tuple[Any, str | None]:
+    """(the id as the output stores it under `--id-type`, None), or (None, why the row is rejected)."""
+    value, problem = _raw_id(id_value, id_type)
+    if problem is None and id_type == "string" and isinstance(value, int):
+        value = str(value)
+    return value, problem
+
+
+def output_id_type(declared: Any, id_type: str) -> Any:
+    """The Arrow type of the output's id column for a Parquet id column of type `declared`:
+    integer and string columns keep their type; whole-number floats and decimals are
+    written as int64, UTF-8 binary as string; `--id-type string` makes every one string.
+    Columns of other types (all their rows rejected) get int64."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(declared):
+        declared = declared.value_type
+    if id_type == "string":
+        return pa.string()
+    if pa.types.is_integer(declared) or pa.types.is_string(declared) or pa.types.is_large_string(declared):
+        return declared
+    if pa.types.is_binary(declared) or pa.types.is_large_binary(declared) or pa.types.is_fixed_size_binary(declared):
+        return pa.string()
+    return pa.int64()
 
 
 def id_type_name(arrow_type: Any) -> str:

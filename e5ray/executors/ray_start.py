@@ -1,7 +1,9 @@
 """Where the Ray executor's pool runs: joining the cluster in RAY_ADDRESS, or starting a local Ray.
 
 The cluster in RAY_ADDRESS (set inside a Ray job too) is joined with a deadline and a
-one-line error that names the address and the auth setting, never Ray's endless retries.
+one-line error that names the address and the auth setting, never Ray's endless retries;
+token authentication is used as that cluster says (`e5ray.executors.ray_auth`), not as a
+local token file suggests.
 Without it, a fresh local Ray with a temp dir of its own is started, which never follows
 Ray's address file to another (possibly dead) cluster on the machine. Ray Data's own
 progress output is off unless --verbose (e5ray reports progress itself).
@@ -12,7 +14,6 @@ Part of the Ray executor (`e5ray.executors.ray`): with it, the only modules that
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
 import re
@@ -22,12 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import ray
 
 from e5ray import timeline
 from e5ray.errors import UsageError
+from e5ray.executors.ray_auth import auth_setting, settle_auth_mode
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -35,33 +36,6 @@ _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 class RayJoinError(UsageError, RuntimeError):
     """The cluster named by RAY_ADDRESS cannot be reached or refused this client."""
-
-
-def auth_setting(env: dict[str, str] | None = None, home: Path | None = None) -> str:
-    """How this process would authenticate to Ray, in words (never the token itself)."""
-    env = dict(os.environ) if env is None else env
-    mode = env.get("RAY_AUTH_MODE")
-    if env.get("RAY_AUTH_TOKEN"):
-        token = "token from RAY_AUTH_TOKEN"
-    elif env.get("RAY_AUTH_TOKEN_PATH"):
-        token = f"token file {env['RAY_AUTH_TOKEN_PATH']} (RAY_AUTH_TOKEN_PATH)"
-    elif ((home or Path.home()) / ".ray" / "auth_token").is_file():
-        token = "token file ~/.ray/auth_token"
-    else:
-        token = "no token"
-    return f"RAY_AUTH_MODE={mode or 'unset'}, {token}"
-
-
-def _enable_token_mode_if_token_present() -> None:
-    """Ray 2.60 only sends a token when RAY_AUTH_MODE=token, even when RAY_AUTH_TOKEN or
-    ~/.ray/auth_token holds one: a user who set the token meant to use it."""
-    if os.environ.get("RAY_AUTH_MODE") or "no token" in auth_setting():
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    try:  # Ray reads its settings once, at import; re-read them as Ray itself does when it enables tokens
-        importlib.import_module("ray._raylet").Config.initialize("")
-    except (ImportError, AttributeError):  # another Ray version: the variable alone may do
-        pass
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -94,13 +68,14 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
     """Connect to the cluster at `address`; one-line RayJoinError (or exit 2 after
     `timeout` s of silence) instead of Ray's endless retries."""
     timeout = timeout or float(os.environ.get("E5RAY_RAY_CONNECT_TIMEOUT") or RAY_JOIN_TIMEOUT_S)
-    _enable_token_mode_if_token_present()
     where = _host_port(address)
     if where and not _reachable(*where, timeout=min(10.0, timeout)):
         raise RayJoinError(
             f"cannot reach the Ray cluster at {address} (RAY_ADDRESS; {auth_setting()}): nothing listens there; "
             "check the address, or unset RAY_ADDRESS to run on a local Ray"
         )
+    if where and not address.startswith("ray://"):  # a GCS address: ask it whether it wants a token
+        settle_auth_mode(address, f"{where[0]}:{where[1]}")
     watchdog = threading.Timer(timeout, _give_up, args=(address, timeout))
     watchdog.daemon = True
     watchdog.start()

@@ -26,7 +26,7 @@ from e5ray.corpus.sources import SourceShard, discover, parquet_row_groups
 from e5ray.corpus.units import RowGroupStats, UnitTarget, balanced_target, needs_footer
 from e5ray.errors import UsageError
 from e5ray.executors.base import ExecutorChoice, choose_executor, planned_pool_size
-from e5ray.job.precommit import recheck_carried
+from e5ray.job.precommit import check_planned_id_types, recheck_carried
 from e5ray.job.refresh_plan import RefreshPlan, plan_refresh, planned_tokens, split_tasks
 from e5ray.job.resume import plan_resume
 from e5ray.model.describe import describe_space
@@ -111,18 +111,19 @@ def prepare_run(
         previous = load_latest(output, versions)
     deadline.check("loading the model")
     model = config.model
-    space = describe_space(
-        model.name,
-        model.path,
-        model.max_length,
-        config.precision,
-        model.prefix,
-        model.cache_dir,
-        options,
-        pooling=model.pooling,
-        long_text=model.long_text,
-        stride=model.stride,
-    )
+    with storage_step("staging the model from", str(model.path or model.name), options):
+        space = describe_space(
+            model.name,
+            model.path,
+            model.max_length,
+            config.precision,
+            model.prefix,
+            model.cache_dir,
+            options,
+            pooling=model.pooling,
+            long_text=model.long_text,
+            stride=model.stride,
+        )
     check_space(previous, space, config.full)
     if previous and previous.output_format != config.output.format and not config.full:
         raise UsageError(
@@ -185,6 +186,9 @@ def plan_units(
         reused, todo = resume.reused, resume.todo
         if lease is not None:
             lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)
+    deadline.check("reading the id types of the sources to embed")
+    with storage_step("reading the id types of", config.input.uri, options):
+        check_planned_id_types(plan.carried + reused, todo, options)
     return PlannedRun(
         sources, prepared.versions, previous, space, plan, units, reused, todo, resume.checkpoints, executor
     )

@@ -3,6 +3,9 @@
 - `recheck_carried`: an entry the plan would carry forward is embedded again when any of
   its files is gone or has another size (a listing, not a download), or when ids it
   rejected as duplicates were kept by a shard that is no longer carried unchanged.
+- `check_planned_id_types`: while planning, before anything is embedded, the ids of the
+  entries carried or reused and of every source to embed (peeked: a Parquet footer, the
+  first JSON record) must be of one type.
 - `finish_version`: before the commit, the version's ids must be of one type
   (`e5ray.corpus.rows`), cross-shard duplicates are rejected under `--duplicate-ids`
   (`e5ray.output.dupes`), and every file the version references must exist with its recorded
@@ -13,11 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from e5ray.corpus.peek import peek_id_type
 from e5ray.corpus.sources import SourceShard
 from e5ray.errors import MixedIdTypesError
 from e5ray.job.refresh_plan import RefreshPlan
 from e5ray.output.dupes import DEFAULT_ROWS_PER_PARTITION, resolve_duplicates, stale_dedup
+from e5ray.output.listing import parallel_map
 from e5ray.output.manifest import ShardEntry
 from e5ray.output.presence import absent_files, check_present, entry_files, listed_sizes
 from e5ray.store.filesystem import OutputDir
@@ -73,16 +79,42 @@ def finish_version(
 
 
 def check_uniform_id_types(entries: Sequence[ShardEntry]) -> None:
-    """Refuse a version whose non-empty shards hold ids of different types."""
+    """Refuse a version whose non-empty shards hold ids of different types (the backstop of
+    `check_planned_id_types`, for what a peek could not tell)."""
     first: dict[str, str] = {}
     for entry in entries:
         if entry.id_type is None or entry.rows == 0:
             continue  # written before ids were typed in the entry, or empty: nothing to mix
         first.setdefault(entry.id_type, entry.source.uri)
+    refuse_mixed_id_types(first, "nothing was committed")
+
+
+def check_planned_id_types(
+    entries: Sequence[ShardEntry], tasks: Sequence[ShardTask], storage_options: dict[str, Any] | None
+) -> None:
+    """Refuse, before anything is embedded, a run whose carried or reused entries and the
+    sources it will embed (each peeked once: `e5ray.corpus.peek`) hold ids of different types."""
+    first: dict[str, str] = {}
+    for entry in entries:
+        if entry.id_type is not None and entry.rows:
+            first.setdefault(entry.id_type, entry.source.uri)
+    sources = list({t.source.uri: t for t in tasks}.values())
+
+    def peek(task: ShardTask) -> str | None:
+        return peek_id_type(task.source, task.id_column, task.id_type, storage_options)
+
+    for task, kind in zip(sources, parallel_map(peek, sources), strict=True):
+        if kind is not None:
+            first.setdefault(kind, task.source.uri)
+    refuse_mixed_id_types(first, "nothing was embedded")
+
+
+def refuse_mixed_id_types(first: dict[str, str], done: str) -> None:
+    """`first`: id type -> the first shard holding it; one line if there is more than one type."""
     if len(first) > 1:
         named = "; ".join(f"{uri} has {kind} ids" for kind, uri in sorted(first.items()))
         raise MixedIdTypesError(
             f"the corpus mixes id types ({named}): its shards could not be read back as one table; "
-            "nothing was committed. Make the ids one type, or run with --id-type string "
+            f"{done}. Make the ids one type, or run with --id-type string "
             "(integer ids become their decimal strings)"
         )

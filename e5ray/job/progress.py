@@ -9,7 +9,9 @@ workers report them within a shard. Everything shown is derived from those facts
   known for every shard before it starts, tokens only after; the ratio measured on the
   finished shards carries to the rest. No ETA is shown before the first shard finishes.
 
-`progress.json` is replaced atomically (at most every `json_every_s`, and at the end),
+`progress.json` is replaced atomically (at most every `json_every_s`, and at the end), in a
+thread of its own (the driver waits at most `JSON_WAIT_S` for the first and last write, and
+never on a store that stopped answering),
 so a dashboard or a second shell can follow a run on another machine:
 `{"run_id", "state": running|done|failed|interrupted, "shards": {...}, "rows", "tokens",
 "bytes_done", "bytes_total", "tokens_per_s", "eta_s", "updated"}`.
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from e5ray.output.layout import PROGRESS_FILE as PROGRESS_FILE
+
+JSON_WAIT_S = 2.0  # how long the first and the last write of progress.json may hold the driver
 
 MODES = ("auto", "bar", "lines", "off")
 BAR_WIDTH = 24
@@ -97,6 +101,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_json = float("-inf")
+        self._writer: threading.Thread | None = None
         self._drawn = False
 
     # -- what the driver reports ------------------------------------------------------
@@ -240,15 +245,30 @@ class Progress:
         self._drawn = True
 
     def _save(self, state: str, force: bool = False) -> None:
+        """Write progress.json in a thread of its own: the driver never waits on the store for
+        it. A write still running (a store that stopped answering) means the next is skipped."""
         if self.write_json is None:
             return
         now = self.clock()
         if not force and now - self._last_json < self.json_every_s:
             return
+        if self._writer is not None and self._writer.is_alive():
+            if not force:
+                return
+            self._writer.join(timeout=JSON_WAIT_S)  # the last state goes after the one being written
+            if self._writer.is_alive():
+                return
         self._last_json = now
         with self._lock:
             blob = json.dumps(self.snapshot(state), indent=1).encode()
+        self._writer = threading.Thread(target=self._write_json, args=(blob,), name="e5ray-progress", daemon=True)
+        self._writer.start()
+        if force:  # the first and the last state: wait for it, a while
+            self._writer.join(timeout=JSON_WAIT_S)
+
+    def _write_json(self, blob: bytes) -> None:
         try:
-            self.write_json(blob)
-        except OSError:  # progress is advisory: never fail a run for it
-            pass
+            if self.write_json is not None:
+                self.write_json(blob)
+        except Exception:  # progress is advisory: never fail a run for it; after one failure, stop trying
+            self.write_json = None

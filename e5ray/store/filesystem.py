@@ -24,8 +24,9 @@ import fsspec
 from filelock import FileLock
 from fsspec import AbstractFileSystem
 
+from e5ray.store.classify import classify
 from e5ray.store.tempfiles import owner_tag
-from e5ray.store.timeouts import StoragePolicy, with_policy
+from e5ray.store.timeouts import StoragePolicy, bound_every_call, with_policy
 
 T = TypeVar("T")
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -70,6 +71,7 @@ def filesystem_for(uri: str, storage_options: dict[str, Any] | None = None) -> t
     fs, path = fsspec.core.url_to_fs(uri, **options)
     if s3fs_retries is not None:
         fs.retries = s3fs_retries  # s3fs's own retry loop (not a constructor option): one pass
+        bound_every_call(fs)  # the read timeout bounds writes too (e5ray.store.timeouts)
     return fs, path
 
 
@@ -183,6 +185,8 @@ def write_create_only(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     except FileExistsError:
         raise
     except OSError as exc:
+        if classify(exc) is not None:  # refused or unanswered: asking whether it exists would wait again
+            raise
         # s3fs reports a failed `If-None-Match: *` precondition as a plain OSError.
         if "precondition" in str(exc).lower() or "pre-condition" in str(exc).lower() or fs.exists(path):
             raise FileExistsError(path) from exc

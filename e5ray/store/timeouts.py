@@ -9,6 +9,15 @@ retry loop is set to one pass, so the two do not multiply. One call then fails w
 `StoragePolicy.worst_case_s()` (about 2 minutes with the defaults) and the run ends with
 one line naming the endpoint and what it was doing (`e5ray.store.failures`).
 
+The read timeout alone does not bound a write: botocore sends `Expect: 100-continue` with
+every PutObject and UploadPart body, and aiohttp waits for the server's "100 Continue"
+outside its read timeout, so a PUT to a store that accepts connections and never answers
+waited forever (measured: a 100-byte `pipe_file` with a 2 s read timeout still waiting
+after 40 s; the hangs of the commit, the lease heartbeat and Ray actors in `put_file`).
+`bound_every_call` drops that header on every S3 filesystem e5ray makes: the body is sent
+at once and the read timeout then covers the wait for the answer (the same PUT failed in
+8.3 s). The only cost: a PUT the server would refuse sends its body anyway.
+
 `--deadline SECONDS` bounds the whole run: in the main thread an interval timer raises
 `DeadlineExceeded` wherever the driver waits (fsspec and Ray wake up at least once a
 second to check for signals); elsewhere the deadline is checked between steps.
@@ -76,6 +85,28 @@ def with_policy(options: dict[str, Any], policy: StoragePolicy | None = None) ->
     out["config_kwargs"] = config
     out.setdefault("retries", defaults["retries"])
     return out
+
+
+def _drop_expect_header(params: dict[str, Any], **_: Any) -> None:
+    params.get("headers", {}).pop("Expect", None)
+
+
+def bound_every_call(fs: Any) -> Any:
+    """`fs` (an s3fs filesystem) with no `Expect: 100-continue` on its requests, so that the
+    read timeout bounds writes too (see the module docstring). Idempotent; returns `fs`."""
+    if getattr(fs, "_e5ray_bounded", False) or not hasattr(fs, "set_session"):
+        return fs
+    client = getattr(fs, "_s3", None)
+    if client is not None:  # already connected: its own events
+        client.meta.events.register_last("before-call.s3", _drop_expect_header)
+    if getattr(fs, "session", None) is None:  # clients made later come from this session
+        import aiobotocore.session
+
+        fs.session = aiobotocore.session.AioSession(**getattr(fs, "kwargs", {}))
+        fs._session_is_owned = True
+    fs.session.get_component("event_emitter").register_last("before-call.s3", _drop_expect_header)
+    fs._e5ray_bounded = True
+    return fs
 
 
 class Deadline:

@@ -4,8 +4,10 @@ the plain path (`e5ray.worker.embed_unit.embed_shard`) and the row-reusing one (
 A row is rejected, with its location and the reason, never dropped silently: a null or
 non-string/empty text, a null id, an id of another type than the shard's first, an id
 repeated in the shard, and the row rules of `e5ray.corpus.rows` (invalid Unicode unless
-`--on-invalid-utf8 replace`, ids outside int64). `--id-type string` turns every id into
-text before any check, so both paths see the same ids.
+`--on-invalid-utf8 replace`, ids outside int64). Every id goes through
+`e5ray.corpus.rows.normalise_id` before any check (floats, decimals and bytes converted by
+its rule, or the row rejected with the reason; `--id-type string` turns every id into
+text), so both paths see the same ids and no raw Arrow error fails a shard.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from e5ray.corpus.rows import id_problem, normalise_id, repair_text, unicode_problem
+from e5ray.corpus.rows import id_problem, normalise_id, output_id_type, repair_text, unicode_problem
 from e5ray.corpus.sources import Chunk, read_chunks
 
 if TYPE_CHECKING:
@@ -90,6 +92,21 @@ def json_safe(value: Any) -> Any:
         return repr(value)
 
 
+def normalise_ids(chunk: Chunk, id_type: str) -> None:
+    """Every id of `chunk` as the output stores it (`e5ray.corpus.rows.normalise_id`); a row
+    whose id has no such form keeps its raw id, for the rejects file, and gets its reason."""
+    for pos, raw in enumerate(chunk.ids):
+        if pos in chunk.errors:
+            continue
+        value, problem = normalise_id(raw, id_type)
+        if problem is None:
+            chunk.ids[pos] = value
+        else:
+            chunk.errors[pos] = problem
+    if chunk.id_type is not None:
+        chunk.id_type = output_id_type(chunk.id_type, id_type)
+
+
 def validated_chunks(
     task: ShardTask, chunk_rows: int, storage_options: dict[str, Any] | None, rejects: list[dict[str, Any]] | None
 ) -> Iterator[tuple[Chunk, list[int], ChunkValidator]]:
@@ -100,9 +117,7 @@ def validated_chunks(
         task.source, task.id_column, task.text_column, chunk_rows, storage_options, task.unit, task.keep_columns
     )
     for chunk in chunks:
-        if task.id_type == "string":  # e5ray.corpus.rows: every id as text
-            chunk.ids = [normalise_id(i, "string") for i in chunk.ids]
-            chunk.id_type = pa.string() if chunk.id_type is not None else None
+        normalise_ids(chunk, task.id_type)
         if validator is None:
             validator = ChunkValidator(chunk.id_type, task.on_invalid_utf8)
         good: list[int] = []

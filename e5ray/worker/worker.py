@@ -26,10 +26,10 @@ import pyarrow as pa
 
 from e5ray.config import JobConfig, ModelConfig
 from e5ray.corpus.sources import SourceShard
-from e5ray.errors import DataError, DeadlineExceeded, UsageError
+from e5ray.errors import EXIT_STORAGE_UNAVAILABLE, DataError, DeadlineExceeded, UsageError
 from e5ray.output.manifest import ShardEntry
 from e5ray.output.sinks.base import get_sink
-from e5ray.store.failures import describe, endpoint_of
+from e5ray.store.failures import describe, endpoint_of, storage_step
 from e5ray.store.filesystem import OutputDir, s3_options
 from e5ray.store.timeouts import StoragePolicy
 from e5ray.worker.embed_unit import embed_shard
@@ -146,17 +146,23 @@ class EmbeddingWorker:
         from e5ray.model.embedder import E5Embedder
 
         self.spec = spec
-        self.embedder = E5Embedder(**spec.embedder_kwargs(threads))
+        model = spec.model.path or spec.model.name
+        with storage_step("staging the model from", str(model), spec.storage_options()):
+            self.embedder = E5Embedder(**spec.embedder_kwargs(threads))
         check_embedder_space(self.embedder, spec)
         self.sink_class = get_sink(spec.output_format)
         self.output = OutputDir(spec.output_uri, spec.storage_options())  # this process's own handle
+        # Set when a unit found the store not answering: the group's other units fail at once
+        # with it instead of each waiting out the same timeouts (one retry budget, not one per unit).
+        self.store_down: ShardFailure | None = None
 
     def embed(self, task: ShardTask) -> ShardResult:
         """The unit's entry, or a ShardFailure when its data cannot be embedded.
 
         A storage failure (refused, or no answer within the storage policy's timeouts) is
         reported at once: every unit would fail alike, and the policy already retried inside
-        its timeouts, so a frozen store fails the run within them. Other transient errors
+        its timeouts, so a frozen store fails the run within them; the group's remaining
+        units fail with it without trying. Other transient errors
         are tried again, at most `retries` times."""
         # Row-level reuse reads the shard twice and embeds only texts the output lacks (e5ray.worker.reuse_unit).
         embed = embed_shard_reusing_rows if task.reuse_rows else embed_shard
@@ -182,6 +188,7 @@ class EmbeddingWorker:
             yield result
 
     def _embed_indexed(self, tasks: list[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
+        self.store_down = None  # a new group: the store is tried again
         shared = [i for i, t in enumerate(tasks) if can_share(t, self.embedder)]
         if len(shared) < 2:
             shared = []  # one small unit alone gains nothing from shared batches
@@ -206,6 +213,8 @@ class EmbeddingWorker:
         """`step()` of `task` under the worker's error rules (see the module docstring):
         transient errors tried again, data errors a ShardFailure, anything else raised."""
         where = task.source.uri + (f" [{task.unit.label}]" if task.unit else "")
+        if self.store_down is not None:  # the store stopped answering for an earlier unit of this group
+            return ShardFailure(task.source, self.store_down.error, self.store_down.exit_code)
         options = self.spec.storage_options()
         for attempt in range(self.spec.retries + 1):
             try:
@@ -216,7 +225,10 @@ class EmbeddingWorker:
                 found = describe(exc, f"embedding {where} into", self.spec.output_uri, endpoint_of(options))
                 if found is not None:
                     log.error("unit %s: %s", where, found)
-                    return ShardFailure(task.source, str(found), found.exit_code)
+                    failure = ShardFailure(task.source, str(found), found.exit_code)
+                    if found.exit_code == EXIT_STORAGE_UNAVAILABLE:
+                        self.store_down = failure
+                    return failure
                 if isinstance(exc, TRANSIENT_ERRORS):
                     if attempt == self.spec.retries:
                         log.error("unit %s failed %d times: %s: %s", where, attempt + 1, type(exc).__name__, exc)

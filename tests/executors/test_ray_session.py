@@ -6,6 +6,10 @@
   exit code 2, quickly.
 - Against a head with token authentication, the token alone (RAY_AUTH_TOKEN or
   ~/.ray/auth_token, without RAY_AUTH_MODE) is enough; no token is one clear line.
+- Token mode follows the cluster joined, not the presence of ~/.ray/auth_token: a token
+  file does not stop a join to a head without authentication, and a setting that
+  contradicts the head (RAY_AUTH_MODE=token against no auth, RAY_AUTH_MODE=disabled
+  against token auth) is one line naming RAY_AUTH_MODE and what to set, exit 2.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from corpus_utils import write_corpus
 from proc_utils import TAG, end_run
 from ray_head import free_port, ray_head
 
 from e5ray.executors.ray import auth_setting
+from e5ray.executors.ray_auth import RayAuthMismatch, auth_decision
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,3 +135,54 @@ def test_token_auth_end_to_end_with_the_token_alone_and_without_one(bert_model_d
         assert done.returncode == 2, done.stderr[-3000:]
         line = [x for x in done.stderr.splitlines() if x.startswith("e5ray: error")]
         assert len(line) == 1 and head.gcs in line[0] and "RAY_AUTH_MODE=unset, no token" in line[0], done.stderr
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("e5ray: error")]
+
+
+def test_the_auth_mode_follows_the_cluster_and_a_contradiction_says_what_to_set(tmp_path):
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("s3cret")
+    assert auth_decision("h:1", "disabled", {}, tmp_path) == "disabled"  # the file alone turns nothing on
+    assert auth_decision("h:1", "token", {}, tmp_path) == "token"
+    with pytest.raises(RayAuthMismatch, match="runs without token authentication.*set RAY_AUTH_MODE=disabled"):
+        auth_decision("h:1", "disabled", {"RAY_AUTH_MODE": "token"}, tmp_path)
+    with pytest.raises(RayAuthMismatch, match="requires token authentication.*set RAY_AUTH_MODE=token"):
+        auth_decision("h:1", "token", {"RAY_AUTH_MODE": "disabled"}, tmp_path)
+    with pytest.raises(RayAuthMismatch, match="RAY_AUTH_MODE=unset, no token: set RAY_AUTH_MODE=token"):
+        auth_decision("h:1", "token", {}, tmp_path / "elsewhere")
+
+
+def test_a_token_file_does_not_stop_a_join_to_a_head_without_auth(bert_model_dir, tmp_path):
+    write_corpus(tmp_path / "in", shards=2, rows=8)
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a-token-of-an-earlier-local-run")
+    with ray_head(auth=False) as head:
+        done, _ = embed(tmp_path, bert_model_dir, clean_env(RAY_ADDRESS=head.gcs, HOME=str(home)), out="out-file")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "16 embedded" in done.stdout
+
+        # An explicit RAY_AUTH_MODE=token against it: one line, naming the variable and what to set.
+        env = clean_env(RAY_ADDRESS=head.gcs, HOME=str(home), RAY_AUTH_MODE="token")
+        done, seconds = embed(tmp_path, bert_model_dir, env, timeout=120, out="out-token")
+        assert done.returncode == 2, done.stderr[-3000:]
+        (line,) = error_lines(done.stderr)
+        assert head.gcs in line and "runs without token authentication" in line, done.stderr
+        assert "set RAY_AUTH_MODE=disabled" in line and "Traceback" not in done.stderr
+        assert seconds < 60
+
+
+def test_a_head_with_token_auth_refuses_ray_auth_mode_disabled_in_one_line(bert_model_dir, tmp_path):
+    write_corpus(tmp_path / "in", shards=1, rows=3)
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    with ray_head() as head:
+        (home / ".ray" / "auth_token").write_text(head.token)
+        env = clean_env(RAY_ADDRESS=head.gcs, HOME=str(home), RAY_AUTH_MODE="disabled")
+        done, seconds = embed(tmp_path, bert_model_dir, env, timeout=120)
+        assert done.returncode == 2, done.stderr[-3000:]
+        (line,) = error_lines(done.stderr)
+        assert head.gcs in line and "requires token authentication" in line and "set RAY_AUTH_MODE=token" in line
+        assert head.token not in done.stderr and seconds < 60
