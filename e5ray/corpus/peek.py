@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from e5ray.corpus.rows import id_type_name, normalise_id, output_id_type
 from e5ray.corpus.shard import SourceShard
-from e5ray.store.filesystem import filesystem_for
+from e5ray.store.filesystem import filesystem_for, open_known_size
 
 HEAD_BYTES = 1 << 20
 PEEK_LINES = 100
@@ -41,7 +41,7 @@ def head_records(source: SourceShard, storage_options: dict[str, Any] | None = N
     """The records among the first `PEEK_LINES` lines of a JSON lines shard (or of a JSON array
     that fits in its first MiB); malformed lines are skipped (each is a rejected row)."""
     fs, path = filesystem_for(source.uri, storage_options)
-    with fs.open(path, "rb") as raw:
+    with open_known_size(fs, path, source.size) as raw:  # sized from the listing: no HEAD
         head = raw.read(HEAD_BYTES)
     if source.uri.endswith(".gz"):
         head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(HEAD_BYTES) if head else b""
@@ -77,7 +77,7 @@ def peek_id_type(
     try:
         if source.format == "parquet":
             fs, path = filesystem_for(source.uri, storage_options)
-            with fs.open(path, "rb") as fh:
+            with open_known_size(fs, path, source.size) as fh:  # sized from the listing: no HEAD
                 schema = pq.read_schema(fh)
             declared = schema.field(id_column).type if id_column in schema.names else None
             if declared is None or not _can_hold_ids(declared):

@@ -89,16 +89,27 @@ def check_uniform_id_types(entries: Sequence[ShardEntry]) -> None:
     refuse_mixed_id_types(first, "nothing was committed")
 
 
+# Beyond this many sources to embed, planning peeks one source per format (see below).
+PEEK_EVERY_SOURCE_UP_TO = 256
+
+
 def check_planned_id_types(
     entries: Sequence[ShardEntry], tasks: Sequence[ShardTask], storage_options: dict[str, Any] | None
 ) -> None:
     """Refuse, before anything is embedded, a run whose carried or reused entries and the
-    sources it will embed (each peeked once: `e5ray.corpus.peek`) hold ids of different types."""
+    sources it will embed (peeked: `e5ray.corpus.peek`) hold ids of different types.
+
+    Every source is peeked up to `PEEK_EVERY_SOURCE_UP_TO` of them (one sized GET each, in
+    threads); a larger plan peeks the first source of each format, so that planning's requests
+    stay bounded at any corpus size. A mix within one format of such a corpus is then refused by
+    the check before the commit (`check_uniform_id_types`), after embedding."""
     first: dict[str, str] = {}
     for entry in entries:
         if entry.id_type is not None and entry.rows:
             first.setdefault(entry.id_type, entry.source.uri)
     sources = list({t.source.uri: t for t in tasks}.values())
+    if len(sources) > PEEK_EVERY_SOURCE_UP_TO:
+        sources = list({t.source.format: t for t in reversed(sources)}.values())
 
     def peek(task: ShardTask) -> str | None:
         return peek_id_type(task.source, task.id_column, task.id_type, storage_options)

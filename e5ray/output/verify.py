@@ -29,7 +29,7 @@ from e5ray.output.listing import Listed, list_output, parallel_map
 from e5ray.output.manifest import FileRef, Manifest, ShardEntry
 from e5ray.output.sinks.base import get_sink
 from e5ray.output.versions import MANIFEST, SideFileError, read_manifest
-from e5ray.store.filesystem import OutputDir, feed_digest
+from e5ray.store.filesystem import OutputDir, feed_digest, open_known_size
 
 # Runs a function over items somewhere else and returns the results in order
 # (e5ray.executors.ray.map_on_ray: Ray tasks across the cluster).
@@ -146,15 +146,8 @@ def _size_problems(output: OutputDir, ref: FileRef, listing: dict[str, Listed]) 
 
 
 def _open_known(output: OutputDir, rel: str, size: int) -> Any:
-    # With its size known from the listing, an object store needs no HEAD before reading
-    # (s3fs asks for the object's details on its first read unless they are set); a file
-    # smaller than the read-ahead block then costs one GET for every check below.
-    path = output.path(rel)
-    if output.is_local:
-        return output.fs.open(path, "rb")
-    fh = output.fs.open(path, "rb", size=size)
-    fh.details = {"name": path, "size": size, "type": "file"}  # no ETag: the sha256 is the check
-    return fh
+    # Sized from the listing: no HEAD before the reads below (the sha256 is the content check).
+    return open_known_size(output.fs, output.path(rel), size)
 
 
 def _sha_problems(ref: FileRef, fh: BinaryIO) -> list[str]:

@@ -102,6 +102,17 @@ def sha256_of(fs: AbstractFileSystem, path: str) -> str:
     return digest.hexdigest()
 
 
+def open_known_size(fs: AbstractFileSystem, path: str, size: int) -> Any:
+    """Open `path` for reading when its size is known (from a listing): an object store then
+    needs no HEAD before the first read (s3fs asks for an object's details unless they are
+    set), so a small file costs one GET. No ETag is set: callers check content otherwise."""
+    if is_local_fs(fs):
+        return fs.open(path, "rb")
+    fh = fs.open(path, "rb", size=size)
+    fh.details = {"name": path, "size": size, "type": "file"}
+    return fh
+
+
 def info_mtime(info: dict[str, Any]) -> Any:
     """The modification time in an fsspec `info` dict (its key differs by filesystem), or None."""
     return info.get("mtime") or info.get("LastModified") or info.get("last_modified")

@@ -51,8 +51,12 @@ def test_the_corpus_yields_the_units_asked_for_and_a_fresh_plan_embeds_them_all(
     assert bench["units"] == UNITS
     plan = bench["phases"]["a-fresh-plan"]
     assert (plan["units_split"], plan["todo"], plan["reused"]) == (UNITS, UNITS, 0)
-    # Footers of the 2 split files only: the one-row files are planned from the listing alone.
-    assert _count(plan, "GET input") <= 2 + 1  # + the preflight's column check
+    # Footers of the 2 split files, the preflight's column check, and one sized GET per source
+    # to peek its id type (e5ray.job.precommit: every source up to 256, then one per format).
+    assert _count(plan, "GET input") <= 2 + 1 + 32
+    # HEADs: the 2 split files' footers and the preflight's check, none for the 32 peeks (sized
+    # from the listing; before they were, the plan made 42).
+    assert _count(plan, "HEAD input") <= 4
     assert not any(k.split()[1] in ("shards", "markers") for k in plan["requests_by_folder"] if k.startswith("GET"))
 
 
