@@ -36,7 +36,7 @@ def json_summary(manifest: Any) -> dict[str, Any]:
         "changes": m["changes"]["counts"],
         "tokens_per_s": m["run"]["tokens_per_s"],
         "seconds": m["run"]["seconds"],
-        "executor": m["run"]["executor"],
+        "executor": m["run"].get("executor"),  # absent from manifests of older runs
         "executor_reason": m["run"].get("executor_reason"),
     }
 
@@ -60,7 +60,8 @@ def human_summary(manifest: Any, output: str, wall_s: float, working_rate: float
         f"  speed      {run['tokens']:,} tokens: "
         + (f"{working_rate:,.0f} tokens/s while embedding, " if working_rate else "")
         + f"{run['tokens_per_s']:,.0f} tokens/s over the whole step (start-up included)",
-        f"  executor   {run['executor']}" + (f" ({run['executor_reason']})" if run.get("executor_reason") else ""),
+        f"  executor   {run.get('executor', 'not recorded')}"
+        + (f" ({run['executor_reason']})" if run.get("executor_reason") else ""),
         f"  space      {m['space']['model']} dim {m['space']['dim']}, {m['space']['prefix']!s} prefix, "
         f"max length {m['space']['max_length']}",
     ]

@@ -92,10 +92,17 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
         watchdog.cancel()
 
 
-def _remove_local_ray(temp_dir: str) -> None:
+def _remove_local_ray(temp_dir: str, settle_s: float = 3.0) -> None:
     if ray.is_initialized():
         ray.shutdown()  # its processes write below temp_dir until they are gone
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    # A node process still stopping (an agent that started late, on a short run) can make its
+    # session folders again after they were removed: remove until the directory stays gone.
+    deadline = time.monotonic() + settle_s
+    while True:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        time.sleep(0.2)
+        if not os.path.exists(temp_dir) or time.monotonic() > deadline:
+            return
 
 
 NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}

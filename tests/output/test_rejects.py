@@ -54,7 +54,10 @@ def test_rejected_rows_are_counted_and_recorded(tmp_path, bert_model_dir):
         (4, "malformed JSON line"),
         (5, "duplicate id in this shard"),
         (6, "id 'seven' is a str, but this shard's ids are int"),
-        (7, "id 4.5 is a float; ids must be integers or strings"),
+        (
+            7,
+            "id 4.5 is not a whole number (--id-type string keeps it as text)",
+        ),  # e5ray.corpus.rows: one rule for every id type
     ]
     assert (shards["mixed.jsonl"]["input_rows"], shards["mixed.jsonl"]["rows"], shards["mixed.jsonl"]["rejected"]) == (
         9,
