@@ -13,6 +13,7 @@ from job_utils import Killed, config, dying
 
 import e5ray.job.plan as plan_module
 from e5ray.job.footer_cache import is_footer_cache, read_footer_cache
+from e5ray.output.gc import collect_garbage
 from e5ray.output.listing import list_output
 from e5ray.store.filesystem import OutputDir
 
@@ -83,3 +84,16 @@ def test_a_dry_run_writes_no_footer_cache(corpus, tmp_path, bert_model_dir, foot
     out.mkdir()
     plan_module.plan_run(config(corpus, out, bert_model_dir, **SLICED), OutputDir(str(out)))
     assert sorted(footer_reads) == ["a.parquet", "b.parquet"] and caches(out) == []
+
+
+def test_gc_removes_the_footer_cache_like_any_unreferenced_file_and_the_next_plan_reads_the_footers(
+    corpus, tmp_path, bert_model_dir, footer_reads
+):
+    out = tmp_path / "out"
+    embed_job(config(corpus, out, bert_model_dir, **SLICED))
+    cache = caches(out)
+    assert len(cache) == 1
+    assert cache[0] in collect_garbage(OutputDir(str(out)), keep=1, min_age_s=0)
+    footer_reads.clear()
+    embed_job(config(corpus, out, bert_model_dir, full=True, **SLICED))
+    assert sorted(footer_reads) == ["a.parquet", "b.parquet"] and caches(out) == cache  # read, and cached again
