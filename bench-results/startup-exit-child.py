@@ -14,5 +14,5 @@ import e5ray.cli.app as cli
 import e5ray.executors.ray_start as ray_start
 
 if sys.argv[1] == "serial":
-    ray_start.end_local_ray = lambda: ray.shutdown()
+    ray_start.end_local_ray = lambda *_: ray.shutdown()
 sys.exit(cli.main(["embed", *sys.argv[2:], "--json", "--progress", "off"]))

@@ -56,6 +56,26 @@ def descendants(root: int | None = None) -> list[Process]:
     return found
 
 
+def naming(text: str) -> list[Process]:
+    """Every living process (but this one) whose command line holds `text`: a local Ray's
+    processes all name its temp dir, whoever their parent is by then."""
+    found: list[Process] = []
+    needle = text.encode()
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                if needle not in fh.read():
+                    continue
+        except OSError:
+            continue
+        fields = _stat(int(name))
+        if fields and fields[0] != "Z":
+            found.append((int(name), fields[19]))
+    return found
+
+
 def alive(processes: list[Process]) -> list[Process]:
     """Those of `processes` still running (a zombie has ended: it only waits to be reaped)."""
     return [(pid, start) for pid, start in processes if (f := _stat(pid)) and f[0] != "Z" and f[19] == start]
@@ -84,12 +104,12 @@ def _stop_node(node: Any, grace_s: float) -> None:
     _stop([p for procs in infos.values() for p in procs], grace_s / 10)
 
 
-def end_local_ray(grace_s: float = 1.0) -> None:
+def end_local_ray(temp_dir: str | None = None, grace_s: float = 1.0) -> None:
     """Disconnect from the local Ray this process started and end all of its processes.
 
     Ray's disconnect runs as in `ray.shutdown()`; only the stopping of the node's processes
-    is done together. Whatever descended from this process and still runs then (an actor's
-    worker whose raylet went first) is SIGKILLed and waited for.
+    is done together. Whatever of the node still runs then (an actor's worker whose raylet
+    went first; any process naming `temp_dir`, the node's own) is SIGKILLed and waited for.
     """
     node = getattr(ray._private.worker, "_global_node", None)
     before: list[Process] = []
@@ -104,6 +124,8 @@ def end_local_ray(grace_s: float = 1.0) -> None:
         ray.shutdown()
     # What still runs (the actors' workers, whose raylet went first) holds nothing: this runs at
     # the process's exit, after the commit or a failure. Waiting for them to notice cost ~0.4 s.
+    # A worker the raylet started after `before` was taken names the temp dir too.
+    before += [p for p in (naming(temp_dir) if temp_dir else []) if p not in before]
     for pid, _ in alive(before):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -120,7 +120,7 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
 
 
 def _remove_local_ray(temp_dir: str) -> None:
-    end_local_ray()  # its processes write below temp_dir until they are gone
+    end_local_ray(temp_dir)  # its processes write below temp_dir until they are gone
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
