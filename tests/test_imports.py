@@ -18,7 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "e5ray"
 
-RAY_ALLOWED = {"e5ray/executors/ray.py", "e5ray/executors/ray_start.py", "e5ray/executors/ray_auth.py"}
+RAY_ALLOWED = {
+    "e5ray/executors/ray.py",
+    "e5ray/executors/ray_start.py",
+    "e5ray/executors/ray_auth.py",
+    "e5ray/executors/ray_exit.py",
+}
 # jobs/ are Ray job entrypoints; e5ray/bench/cluster/ benchmarks Ray itself (the `scale` subcommand).
 RAY_ALLOWED_DIRS = ("jobs/", "e5ray/bench/cluster/")
 

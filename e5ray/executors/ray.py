@@ -24,7 +24,7 @@ Where the pool runs (`e5ray.executors.ray_start`): the cluster in RAY_ADDRESS, o
 local Ray of our own. Actors count rows, tokens and rejects in Ray metrics for the
 dashboard and Prometheus.
 
-Only this module, `ray_start`, `ray_auth` and `jobs/` import ray (the import-linter contract and tests/test_imports.py hold us to it).
+Only this module, `ray_start`, `ray_auth`, `ray_exit` and `jobs/` import ray (the import-linter contract and tests/test_imports.py hold us to it).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Without it, a fresh local Ray with a temp dir of its own is started, which never
 Ray's address file to another (possibly dead) cluster on the machine. Ray Data's own
 progress output is off unless --verbose (e5ray reports progress itself).
 
-Part of the Ray executor (`e5ray.executors.ray`): with it, the only modules that import ray.
+Part of the Ray executor (`e5ray.executors.ray`): with it and `ray_exit` (the fast end of a local
+Ray at exit), the only modules that import ray.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import ray
 from e5ray import timeline
 from e5ray.errors import UsageError
 from e5ray.executors.ray_auth import auth_setting, settle_auth_mode
+from e5ray.executors.ray_exit import end_local_ray
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -93,14 +95,13 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
 
 
 def _remove_local_ray(temp_dir: str, settle_s: float = 3.0) -> None:
-    if ray.is_initialized():
-        ray.shutdown()  # its processes write below temp_dir until they are gone
-    # A node process still stopping (an agent that started late, on a short run) can make its
-    # session folders again after they were removed: remove until the directory stays gone.
+    end_local_ray(temp_dir)  # its processes write below temp_dir until they are gone
+    # A node process still stopping (one started late, on a short run) can make its session
+    # folders again after they were removed: remove until the directory stays gone.
     deadline = time.monotonic() + settle_s
     while True:
         shutil.rmtree(temp_dir, ignore_errors=True)
-        time.sleep(0.2)
+        time.sleep(0.05)
         if not os.path.exists(temp_dir) or time.monotonic() > deadline:
             return
 

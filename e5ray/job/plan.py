@@ -26,12 +26,13 @@ from e5ray.corpus.sources import SourceShard, discover, parquet_row_groups
 from e5ray.corpus.units import RowGroupStats, UnitTarget, balanced_target, needs_footer
 from e5ray.errors import UsageError
 from e5ray.executors.base import ExecutorChoice, choose_executor, planned_pool_size
+from e5ray.job.footer_cache import Footers, footer_key, read_footer_cache, write_footer_cache
 from e5ray.job.precommit import check_planned_id_types, recheck_carried
 from e5ray.job.refresh_plan import RefreshPlan, plan_refresh, planned_tokens, split_tasks
 from e5ray.job.resume import plan_resume
 from e5ray.model.describe import describe_space
 from e5ray.model.space import EmbeddingSpace
-from e5ray.output.listing import parallel_map
+from e5ray.output.listing import Listed, list_output, parallel_map
 from e5ray.output.manifest import Manifest, ShardEntry, check_space
 from e5ray.output.versions import list_versions, load_latest
 from e5ray.store.failures import storage_step
@@ -40,6 +41,15 @@ from e5ray.store.lease import Lease
 from e5ray.store.timeouts import Deadline
 from e5ray.worker.task import ShardTask
 from e5ray.worker.worker import DATA_ERRORS
+
+
+@dataclass(frozen=True)
+class _FooterRun:
+    """What reading footers needs of the run: storage options, and the lease (None: --dry-run)."""
+
+    output: OutputDir
+    options: dict[str, Any] | None
+    lease: Lease | None
 
 
 @dataclass
@@ -69,12 +79,21 @@ class PlannedRun:
 
 
 def read_footers(
-    tasks: list[ShardTask], target: UnitTarget, storage_options: dict[str, Any] | None
+    tasks: list[ShardTask],
+    target: UnitTarget,
+    storage_options: dict[str, Any] | None,
+    known: Footers | None = None,
 ) -> dict[str, list[RowGroupStats]]:
-    """The row groups of the Parquet sources that may hold more than one unit, read in parallel."""
+    """The row groups of the Parquet sources that may hold more than one unit, by URI: from
+    `known` (the footer cache, by `footer_key`) where it holds the file as it is now, else read
+    from the file, in parallel."""
     big = [t.source for t in tasks if t.source.format == "parquet" and needs_footer(t.source.size, target)]
+    known = known or {}
 
     def footer(src: SourceShard) -> list[RowGroupStats] | None:
+        cached = known.get(footer_key(src, tasks[0].text_column))
+        if cached is not None:
+            return cached
         try:
             return parquet_row_groups(src, tasks[0].text_column, storage_options)
         except DATA_ERRORS:  # embedded whole: the worker reports what is wrong with it, with the file
@@ -82,6 +101,25 @@ def read_footers(
 
     stats = parallel_map(footer, big)
     return {src.uri: groups for src, groups in zip(big, stats, strict=True) if groups is not None}
+
+
+def _planned_footers(
+    tasks: list[ShardTask], sources: list[SourceShard], target: UnitTarget, listing: dict[str, Listed], run: _FooterRun
+) -> dict[str, list[RowGroupStats]]:
+    """`read_footers` through the footer cache (`e5ray.job.footer_cache`) that `listing` (the
+    output's, made once for resuming too) shows. With a lease, the cache is brought up to date:
+    what this plan read, and what the old cache holds of sources still in the corpus."""
+    if not tasks:
+        return {}
+    output = run.output
+    known, caches = read_footer_cache(output, listing)
+    footers = read_footers(tasks, target, run.options, known)
+    if run.lease is not None:
+        keys = {footer_key(src, tasks[0].text_column): src.uri for src in sources}
+        keep = {key: known[key] for key in keys if key in known}
+        keep.update({key: footers[uri] for key, uri in keys.items() if uri in footers})
+        write_footer_cache(output, keep, caches, lambda paths: run.lease.add(paths, flush=True) if run.lease else None)
+    return footers
 
 
 def input_columns(config: JobConfig) -> list[tuple[str, str]]:
@@ -175,14 +213,16 @@ def plan_units(
     executor = choose_executor(config.compute, planned_tokens(plan.tasks))
     actors = planned_pool_size(replace(config.compute, executor=executor.name))
     target = balanced_target(config.compute.unit_target, planned_tokens(plan.tasks), actors)
+    with storage_step("checking completion markers in", config.output.uri, options):
+        listing = list_output(output) if plan.tasks else {}  # the footer cache and resume read it
     deadline.check("reading the footers of large Parquet sources")
     with storage_step("reading the footers of", config.input.uri, options):
-        footers = read_footers(plan.tasks, target, options)
+        footers = _planned_footers(plan.tasks, sources, target, listing, _FooterRun(output, options, lease))
     target = balanced_target(config.compute.unit_target, planned_tokens(plan.tasks, footers), actors)
     units = split_tasks(plan.tasks, target, footers)
     deadline.check("checking completion markers")
     with storage_step("checking completion markers in", config.output.uri, options):
-        resume = plan_resume(units, output, exclude=held)
+        resume = plan_resume(units, output, exclude=held, listing=listing)
         reused, todo = resume.reused, resume.todo
         if lease is not None:
             lease.add([path for e in plan.carried + reused for path in e.paths()], flush=True)

@@ -8,6 +8,7 @@ both ways and the copy is refused when it drifts too far from fp32.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -89,9 +90,10 @@ def prepare_model_file(
 def _fused_fp32(source: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
     from e5ray.model.fusion import fuse_attention, read_report, report_path
 
-    try:  # the optimiser needs the onnx package, which a core install does not have
-        import onnx  # noqa: F401
-    except ImportError:
+    # The optimiser needs the onnx package, which a core install does not have. Only looked up,
+    # not imported: importing it took ~1 s of every worker's model load (BENCHMARKS.md, start-up),
+    # and a fused copy already made (the usual case) does not need it.
+    if importlib.util.find_spec("onnx") is None:
         logging.getLogger("e5ray").warning(
             "attention is not fused: the onnx package is missing (pip install 'e5ray[quant]'); "
             "vectors are the same, only slower"

@@ -10,7 +10,8 @@ age (see `e5ray.store.tempfiles`).
 Shard, marker, rejects and ids files are looked for in `shards/`, `markers/`, `rejects/`
 and `ids/` (older outputs kept markers and rejects in `shards/`). The driver's checkpoints
 in `markers/` (`e5ray.job.checkpoints`) are never referenced by a version: those of a run whose
-lease is gone (its commit removes its own) go like any unreferenced file.
+lease is gone (its commit removes its own) go like any unreferenced file, and so does the
+planner's footer cache (`markers/footers-*.json`, `e5ray.job.footer_cache`).
 
 Order (why it is safe against a run that commits meanwhile): list the candidate files
 first, then read the leases, then the manifests. A candidate made by a live run was

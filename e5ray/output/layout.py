@@ -3,7 +3,8 @@
 - `shards/`: the embedding files only (the output contract), so a reader globbing it finds
   nothing else;
 - `markers/`: completion markers (`e5ray.worker.embed_unit`), read by a resumed run, and the driver's
-  checkpoints of them (`checkpoint-<run>-<seq>.json`, never `*.done.json`: `e5ray.job.checkpoints`);
+  checkpoints of them (`checkpoint-<run>-<seq>.json`, never `*.done.json`: `e5ray.job.checkpoints`)
+  and the planner's footer cache (`footers-<sha>.json`: `e5ray.job.footer_cache`);
 - `rejects/`: rejected rows with their reasons;
 - `ids/`: each unit's embedded ids, hashed, for the cross-shard duplicate check (`e5ray.output.dupes`);
 - `index/v<version>/`: a version's row-level reuse index (`e5ray.refresh.index`);
