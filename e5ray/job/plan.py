@@ -17,6 +17,7 @@ and checks the run's `--deadline` before it starts (`e5ray.store.timeouts`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -171,6 +172,26 @@ def prepare_run(
     return PreparedRun(sources, versions, previous, space)
 
 
+def _task_maker(config: JobConfig, space_fingerprint: str) -> Callable[[SourceShard], ShardTask]:
+    """The task of a whole source under this run's settings (split into units later)."""
+    inp = config.input
+
+    def make_task(source: SourceShard) -> ShardTask:
+        return ShardTask(
+            source,
+            space_fingerprint,
+            inp.id_column,
+            inp.text_column,
+            config.model.prefix,
+            config.output.format,
+            config.rows.on_invalid_utf8,
+            config.rows.id_type,
+            keep_columns=inp.keep_columns,
+        )
+
+    return make_task
+
+
 def plan_units(
     config: JobConfig,
     output: OutputDir,
@@ -183,21 +204,7 @@ def plan_units(
     deadline = deadline or Deadline(None)
     options = config.storage_options()
     sources, previous, space = prepared.sources, prepared.previous, prepared.space
-
-    def make_task(source: SourceShard) -> ShardTask:
-        inp = config.input
-        return ShardTask(
-            source,
-            space.fingerprint,
-            inp.id_column,
-            inp.text_column,
-            config.model.prefix,
-            config.output.format,
-            config.rows.on_invalid_utf8,
-            config.rows.id_type,
-            keep_columns=inp.keep_columns,
-        )
-
+    make_task = _task_maker(config, space.fingerprint)
     reembed_all = config.full or config.reuse == "none"
     plan = plan_refresh(sources, previous, make_task, reembed_all)
     deadline.check("checking the files of carried shards")
