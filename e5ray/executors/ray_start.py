@@ -150,6 +150,10 @@ def quiet_ray_data(verbose: bool = False) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.WARNING)
     # Turning the bars off makes Ray Data warn that they are off, once per process.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.INFO if verbose else logging.ERROR)
+    # A task's error is logged by these with Ray's traceback, then raised to the driver, which says it
+    # in one line (a lost pool: `e5ray.executors.ray`) or, for a bug, with the traceback anyway.
+    for name in ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 _local_ray: list[str] = []  # the temp dir of the local Ray this process started, if any
