@@ -29,8 +29,10 @@ import ray
 
 from e5ray import timeline
 from e5ray.errors import UsageError
+from e5ray.executors.base import at_command_end
 from e5ray.executors.ray_auth import auth_setting, settle_auth_mode
-from e5ray.executors.ray_exit import end_local_ray
+from e5ray.executors.ray_exit import abandon, end_local_ray
+from e5ray.executors.watchdog import lost_timeout_s
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -92,6 +94,30 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
         ) from None
     finally:
         watchdog.cancel()
+    _joined.append(address)
+    at_command_end(leave_cluster)
+
+
+_joined: list[str] = []  # the address of the cluster this process joined, if any
+
+
+def leave_cluster(exit_code: int) -> None:
+    """Disconnect from the cluster joined, waiting at most $E5RAY_RAY_LOST_TIMEOUT: Ray's disconnect
+    (and its atexit `ray.shutdown()`) waits for good on a GCS that stopped answering after the run's
+    work was done, so the process then ends here, with `exit_code` and one warning line."""
+    if not _joined or not ray.is_initialized():
+        return
+    timeout = lost_timeout_s()
+    leaving = threading.Thread(target=ray.shutdown, name="e5ray-ray-leave", daemon=True)
+    leaving.start()
+    leaving.join(timeout or None)
+    if leaving.is_alive():
+        abandon(
+            f"e5ray: warning: the Ray cluster at {_joined[-1]} (RAY_ADDRESS) did not answer the disconnect "
+            f"within {timeout:g} s; left without it (the run's result above stands)",
+            exit_code,
+        )
+    _joined.clear()
 
 
 def _remove_local_ray(temp_dir: str) -> None:

@@ -12,7 +12,9 @@ and a short watchdog bound ($E5RAY_RAY_LOST_TIMEOUT=8). Two ways to lose the clu
 
 Each must end with exit code 7 and one `e5ray: error:` line naming the address, within the
 bound (plus Ray's own node-death detection for the second); nothing is committed; the next
-run commits every id exactly once.
+run commits every id exactly once. A head that freezes once the command's work is done must
+not hold the exit either (Ray's disconnect waits on it for good): the command's own exit
+code, one warning line, within the bound.
 """
 
 from __future__ import annotations
@@ -172,3 +174,52 @@ def test_losing_every_node_that_can_host_the_pool_ends_the_run_within_the_bound(
             code, stderr = finish(driver(tmp_path, bert_model_dir, head), 180)
     assert code == 0, stderr[-3000:]
     assert sorted(committed_ids(tmp_path / "out")) == expected
+
+
+LEAVER = """
+import argparse, sys
+from e5ray.cli.errors import main_with_errors
+from e5ray.executors.ray_start import ensure_ray
+import ray
+
+ensure_ray()
+print(ray.get(ray.remote(lambda: "READY").remote()), flush=True)
+sys.stdin.readline()  # the test freezes the head, then says go
+sys.exit(main_with_errors(lambda args: 4, argparse.Namespace()))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_head_frozen_after_the_work_is_done_does_not_hold_the_exit(tmp_path):
+    with ray_head(num_cpus=1) as head:
+        (gcs,) = pids_of(head.env[TAG], "gcs_server")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        tag = f"leaver-{time.monotonic_ns()}"
+        env |= {"RAY_ADDRESS": head.gcs, "RAY_AUTH_TOKEN": head.token, "HOME": head.env["HOME"], TAG: tag}
+        env |= {"PYTHONPATH": str(REPO), "E5RAY_RAY_LOST_TIMEOUT": str(LOST_S)}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LEAVER],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        TAGS[proc.pid] = tag
+        frozen = time.monotonic()
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().strip() == "READY", proc.stderr.read() if proc.stderr else ""
+            os.kill(gcs, signal.SIGSTOP)
+            frozen = time.monotonic()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        finally:
+            code, stderr = finish(proc, LOST_S * 4 + 20)
+            elapsed = time.monotonic() - frozen
+            os.kill(gcs, signal.SIGCONT)
+    print(f"frozen after the work: exit {code} {elapsed:.1f} s after the freeze (bound {LOST_S:g} s)")
+    assert code == 4, stderr[-3000:]  # the command's own code, not Ray's
+    lines = [line for line in stderr.splitlines() if line.startswith("e5ray:")]
+    assert len(lines) == 1 and "did not answer the disconnect" in lines[0] and head.gcs in lines[0], stderr[-3000:]
+    assert elapsed <= LOST_S + 5, elapsed
