@@ -3,7 +3,11 @@
 The cluster in RAY_ADDRESS (set inside a Ray job too) is joined with a deadline and a
 one-line error that names the address and the auth setting, never Ray's endless retries;
 token authentication is used as that cluster says (`e5ray.executors.ray_auth`), not as a
-local token file suggests.
+local token file suggests. The cluster joined is left at the end of a command
+(`leave_cluster`, called through `e5ray.executors.base.end_command` by the CLI and the jobs/
+entrypoints) with the watchdog's bound (`e5ray.executors.watchdog`), not in Ray's own atexit,
+which waits for good on a GCS that stopped answering (a library caller of `run_job` still
+leaves through that atexit).
 Without it, a fresh local Ray with a temp dir of its own is started, which never follows
 Ray's address file to another (possibly dead) cluster on the machine. Ray Data's own
 progress output is off unless --verbose (e5ray reports progress itself).
