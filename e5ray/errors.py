@@ -13,7 +13,12 @@ Exit codes (documented in docs/user-guide.md, "Exit codes"):
   4  another run committed the same version first
   5  the store did not answer within its timeouts, or the run's lease lapsed (run again)
   6  the run's --deadline passed (run again)
+  7  the Ray cluster stopped answering: its head, or every node that could host the pool (run again)
   130 interrupted (Ctrl-C)
+
+A lost Ray cluster has a code of its own rather than 5: both mean "a dependency stopped
+answering, run again", but what to look at differs (the store's endpoint, or the Ray
+cluster), and a script or an operator should be able to tell which without parsing the line.
 
 Storage access failures (credentials, access denied, a missing bucket) are usage errors
 (2): the configuration must change. Manifests, markers or leases that break the schema or
@@ -25,6 +30,7 @@ from __future__ import annotations
 EXIT_INTERRUPTED = 130
 EXIT_STORAGE_UNAVAILABLE = 5
 EXIT_DEADLINE = 6
+EXIT_CLUSTER_LOST = 7
 
 
 class E5RayError(Exception):
@@ -122,3 +128,9 @@ class DeadlineExceeded(E5RayError, RuntimeError):
     """The run passed its --deadline; nothing was committed."""
 
     exit_code = EXIT_DEADLINE
+
+
+class RayClusterLost(E5RayError, RuntimeError):
+    """The Ray cluster stopped answering while the run needed it; nothing was committed."""
+
+    exit_code = EXIT_CLUSTER_LOST

@@ -15,10 +15,22 @@ from collections.abc import Callable
 
 from e5ray.cli.shared_flags import storage_options_from_args
 from e5ray.errors import EXIT_INTERRUPTED, E5RayError
+from e5ray.executors.base import end_command
 from e5ray.store.failures import describe, endpoint_of
 
 
 def main_with_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """`_one_line_errors`, then what the executors do at the command's end (a joined Ray cluster is
+    left, with a bound: `e5ray.executors.base.end_command`), given the exit code (1 for a bug)."""
+    code = 1
+    try:
+        code = _one_line_errors(func, args)
+        return code
+    finally:
+        end_command(code)
+
+
+def _one_line_errors(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command; an error a user can cause prints one line (its message names the bad
     value, or the operation and URI for storage) and returns its exit code; `--log-level
     debug` adds the traceback. Ctrl-C says what the next run reuses and returns 130.

@@ -14,12 +14,16 @@ embed: under `--small-run-tokens` (CPU only) the run embeds in this process and 
 Ray; else on Ray. It is a pure function of the configuration and the plan, so the choice is
 tested without starting Ray, and the run records the executor that ran (a name of the table,
 never "auto") with the reason (the manifest's run.executor_reason, the summary, the log).
+
+`end_command` runs what an executor registered for the end of the command (`at_command_end`),
+given the command's exit code: a joined Ray cluster is left there with a bound
+(`e5ray.executors.ray_start.leave_cluster`), not in Ray's own atexit, which can wait for good.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,6 +43,21 @@ EXECUTORS: dict[str, str] = {
 POOL_SIZES: dict[str, str] = {
     "ray": "e5ray.executors.ray:planned_pool_size",
 }
+
+
+_AT_END: list[Callable[[int], None]] = []
+
+
+def at_command_end(hook: Callable[[int], None]) -> None:
+    """Have `end_command` call `hook(exit_code)` once, when the command is over."""
+    if hook not in _AT_END:
+        _AT_END.append(hook)
+
+
+def end_command(exit_code: int) -> None:
+    """Run the hooks executors registered (the last first), each once; `exit_code` is the command's."""
+    while _AT_END:
+        _AT_END.pop()(exit_code)
 
 
 class Executor(Protocol):

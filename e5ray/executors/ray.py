@@ -24,14 +24,22 @@ Where the pool runs (`e5ray.executors.ray_start`): the cluster in RAY_ADDRESS, o
 local Ray of our own. Actors count rows, tokens and rejects in Ray metrics for the
 dashboard and Prometheus.
 
+A cluster that stops answering while the driver needs it (its head's GCS frozen, or every
+node that could host an actor lost) ends the run with one line and exit code 7 within
+$E5RAY_RAY_LOST_TIMEOUT (`e5ray.executors.watchdog`; `ray_exit.abandon` ends the process
+without waiting on Ray's own shutdown). Every call the driver makes to the GCS here is bounded
+the same way.
+
 Only this module, `ray_start`, `ray_auth`, `ray_exit` and `jobs/` import ray (the import-linter contract and tests/test_imports.py hold us to it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -42,10 +50,12 @@ import ray
 from e5ray import timeline
 from e5ray.config import ComputeConfig
 from e5ray.corpus.units import balanced_tokens
-from e5ray.errors import UsageError
+from e5ray.errors import RayClusterLost, UsageError
 from e5ray.executors.capacity import read_declared_cluster
 from e5ray.executors.pool import PoolShape, group_tasks, pool_shape
+from e5ray.executors.ray_exit import abandon
 from e5ray.executors.ray_start import _local_ray, auth_setting, ensure_ray
+from e5ray.executors.watchdog import ClusterWatch, Watchdog, can_host, lost_timeout_s
 from e5ray.output.manifest import ShardEntry
 from e5ray.worker.task import ShardTask
 from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
@@ -110,7 +120,7 @@ def planned_pool_size(compute: ComputeConfig) -> int:
         return compute.max_actors
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
         ensure_ray()
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        nodes = _alive_nodes()
     else:
         nodes = [{"Resources": {"CPU": float(len(os.sched_getaffinity(0)))}, "Alive": True}]
     try:
@@ -124,7 +134,7 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
     if not tasks:
         return
     ensure_ray()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = _alive_nodes()
     shape = pool_shape(compute, nodes, read_declared_cluster() if compute.max_actors is None else None)
     # Small units grouped no bigger than the split units: a corpus of small files gives every actor work too.
     group_target = balanced_tokens(compute.unit_tokens, sum(t.weight or 1 for t in tasks), shape.max_actors)
@@ -148,15 +158,95 @@ def run_on_ray(tasks: list[ShardTask], spec: WorkerSpec, compute: ComputeConfig)
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         results = _map_batches(dataset, spec, shape, size, compute.retries)
     timeline.mark("pool_requested")
+    watchdog = _watch(shape)
     try:
         for row in results.iter_rows():
+            if watchdog is not None:
+                watchdog.watch.unit_finished()
             yield result_from_dict(json.loads(row["entry"]))
+    except LOST_POOL as exc:
+        raise _pool_lost(exc) from None
     except KeyboardInterrupt:
         # Stop the actors before the driver removes their temporary files: a local Ray
         # we started goes down with its workers (a cluster's actors end with this driver).
         if _local_ray and ray.is_initialized():
             ray.shutdown()
         raise
+    finally:
+        if watchdog is not None:
+            watchdog.stop()
+
+
+# What Ray Data raises from `iter_rows` when the pool's actors or their nodes are gone for good
+# (their retries spent, or a task that "may or may not have run" on an actor that went away).
+LOST_POOL = (
+    ray.exceptions.ActorDiedError,
+    ray.exceptions.ActorUnavailableError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.OwnerDiedError,
+)
+
+
+def _pool_lost(exc: BaseException) -> RayClusterLost:
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    return RayClusterLost(
+        f"the Ray cluster at {_address()} lost the pool's actors: {type(exc).__name__}: {reason}; nothing was "
+        "committed (finished units are kept and reused by the next run): check the cluster's nodes, then run again"
+    )
+
+
+def _address() -> str:
+    """The cluster, as the error line names it: RAY_ADDRESS, or the GCS of our local Ray."""
+    if os.environ.get("RAY_ADDRESS"):
+        return f"{os.environ['RAY_ADDRESS']} (RAY_ADDRESS)"
+    with contextlib.suppress(Exception):
+        return f"{ray.get_runtime_context().gcs_address} (the local Ray of this run)"
+    return "the local Ray of this run"
+
+
+def _lost(address: str, reason: str) -> None:
+    """One line, exit code 7, and the process ends here (`ray_exit.abandon`)."""
+    error = RayClusterLost(
+        f"the Ray cluster at {address} stopped answering: {reason}; nothing was committed (finished "
+        f"units are kept and reused by the next run): check the cluster, then run again"
+    )
+    abandon(f"e5ray: error: {type(error).__name__}: {error}", error.exit_code, _local_ray[0] if _local_ray else None)
+
+
+def _alive_nodes() -> list[dict[str, Any]]:
+    """`ray.nodes()` that are alive, asked in a daemon thread: a GCS that does not answer within
+    $E5RAY_RAY_LOST_TIMEOUT ends the run (a frozen one would block the call for good)."""
+    timeout = lost_timeout_s()
+    answer: list[Any] = []
+
+    def ask() -> None:
+        try:
+            answer.append(ray.nodes())
+        except Exception as exc:  # raised in the caller's thread below, as Ray said it
+            answer.append(exc)
+
+    asking = threading.Thread(target=ask, name="e5ray-ray-nodes", daemon=True)
+    asking.start()
+    asking.join(timeout or None)
+    if not answer:
+        _lost(_address(), f"its head (GCS) did not answer a call for {timeout:g} s")
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return [n for n in answer[0] if n.get("Alive")]
+
+
+def _watch(shape: PoolShape) -> Watchdog | None:
+    """The watchdog beside the results loop (`e5ray.executors.watchdog`); None when $E5RAY_RAY_LOST_TIMEOUT is 0."""
+    timeout = lost_timeout_s()
+    if not timeout:
+        return None
+    address = _address()
+    watch = ClusterWatch(timeout, can_grow=read_declared_cluster() is not None)
+    return Watchdog(
+        watch,
+        lambda: can_host(ray.nodes(), shape.num_cpus, shape.num_gpus),
+        lambda reason: _lost(address, reason),
+    ).start()
 
 
 def _map_batches(dataset: Any, spec: WorkerSpec, shape: PoolShape, size: int, retries: int) -> Any:

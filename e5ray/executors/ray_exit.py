@@ -14,14 +14,19 @@ Invariants:
   outlive that, after REAP_TIMEOUT_S of waiting); a process is recognised by its pid and its
   start time, so a pid reused by an unrelated process is never signalled; other children of
   this process (not Ray's) are never touched.
+- a cluster found lost (`abandon`) is never asked anything again: Ray's disconnect and its
+  atexit `ray.shutdown()` wait on a frozen GCS, so the process prints its line and ends with
+  `os._exit`; a joined cluster is left as it is, a local Ray of ours has its processes SIGKILLed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -133,3 +138,20 @@ def end_local_ray(temp_dir: str | None = None, grace_s: float = 1.0) -> None:
     deadline = time.monotonic() + REAP_TIMEOUT_S
     while alive(before) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def abandon(line: str, exit_code: int, temp_dir: str | None = None) -> None:
+    """End this process now, without a word to Ray: print `line` on stderr, SIGKILL the
+    processes of the local Ray at `temp_dir` (if this process started one) and remove that
+    dir, then `os._exit(exit_code)`. No atexit handler runs (Ray's own would wait on the lost
+    cluster); what the run finished has markers on the store, and nothing was committed."""
+    print(line, file=sys.stderr, flush=True)
+    if temp_dir:
+        for pid, _ in alive(naming(temp_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    time.sleep(0.5)  # let a stderr filter (e5ray.cli.quiet) forward the line before the process goes
+    os._exit(exit_code)

@@ -3,7 +3,11 @@
 The cluster in RAY_ADDRESS (set inside a Ray job too) is joined with a deadline and a
 one-line error that names the address and the auth setting, never Ray's endless retries;
 token authentication is used as that cluster says (`e5ray.executors.ray_auth`), not as a
-local token file suggests.
+local token file suggests. The cluster joined is left at the end of a command
+(`leave_cluster`, called through `e5ray.executors.base.end_command` by the CLI and the jobs/
+entrypoints) with the watchdog's bound (`e5ray.executors.watchdog`), not in Ray's own atexit,
+which waits for good on a GCS that stopped answering (a library caller of `run_job` still
+leaves through that atexit).
 Without it, a fresh local Ray with a temp dir of its own is started, which never follows
 Ray's address file to another (possibly dead) cluster on the machine. Ray Data's own
 progress output is off unless --verbose (e5ray reports progress itself).
@@ -29,8 +33,10 @@ import ray
 
 from e5ray import timeline
 from e5ray.errors import UsageError
+from e5ray.executors.base import at_command_end
 from e5ray.executors.ray_auth import auth_setting, settle_auth_mode
-from e5ray.executors.ray_exit import end_local_ray
+from e5ray.executors.ray_exit import abandon, end_local_ray
+from e5ray.executors.watchdog import lost_timeout_s
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -92,6 +98,30 @@ def join_cluster(address: str, timeout: float | None = None) -> None:
         ) from None
     finally:
         watchdog.cancel()
+    _joined.append(address)
+    at_command_end(leave_cluster)
+
+
+_joined: list[str] = []  # the address of the cluster this process joined, if any
+
+
+def leave_cluster(exit_code: int) -> None:
+    """Disconnect from the cluster joined, waiting at most $E5RAY_RAY_LOST_TIMEOUT: Ray's disconnect
+    (and its atexit `ray.shutdown()`) waits for good on a GCS that stopped answering after the run's
+    work was done, so the process then ends here, with `exit_code` and one warning line."""
+    if not _joined or not ray.is_initialized():
+        return
+    timeout = lost_timeout_s()
+    leaving = threading.Thread(target=ray.shutdown, name="e5ray-ray-leave", daemon=True)
+    leaving.start()
+    leaving.join(timeout or None)
+    if leaving.is_alive():
+        abandon(
+            f"e5ray: warning: the Ray cluster at {_joined[-1]} (RAY_ADDRESS) did not answer the disconnect "
+            f"within {timeout:g} s; left without it (the run's result above stands)",
+            exit_code,
+        )
+    _joined.clear()
 
 
 def _remove_local_ray(temp_dir: str) -> None:
@@ -150,6 +180,10 @@ def quiet_ray_data(verbose: bool = False) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.WARNING)
     # Turning the bars off makes Ray Data warn that they are off, once per process.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.INFO if verbose else logging.ERROR)
+    # A task's error is logged by these with Ray's traceback, then raised to the driver, which says it
+    # in one line (a lost pool: `e5ray.executors.ray`) or, for a bug, with the traceback anyway.
+    for name in ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 _local_ray: list[str] = []  # the temp dir of the local Ray this process started, if any

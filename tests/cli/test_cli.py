@@ -16,6 +16,7 @@ from e5ray.errors import (
     E5RayError,
     ModelUnavailableError,
     QualityGateError,
+    RayClusterLost,
     ShardFailures,
     SpaceMismatchError,
 )
@@ -39,6 +40,7 @@ def raising(exc: BaseException):
         (DeviceUnavailableError("no CUDA"), 2),
         (SpaceMismatchError("refusing to mix embedding spaces"), 3),
         (ConcurrentCommitError("v000002.json was committed by another run"), 4),
+        (RayClusterLost("the Ray cluster at 10.0.0.5:6379 (RAY_ADDRESS) lost the pool's actors"), 7),
     ],
 )
 def test_each_user_error_prints_one_line_and_exits_with_its_code(error, code, capsys):

@@ -55,3 +55,28 @@ def test_every_process_of_the_local_ray_a_run_started_is_gone_when_the_run_exits
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"executor": "ray"' in done.stdout
     assert left == [], f"processes of the finished run still alive: {left}"
+
+
+def test_abandoning_a_lost_local_ray_prints_one_line_kills_what_names_its_dir_and_exits_at_once(tmp_path):
+    """`abandon` never asks Ray anything: a process naming the local Ray's temp dir (as a node's
+    do) is SIGKILLed, the dir removed, the line printed and the exit code returned, with no atexit run."""
+    temp_dir = tempfile.mkdtemp(prefix="e5ray-", dir="/tmp")
+    tag = f"abandon-{time.monotonic_ns()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), TAG: tag}
+    script = (
+        "import atexit, subprocess, sys\n"
+        "from e5ray.executors.ray_exit import abandon\n"
+        "node = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', sys.argv[1]])\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        "abandon('e5ray: error: RayClusterLost: gone', 7, sys.argv[1])\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, temp_dir], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 7, done.stderr
+        assert done.stderr == "e5ray: error: RayClusterLost: gone\n"
+        assert not Path(temp_dir).exists()
+        assert started_by(tag) == []  # the stand-in node process is gone
+    finally:
+        end_run(tag)

@@ -302,3 +302,32 @@ def test_a_frozen_store_fails_a_ray_run_too(fresh_server, bert_model_dir, own_ra
     resumed = embed_job(config(inp, out, bert_model_dir, **fast))
     assert resumed["run"]["reused_shards"] >= 1 and resumed["totals"]["embedded"] == 120
     assert verify_output(OutputDir(out)) == []
+
+
+def ray_running() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
+def test_wrong_credentials_for_a_model_on_s3_are_found_while_planning_before_the_pool_starts(
+    server, env, bert_model_dir, tmp_path, capsys
+):
+    """Cheap checks first: the driver lists (and stages) a remote model while it plans, so a
+    model it cannot read ends the run before a Ray pool is asked for and before anything is embedded."""
+    import s3fs
+
+    model = f"s3://{BUCKET}/{tmp_path.name}/model"
+    server.filesystem().put(str(bert_model_dir), model.removeprefix("s3://"), recursive=True)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for s in range(2):
+        write_shard(inp / f"p{s}.parquet", list(range(100 * s, 100 * s + 5)), make_texts(5, s))
+    env.setenv("E5RAY_CACHE", str(tmp_path / "cache"))  # nothing staged before
+    env.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    s3fs.S3FileSystem.clear_instance_cache()
+    ray_before = ray_running()
+    argv = ["embed", "--input", str(inp), "--output", str(out), "--model", "tiny", "--model-path", model]
+    assert cli_main([*argv, "--executor", "ray", "--quiet", "--s3-connect-timeout", "2", "--s3-read-timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"e5ray: error: StorageError: staging the model from {model}"), line
+    assert "the secret key does not match the access key" in line, line
+    assert ray_before or not ray_running()  # no pool, not even a Ray, was started
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # 0 units embedded: no shard, marker or lease
