@@ -55,7 +55,7 @@ from e5ray.executors.capacity import read_declared_cluster
 from e5ray.executors.pool import PoolShape, group_tasks, pool_shape
 from e5ray.executors.ray_exit import abandon
 from e5ray.executors.ray_start import _local_ray, auth_setting, ensure_ray
-from e5ray.executors.watchdog import ClusterWatch, Watchdog, can_host, lost_timeout_s
+from e5ray.executors.watchdog import ClusterWatch, Watchdog, can_host, lost_timeout_s, no_node_timeout_s
 from e5ray.output.manifest import ShardEntry
 from e5ray.worker.task import ShardTask
 from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
@@ -241,7 +241,7 @@ def _watch(shape: PoolShape) -> Watchdog | None:
     if not timeout:
         return None
     address = _address()
-    watch = ClusterWatch(timeout, can_grow=read_declared_cluster() is not None)
+    watch = ClusterWatch(timeout, can_grow=read_declared_cluster() is not None, no_host_s=no_node_timeout_s())
     return Watchdog(
         watch,
         lambda: can_host(ray.nodes(), shape.num_cpus, shape.num_gpus),

@@ -8,9 +8,14 @@ cluster, in a daemon thread of its own, which nodes are alive (a call to a froze
 block for good, so it is never awaited), and declares the cluster lost when
 
 - (a) the head (GCS) answered no probe for `timeout_s`, or
-- (b) the last `timeout_s` of answers all said no live node can host one actor of the pool,
+- (b) the last `no_host_s` of answers all said no live node can host one actor of the pool,
   and no unit finished in that time (a cluster that can grow, whose pending actors make
   the autoscaler add nodes, is not held to this: `--deadline` bounds that wait).
+
+(b) has a bound of its own, longer (NO_NODE_TIMEOUT_S, $E5RAY_RAY_NO_NODE_TIMEOUT, 300 s): an
+autoscaler the driver cannot see (KubeRay with workers at zero, a launcher config on another
+machine) adds a node for a pending actor in about one to five minutes (a cloud VM's or a
+pod's start), and a run ended in the meantime would be a false alarm.
 
 The default bound (LOST_TIMEOUT_S, $E5RAY_RAY_LOST_TIMEOUT) is Ray's own: its Python
 client gives a GCS 30 s to answer a connect (`py_gcs_connect_timeout_s`), which is also
@@ -38,22 +43,33 @@ from typing import Any
 from e5ray.errors import ConfigError
 
 LOST_TIMEOUT_S = 30.0  # Ray's py_gcs_connect_timeout_s; under its 60 s gcs_rpc_server_reconnect_timeout_s
+NO_NODE_TIMEOUT_S = 300.0  # (b): time for an autoscaler the driver cannot see to add a node
 PROBE_PERIOD_S = 3.0  # Ray's health_check_period_ms
 ENV = "E5RAY_RAY_LOST_TIMEOUT"
+ENV_NO_NODE = "E5RAY_RAY_NO_NODE_TIMEOUT"
 
 
-def lost_timeout_s(environ: dict[str, str] | None = None) -> float:
-    """$E5RAY_RAY_LOST_TIMEOUT in seconds (default LOST_TIMEOUT_S); 0 turns the watchdog off."""
-    raw = (os.environ if environ is None else environ).get(ENV) or ""
+def _seconds(name: str, default: float, environ: dict[str, str] | None, off: str) -> float:
+    raw = (os.environ if environ is None else environ).get(name) or ""
     if not raw.strip():
-        return LOST_TIMEOUT_S
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value >= 0 or value == float("inf"):
-        raise ConfigError(f"{ENV} must be a number of seconds >= 0 (0: no watchdog), got {raw!r}")
+        raise ConfigError(f"{name} must be a number of seconds >= 0 (0: {off}), got {raw!r}")
     return value
+
+
+def lost_timeout_s(environ: dict[str, str] | None = None) -> float:
+    """$E5RAY_RAY_LOST_TIMEOUT in seconds (default LOST_TIMEOUT_S); 0 turns the watchdog off."""
+    return _seconds(ENV, LOST_TIMEOUT_S, environ, "no watchdog")
+
+
+def no_node_timeout_s(environ: dict[str, str] | None = None) -> float:
+    """$E5RAY_RAY_NO_NODE_TIMEOUT in seconds (default NO_NODE_TIMEOUT_S): (b)'s bound; 0 turns (b) off."""
+    return _seconds(ENV_NO_NODE, NO_NODE_TIMEOUT_S, environ, "never end a run for want of a node")
 
 
 def can_host(nodes: list[dict[str, Any]], num_cpus: float, num_gpus: float) -> bool:
@@ -72,6 +88,7 @@ class ClusterWatch:
 
     timeout_s: float
     can_grow: bool = False  # a cluster whose autoscaler adds nodes for pending actors: (b) does not apply
+    no_host_s: float | None = None  # (b)'s bound; None: timeout_s; 0: (b) off
     clock: Callable[[], float] = time.monotonic
     last_answer: float = field(init=False)
     last_unit: float = field(init=False)
@@ -97,15 +114,17 @@ class ClusterWatch:
         now = self.clock()
         if now - self.last_answer > self.timeout_s:
             return f"its head (GCS) answered no call for {self.timeout_s:g} s"
+        no_host = self.timeout_s if self.no_host_s is None else self.no_host_s
         if (
-            not self.can_grow
+            no_host
+            and not self.can_grow
             and self.no_host_since is not None
-            and now - self.no_host_since > self.timeout_s
-            and now - self.last_unit > self.timeout_s
+            and now - self.no_host_since > no_host
+            and now - self.last_unit > no_host
         ):
             return (
-                f"no live node can host an actor of the pool and no unit finished for {self.timeout_s:g} s "
-                "(the nodes that ran it were lost)"
+                f"no live node can host an actor of the pool and no unit finished for {no_host:g} s "
+                f"(the nodes that ran it were lost; {ENV_NO_NODE} sets this wait)"
             )
         return None
 

@@ -48,7 +48,12 @@ def driver(tmp_path: Path, model_dir: Path, head: Head, *flags: str) -> subproce
     command += ["--model=tiny", f"--model-path={model_dir}", "--progress=off", "--executor=ray", *flags]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     tag = f"driver-{time.monotonic_ns()}"
-    env |= {"PYTHONPATH": str(REPO), "E5RAY_RAY_LOST_TIMEOUT": str(LOST_S), TAG: tag}
+    env |= {
+        "PYTHONPATH": str(REPO),
+        "E5RAY_RAY_LOST_TIMEOUT": str(LOST_S),
+        "E5RAY_RAY_NO_NODE_TIMEOUT": str(LOST_S),
+        TAG: tag,
+    }
     env |= {"RAY_ADDRESS": head.gcs, "RAY_AUTH_TOKEN": head.token, "HOME": head.env["HOME"]}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     TAGS[proc.pid] = tag
@@ -196,7 +201,11 @@ def test_a_head_frozen_after_the_work_is_done_does_not_hold_the_exit(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         tag = f"leaver-{time.monotonic_ns()}"
         env |= {"RAY_ADDRESS": head.gcs, "RAY_AUTH_TOKEN": head.token, "HOME": head.env["HOME"], TAG: tag}
-        env |= {"PYTHONPATH": str(REPO), "E5RAY_RAY_LOST_TIMEOUT": str(LOST_S)}
+        env |= {
+            "PYTHONPATH": str(REPO),
+            "E5RAY_RAY_LOST_TIMEOUT": str(LOST_S),
+            "E5RAY_RAY_NO_NODE_TIMEOUT": str(LOST_S),
+        }
         proc = subprocess.Popen(
             [sys.executable, "-c", LEAVER],
             env=env,

@@ -8,7 +8,15 @@ import time
 import pytest
 
 from e5ray.errors import ConfigError
-from e5ray.executors.watchdog import LOST_TIMEOUT_S, ClusterWatch, Watchdog, can_host, lost_timeout_s
+from e5ray.executors.watchdog import (
+    LOST_TIMEOUT_S,
+    NO_NODE_TIMEOUT_S,
+    ClusterWatch,
+    Watchdog,
+    can_host,
+    lost_timeout_s,
+    no_node_timeout_s,
+)
 
 
 class Clock:
@@ -67,6 +75,27 @@ def test_a_cluster_that_can_grow_is_not_held_to_its_live_nodes_but_still_to_its_
     assert watch.verdict() is None  # pending actors are what make the autoscaler add nodes
     clock.now += 11
     assert "head (GCS)" in (watch.verdict() or "")
+
+
+def test_no_node_to_host_the_pool_has_its_own_longer_bound_and_zero_turns_it_off():
+    clock = Clock()
+    watch = ClusterWatch(10.0, no_host_s=60.0, clock=clock)
+    for _ in range(10):  # 50 s of answers that no node can host: within an autoscaler's time
+        clock.now += 5
+        watch.answered(can_host=False)
+    assert watch.verdict() is None
+    for _ in range(3):  # 65 s: 60 s since the first answer that said so
+        clock.now += 5
+        watch.answered(can_host=False)
+    assert watch.verdict() is None
+    clock.now += 5
+    watch.answered(can_host=False)
+    assert "E5RAY_RAY_NO_NODE_TIMEOUT" in (watch.verdict() or "")
+    off = ClusterWatch(10.0, no_host_s=0.0, clock=clock)
+    for _ in range(100):
+        clock.now += 5
+        off.answered(can_host=False)
+    assert off.verdict() is None  # and the head still answers, so nothing else ends it
 
 
 def test_can_host_needs_a_live_node_with_the_cpus_and_gpus_of_one_actor():
@@ -133,6 +162,10 @@ def test_the_bound_comes_from_the_environment_and_a_bad_value_is_named():
     assert lost_timeout_s({}) == LOST_TIMEOUT_S == 30.0
     assert lost_timeout_s({"E5RAY_RAY_LOST_TIMEOUT": "8"}) == 8.0
     assert lost_timeout_s({"E5RAY_RAY_LOST_TIMEOUT": "0"}) == 0.0  # off
+    assert no_node_timeout_s({}) == NO_NODE_TIMEOUT_S == 300.0
+    assert no_node_timeout_s({"E5RAY_RAY_NO_NODE_TIMEOUT": "45"}) == 45.0
+    with pytest.raises(ConfigError, match="E5RAY_RAY_NO_NODE_TIMEOUT.*'soon'"):
+        no_node_timeout_s({"E5RAY_RAY_NO_NODE_TIMEOUT": "soon"})
     for bad in ("soon", "-1", "nan", "inf"):
         with pytest.raises(ConfigError, match=f"E5RAY_RAY_LOST_TIMEOUT must be .* got '{bad}'"):
             lost_timeout_s({"E5RAY_RAY_LOST_TIMEOUT": bad})
