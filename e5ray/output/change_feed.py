@@ -18,7 +18,8 @@ file and row group by row group, filtered to the upserted ids. An upserted id no
 there sits in a file N and C share (names are content-addressed: e.g. a text edited, then
 edited back), so the reader already holds that very row: it is left out.
 
-Memory: the touched ids (from the change files) and one row group's columns; never the corpus.
+Memory: the touched ids (from the change files), one file's ids and one row group's columns;
+never the corpus.
 """
 
 from __future__ import annotations
@@ -87,10 +88,13 @@ class ChangeFeed:
         return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _upsert_batches(self) -> Iterator[pa.RecordBatch]:
-        """Row group by row group: the `id` column first (cheap: a few bytes a row), then the
-        other columns only of the row groups holding an upserted id. A vector column is most of
-        a file's bytes and most of its decoding, so a row group without an upsert costs its ids
-        only; one with any upsert is decoded whole (Parquet reads no finer than a column chunk)."""
+        """File by file: the `id` column first (cheap: a few bytes a row), matched against the
+        upserted ids once per file (building that set once per row group cost seconds at 70,000
+        upserts in 16 files of 500 row groups), then the other columns only of the row groups
+        holding an upserted id. A vector column is most of a file's bytes and most of its
+        decoding, so a row group without an upsert costs its ids only; one with any upsert is
+        decoded whole (Parquet reads no finer than a column chunk). A refresh writes the rows
+        it embedded in row groups of their own (e5ray.worker.row_kinds), so these are few."""
         self.upserted = 0
         if not len(self.upsert_ids):
             return
@@ -98,9 +102,13 @@ class ChangeFeed:
         for path in self.files:
             with self.output.fs.open(self.output.path(path), "rb") as fh:
                 parquet = pq.ParquetFile(fh)
+                file_ids = parquet.read(columns=["id"]).column("id").combine_chunks()
+                file_mask = pc.is_in(file_ids, value_set=self.upsert_ids)
+                start = 0
                 for group in range(parquet.num_row_groups):
-                    ids = parquet.read_row_group(group, columns=["id"]).column("id")
-                    mask = pc.is_in(ids, value_set=self.upsert_ids)
+                    rows = parquet.metadata.row_group(group).num_rows
+                    mask, ids = file_mask.slice(start, rows), file_ids.slice(start, rows)
+                    start += rows
                     hits = pc.sum(mask).as_py() or 0
                     if not hits:
                         continue
