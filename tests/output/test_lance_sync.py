@@ -1,6 +1,7 @@
 """`e5ray export --to lance --incremental`: a LanceDB table kept in sync with the change feed equals a
 full export, row for row and vector for vector, on local disk and with the output on S3; a table it
-cannot bring forward is written whole, and says why; a vector index on the table survives a sync.
+cannot bring forward is written whole, and says why; a vector index on the table survives a sync;
+a sync that only deletes, only upserts or changes nothing touches those rows alone.
 
 The corpus goes through three refreshes (tests/change_utils.py). In process, tiny test model.
 """
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from change_utils import versions
-from corpus_utils import embed_job
+from corpus_utils import embed_job, make_texts, write_shard
 from job_utils import config
 
 from e5ray.cli.app import main as cli_main
@@ -123,3 +126,25 @@ def test_an_incremental_lance_export_from_s3_equals_a_full_one(s3_server, s3_buc
     assert_same_table(db, "stepwise", "whole")
     assert_same_table(db, "jump", "whole")
     shutil.rmtree(db)
+
+
+@pytest.mark.parametrize("change", ["deletes only", "upserts only", "nothing"])
+def test_a_sync_that_only_deletes_or_only_upserts_touches_those_rows_alone(tmp_path, bert_model_dir, change):
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    texts = make_texts(30, seed=8)
+    write_shard(inp / "a.parquet", list(range(30)), texts)
+    embed_job(config(inp, out, bert_model_dir))
+    export_lance(str(out), str(db), "synced", incremental=True)
+    if change == "deletes only":
+        write_shard(inp / "a.parquet", list(range(3, 30)), texts[3:])
+    elif change == "upserts only":
+        write_shard(inp / "a.parquet", list(range(31)), [*texts[:5], "an edited row", *texts[6:], "an added row"])
+    else:
+        pq.write_table(pa.table({"id": list(range(30)), "text": texts}), inp / "a.parquet")  # rewritten, same rows
+    embed_job(config(inp, out, bert_model_dir))
+    done = export_lance(str(out), str(db), "synced", incremental=True)
+    want = {"deletes only": (0, 3, 27), "upserts only": (2, 0, 31), "nothing": (0, 0, 30)}[change]
+    assert done["mode"] == "incremental" and (done["upserts"], done["deletes"], done["rows"]) == want
+    export_lance(str(out), str(db), "whole")
+    assert_same_table(db, "synced", "whole")
