@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
@@ -488,3 +489,29 @@ def test_a_refresh_whose_rows_are_all_carried_writes_the_file_a_full_run_writes(
     for got, want in zip(v2["shards"], v_full["shards"], strict=True):
         assert [len(g) for g in row_groups(out / got["files"][0]["path"])] == [8] * 5  # input order, chunk by chunk
         assert row_groups(out / got["files"][0]["path"]) == row_groups(full / want["files"][0]["path"])
+
+
+def test_kept_columns_stay_with_their_rows_when_carried_and_new_rows_are_separated(tmp_path, bert_model_dir, corpus):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+
+    def write(rows: dict[int, str], seed: int) -> None:
+        ids = list(rows)
+        random.Random(seed).shuffle(ids)
+        for f in range(2):
+            part = ids[f::2]
+            table = {"id": part, "text": [rows[i] for i in part], "label": [f"label-{i}" for i in part]}
+            pq.write_table(pa.table(table), inp / f"part-{f}.parquet")
+
+    write(corpus, seed=1)
+    run_job(config(inp, out, bert_model_dir, chunk_rows=8, keep_columns=["label"]))
+    day2 = {i: (t + " und noch ein Satz" if i % 5 == 0 else t) for i, t in corpus.items()}
+    write(day2, seed=2)
+    v2 = run_job(config(inp, out, bert_model_dir, chunk_rows=8, keep_columns=["label"]))
+    assert reuse_of(v2)["rows_embedded"] == 24
+    for shard in v2["shards"]:
+        table = pq.read_table(out / shard["files"][0]["path"])
+        assert table.column("label").to_pylist() == [f"label-{i}" for i in table.column("id").to_pylist()]
+        assert len(row_groups(out / shard["files"][0]["path"])) > 1
+    assert verify(out) == []
+    assert_same_vectors(read_output(str(out)), fresh(inp, tmp_path, bert_model_dir, keep_columns=["label"]))
