@@ -16,11 +16,14 @@ vectors as wide as e5-small's (384) for a fraction of its embedding time; what t
 depends on the width, not on the depth.
 3. the peak RSS of `e5ray changes --since 1 --out FILE` in its own process, beside the peak of
    the same process reading a feed with nothing in it (imports and the manifest only).
+`words`: texts of that many random words instead of the corpus's lognormal lengths, so that a
+1M-row output builds in minutes with the tiny model (`--docs 1000000 --words 6`).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -37,6 +40,7 @@ from e5ray.bench.monitor import machine_info
 from e5ray.bench.refresh import RefreshBenchConfig, _job, next_day, write_export
 from e5ray.job.run import run_job
 from e5ray.output.export_lance import export_lance
+from e5ray.testing.words import sample_words
 
 
 @dataclass
@@ -51,6 +55,15 @@ class ChangesBenchConfig:
     seed: int = 0
     workdir: str | None = None
     repeats: int = 5  # incremental/full export pairs, alternating, each from a fresh copy of day 1's table
+    words: int | None = None  # texts of this many random words instead of the corpus's lengths (cheap at 1M rows)
+
+
+def short_texts(n: int, words: int, seed: int) -> list[str]:
+    """`n` texts of `words` words drawn from `sample_words()`: a 1M-row output built in minutes
+    (what `changes` and the exports cost depends on rows and ids, not on the texts' lengths)."""
+    rng = random.Random(seed)
+    vocabulary = sample_words()
+    return [" ".join(rng.choices(vocabulary, k=words)) for _ in range(n)]
 
 
 def tree_bytes(path: Path) -> int:
@@ -137,7 +150,10 @@ def run_changes_benchmark(cfg: ChangesBenchConfig) -> dict[str, Any]:
     else:
         bench_model = prepare_model(BenchConfig(shape=cfg.shape, seed=cfg.seed), workdir)
     extra = int(cfg.docs * cfg.edit) + int(cfg.docs * cfg.add)
-    texts = make_corpus(cfg.docs + extra, bench_model.tokenizer_path, seed=cfg.seed)
+    if cfg.words:
+        texts = short_texts(cfg.docs + extra, cfg.words, cfg.seed)
+    else:
+        texts = make_corpus(cfg.docs + extra, bench_model.tokenizer_path, seed=cfg.seed)
     day1 = dict(enumerate(texts[: cfg.docs]))
     day2, counts = next_day(day1, texts[cfg.docs :], refresh_cfg)
     inp, out = workdir / "corpus", workdir / "output"

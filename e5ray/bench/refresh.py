@@ -77,7 +77,8 @@ def next_day(
     n = len(ids)
     chosen = rng.sample(ids, int(n * cfg.delete) + int(n * cfg.edit))
     deleted, edited = chosen[: int(n * cfg.delete)], chosen[int(n * cfg.delete) :]
-    day2 = {i: t for i, t in day1.items() if i not in set(deleted)}
+    gone = set(deleted)  # built once: per row, it made day 2 of 1M documents take minutes
+    day2 = {i: t for i, t in day1.items() if i not in gone}
     supply = iter(fresh_texts)
     for i in edited:
         words, donor = day1[i].split(" "), next(supply).split(" ")

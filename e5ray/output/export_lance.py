@@ -8,15 +8,20 @@ is e5ray's own), and records in its schema metadata the space (`e5ray.space`) an
 it holds (`e5ray.table_version`).
 
 `--incremental` applies the change feed since that recorded version (`e5ray.output.change_feed`):
-deletes (`DELETE ... WHERE id IN (...)`), then upserts with LanceDB's merge-insert on `id`
-(update every column of a matched row, insert an unmatched one), then records the new version.
-So a nightly sync writes what changed, not the table. It falls back to a full write, and says
-why, for a table that does not exist or records no version, a table of another space, or a
-version the feed cannot serve (gc removed it, or a version since replaced everything).
-A sync killed midway is finished by the next one: deletes and upserts are idempotent, and the
-version is recorded last. A vector index on the table survives: merge-insert and delete keep it, the new rows are
-searched unindexed (flat) until `table.optimize()` folds them in (LanceDB 0.40, tested). A full
-write replaces the table, and its indexes with it.
+one delete of every row that goes or changes (`id IN (...)`: the deleted ids and the upserts'),
+then the upserts appended, then the new version recorded. So a nightly sync writes what changed,
+not the table. Why not LanceDB's merge-insert on `id` (used before): in LanceDB 0.40 its cost
+grew with the vectors' width, as it reads the table's columns and not only `id`
+(lance-format/lance#3480): 1,400 upserts into 20,200 rows took 36 ms at width 384 and 127 ms at
+1,024, most of a sync; a delete reads the `id` column only (BENCHMARKS.md). The cost: between the two commits a reader
+of the table misses the changed rows. It falls back to a full write, and says why, for a table
+that does not exist or records no version, a table of another space, or a version the feed
+cannot serve (gc removed it, or a version since replaced everything).
+A sync killed midway is finished by the next one: it deletes the same ids again (the rows it
+appended among them) and appends again, and the version is recorded last. A vector index on the
+table survives: delete and append keep it, the new rows are searched unindexed (flat) until
+`table.optimize()` folds them in (LanceDB 0.40, tested). A full write replaces the table, and
+its indexes with it.
 
 Needs the optional extra `lance` (`pip install "e5ray[lance]"`).
 """
@@ -39,7 +44,6 @@ from e5ray.output.read import current_manifest, read_embeddings
 EXPORT_FORMATS = ("lance",)
 VERSION_KEY = "e5ray.table_version"  # the output version a table holds
 SPACE_KEY = "e5ray.space"
-DELETE_CHUNK = 1_000  # ids per DELETE predicate
 
 
 def export_lance(
@@ -98,17 +102,29 @@ def _apply_changes(
     # The manifest read once (ChangesUnavailableError: a full write); a version committed meanwhile is
     # served by the feed, and the table records the feed's version, never one it did not reach.
     feed = open_changes(output, recorded, storage_options, current=manifest)
-    ids = feed.delete_ids.to_pylist()
-    for start in range(0, len(ids), DELETE_CHUNK):
-        lance_table.delete(f"id IN ({', '.join(_sql_literal(i) for i in ids[start : start + DELETE_CHUNK])})")
-    if len(feed.upsert_ids):
-        merge = lance_table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+    deletes = feed.delete_ids.to_pylist()
+    # Every row that goes or changes goes first (the ids of the upserts the feed yields, never
+    # one it leaves out because the table holds that very row), then the upserts are appended.
+    upserted = feed.upserted_ids().to_pylist()
+    if deletes or upserted:
+        lance_table.delete(_id_filter(deletes + upserted))
+    if upserted:
         upserts = feed.upserts()
         plain = upserts.schema.remove_metadata()  # the table's metadata (space, version) stays the table's
-        merge.execute(pa.RecordBatchReader.from_batches(plain, (b.replace_schema_metadata(None) for b in upserts)))
+        lance_table.add(pa.RecordBatchReader.from_batches(plain, (b.replace_schema_metadata(None) for b in upserts)))
     lance_table.to_lance().update_schema_metadata({VERSION_KEY: str(feed.version)})
-    done.update(version=feed.version, upserts=feed.upserted, deletes=len(ids))
+    done.update(version=feed.version, upserts=feed.upserted, deletes=len(deletes))
     return {**done, "rows": lance_table.count_rows()}
+
+
+def _id_filter(ids: list[Any]) -> Any:
+    """`id IN (ids)` for LanceDB: an expression where lancedb has them (0.40 deleted 80,000 ids
+    from 1M rows in 0.27 s this way, 0.60 s from the SQL text), else the SQL text."""
+    try:
+        from lancedb.expr import col
+    except ImportError:  # lancedb before expressions
+        return f"id IN ({', '.join(_sql_literal(i) for i in ids)})"
+    return col("id").isin(ids)
 
 
 def _sql_literal(value: Any) -> str:

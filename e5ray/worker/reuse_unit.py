@@ -9,7 +9,9 @@ Two passes over the shard, so that memory stays bounded by the shard's distinct 
 3. read the shard again: rows whose hash was found take the stored vector; of the rest,
    the first row with each hash is tokenised again and embedded, and later rows with the
    same hash (in any chunk of this shard) take that vector ("duplicates folded"). Rows
-   are written in input order, with their hash, through the same commit as `embed_shard`.
+   are written with their hash, through the same commit as `embed_shard`, carried rows
+   (found in the index) and new rows in row groups of their own, each kind in input order
+   (`e5ray.worker.row_kinds`: the change feed then decodes the new rows' vectors only).
 
 Equal texts in *different* shards of one run are each embedded once per shard: folding
 across shards would need a shuffle by hash between the units (see docs/refresh.md).
@@ -40,6 +42,7 @@ from e5ray.output.sinks.base import ShardSink
 from e5ray.refresh.index import ReadStats, load_index, lookup
 from e5ray.store.filesystem import OutputDir
 from e5ray.worker.embed_unit import _prefetch, count_encoder_run
+from e5ray.worker.row_kinds import KindSeparatingWriter
 from e5ray.worker.task import ShardTask
 from e5ray.worker.unit_commit import ShardStats, hash_columns, hash_scheme_of
 from e5ray.worker.unit_rows import ChunkValidator, kept_columns, validated_chunks
@@ -179,10 +182,11 @@ def embed_shard_reusing_rows(
     rejects: list[dict[str, Any]] = []
     first = _first_pass(task, embedder, chunk_rows, storage_options, rejects, stats)
     writer = UnitWriter(task, embedder, output, sink)
+    rows = KindSeparatingWriter(writer, chunk_rows)  # no row group mixes carried and new rows
     with tempfile.TemporaryDirectory(prefix="e5ray-reuse-") as scratch:
         store = _store(len(first.distinct), embedder.dim, scratch)
         found, lookups = _look_up(task, embedder, output, first.distinct, store, storage_options)
-        # Pass 2: write every good row in order; embed each missing hash once.
+        # Pass 2: write every good row (carried and new rows in row groups of their own); embed each missing hash once.
         second = _SecondPass(first, found)
         chunks = _prefetch(second.chunks(task, embedder, chunk_rows, storage_options))
         validator: ChunkValidator | None = None
@@ -194,9 +198,10 @@ def embed_shard_reusing_rows(
                     embedded_slots += len(todo_slots)
                 hashes = [first.distinct[int(s)] for s in chunk_slots]
                 extra = {**(hash_columns(sink, hashes=hashes) or {}), **(kept_columns(chunk, good) or {})}
-                writer.write(validator, chunk, good, [chunk.ids[p] for p in good], store[chunk_slots], extra or None)
+                rows.write(validator, chunk, good, store[chunk_slots], extra or None, found[chunk_slots])
                 stats.embedded += len(good)
                 stats.rows += len(good)
+            rows.flush(validator)
             files = writer.close(validator)
             if not second.saw_what_pass_one_saw():
                 raise CorpusError(f"{task.source.uri} changed while it was being embedded; run again")

@@ -88,11 +88,22 @@ class UnitWriter:
     ) -> None:
         """Write a chunk's output rows (`ids`, `vectors`, `extra` columns) and collect the ids
         of its embedded documents (`good`: their positions in `chunk`)."""
+        self.write_rows(validator, ids, vectors, extra)
+        self.collect(chunk, good)
+
+    def write_rows(
+        self, validator: ChunkValidator, ids: list[Any], vectors: np.ndarray, extra: dict[str, Any] | None
+    ) -> None:
+        """Append output rows through the sink (one Parquet row group per call), opening it first."""
         if not self._opened:
             self.sink.open(self.tmp_dir, self.task.stem, validator.id_type(), self.dim, self.metadata)
             self._opened = True
             self.streaming = follow_sink(self.sink.local_path, self.output, SHARDS_DIR)
         self.sink.write(ids, vectors, extra)
+
+    def collect(self, chunk: Chunk, good: list[int]) -> None:
+        """Collect the ids of a chunk's embedded documents (`good`: their positions in `chunk`)
+        with their input rows, for the cross-shard check; where the file puts them does not matter."""
         self.collected.add([chunk.ids[p] for p in good], [chunk.start + p for p in good])  # documents, not windows
 
     def close(self, validator: ChunkValidator | None) -> list[SinkFile]:

@@ -85,6 +85,26 @@ def test_changes_since_1_are_collapsed_across_versions(refreshed):
     assert "content_hash" not in feed.upserts().schema.names
 
 
+@pytest.mark.parametrize("since", [2, 3])
+def test_the_feed_decodes_the_vectors_of_upserted_rows_only(refreshed, since, monkeypatch):
+    # A refresh writes the rows it embedded and those it carried in row groups of their own
+    # (e5ray.worker.row_kinds), so the feed's id-first read skips the carried rows' vectors.
+    out, _, _ = refreshed
+    decoded: list[int] = []
+    read_row_group = pq.ParquetFile.read_row_group
+
+    def counting(self, i, columns=None, **kw):
+        table = read_row_group(self, i, columns=columns, **kw)
+        if columns != ["id"]:
+            decoded.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
+    feed = open_changes(str(out), since)
+    assert sum(b.num_rows for b in feed.upserts()) == feed.upserted > 0
+    assert sum(decoded) == feed.upserted  # no carried row's vector was decoded
+
+
 def test_the_cli_writes_the_feed_as_parquet_and_jsonl(refreshed, tmp_path, capsys):
     out, rows, _ = refreshed
     assert cli_main(["changes", str(out), "--since", "1", "--out", str(tmp_path / "c.parquet")]) == 0

@@ -1,6 +1,7 @@
 """`e5ray export --to lance --incremental`: a LanceDB table kept in sync with the change feed equals a
 full export, row for row and vector for vector, on local disk and with the output on S3; a table it
-cannot bring forward is written whole, and says why; a vector index on the table survives a sync.
+cannot bring forward is written whole, and says why; a vector index on the table survives a sync;
+a sync that only deletes, only upserts or changes nothing touches those rows alone.
 
 The corpus goes through three refreshes (tests/change_utils.py). In process, tiny test model.
 """
@@ -8,18 +9,22 @@ The corpus goes through three refreshes (tests/change_utils.py). In process, tin
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from change_utils import versions
-from corpus_utils import embed_job
+from corpus_utils import embed_job, make_texts, write_shard
 from job_utils import config
 
 from e5ray.cli.app import main as cli_main
+from e5ray.output.change_feed import open_changes
 from e5ray.output.export_lance import export_lance
 from e5ray.output.gc import collect_garbage
 from e5ray.store.filesystem import OutputDir
@@ -123,3 +128,50 @@ def test_an_incremental_lance_export_from_s3_equals_a_full_one(s3_server, s3_buc
     assert_same_table(db, "stepwise", "whole")
     assert_same_table(db, "jump", "whole")
     shutil.rmtree(db)
+
+
+@pytest.mark.parametrize("change", ["deletes only", "upserts only", "nothing"])
+def test_a_sync_that_only_deletes_or_only_upserts_touches_those_rows_alone(tmp_path, bert_model_dir, change):
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    texts = make_texts(30, seed=8)
+    write_shard(inp / "a.parquet", list(range(30)), texts)
+    embed_job(config(inp, out, bert_model_dir))
+    export_lance(str(out), str(db), "synced", incremental=True)
+    if change == "deletes only":
+        write_shard(inp / "a.parquet", list(range(3, 30)), texts[3:])
+    elif change == "upserts only":
+        write_shard(inp / "a.parquet", list(range(31)), [*texts[:5], "an edited row", *texts[6:], "an added row"])
+    else:
+        pq.write_table(pa.table({"id": list(range(30)), "text": texts}), inp / "a.parquet")  # rewritten, same rows
+    embed_job(config(inp, out, bert_model_dir))
+    done = export_lance(str(out), str(db), "synced", incremental=True)
+    want = {"deletes only": (0, 3, 27), "upserts only": (2, 0, 31), "nothing": (0, 0, 30)}[change]
+    assert done["mode"] == "incremental" and (done["upserts"], done["deletes"], done["rows"]) == want
+    export_lance(str(out), str(db), "whole")
+    assert_same_table(db, "synced", "whole")
+
+
+def test_a_sync_keeps_the_rows_of_a_file_removed_and_restored_since_the_tables_version(tmp_path, bert_model_dir):
+    # b.parquet gone in version 2 and back, byte for byte, in version 3: its output file is
+    # version 1's again (content-addressed), so the feed since 1 upserts its ids from no new
+    # file (the table holds those very rows) and the sync must not delete them.
+    inp, out, db = tmp_path / "in", tmp_path / "out", tmp_path / "db"
+    inp.mkdir()
+    texts = make_texts(20, seed=9)
+    write_shard(inp / "a.parquet", list(range(10)), texts[:10])
+    write_shard(inp / "b.parquet", list(range(10, 20)), texts[10:])
+    embed_job(config(inp, out, bert_model_dir))
+    export_lance(str(out), str(db), "synced", incremental=True)
+    kept, stat = (inp / "b.parquet").read_bytes(), (inp / "b.parquet").stat()
+    (inp / "b.parquet").unlink()
+    embed_job(config(inp, out, bert_model_dir))
+    (inp / "b.parquet").write_bytes(kept)
+    os.utime(inp / "b.parquet", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the very file: same fingerprint
+    embed_job(config(inp, out, bert_model_dir))
+    feed = open_changes(str(out), 1)
+    assert len(feed.upsert_ids) == 10 and len(feed.upserted_ids()) == 0  # left out: the table holds them
+    done = export_lance(str(out), str(db), "synced", incremental=True)
+    assert (done["mode"], done["upserts"], done["deletes"], done["rows"]) == ("incremental", 0, 0, 20)
+    export_lance(str(out), str(db), "whole")
+    assert_same_table(db, "synced", "whole")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from corpus_utils import embed_job, make_texts, read_output, write_shard
@@ -440,3 +441,77 @@ def test_chunk_mode_refreshes_by_shard_and_says_why(tmp_path, bert_model_dir, co
     v2 = run_job(config(inp, out, bert_model_dir, long_text="chunk", max_length=16))
     assert reuse_of(v2)["effective"] == "shard" and "--long-text truncate" in reuse_of(v2)["reason"]
     assert all(s["hash_scheme"] is None for s in v2["shards"]) and verify(out) == []
+
+
+def row_groups(path: Path) -> list[list[Any]]:
+    """The ids of each row group of an output file, in file order."""
+    parquet = pq.ParquetFile(path)
+    return [parquet.read_row_group(g, columns=["id"]).column("id").to_pylist() for g in range(parquet.num_row_groups)]
+
+
+def test_no_row_group_of_a_refresh_mixes_carried_rows_with_new_ones(tmp_path, bert_model_dir, corpus, to_model):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    export(inp, corpus, files=3, seed=1)
+    run_job(config(inp, out, bert_model_dir, chunk_rows=8))
+    new_ids = set(range(0, 120, 4)) | {1000, 1001, 1002}  # 30 edited, 3 added: more than a chunk per file
+    day2 = {i: (t + " und noch ein Satz" if i in new_ids else t) for i, t in corpus.items()}
+    day2 |= {i: f"an added row number {i}" for i in (1000, 1001, 1002)}
+    export(inp, day2, files=3, seed=4)
+    to_model.clear()
+    v2 = run_job(config(inp, out, bert_model_dir, chunk_rows=8))
+    assert sum(to_model) == len(new_ids) and reuse_of(v2)["rows_embedded"] == len(new_ids)
+
+    seen: list[Any] = []
+    for shard in v2["shards"]:
+        groups = row_groups(out / shard["files"][0]["path"])
+        kinds = [{i in new_ids for i in group} for group in groups]
+        assert max(len(g) for g, k in zip(groups, kinds, strict=True) if k == {True}) >= 8  # flushed at 8 rows
+        assert all(len(k) == 1 for k in kinds), groups  # each row group: carried rows only, or new rows only
+        assert {True} in kinds and {False} in kinds  # every file here holds both kinds
+        source = pq.read_table(inp / shard["source"]["relpath"]).column("id").to_pylist()
+        for kind in (True, False):  # each kind keeps input order
+            in_file = [i for group in groups for i in group if (i in new_ids) == kind]
+            assert in_file == [i for i in source if (i in new_ids) == kind]
+        seen += [i for group in groups for i in group]
+    assert sorted(seen) == sorted(day2)  # every row exactly once
+    assert verify(out) == []
+    assert_same_vectors(read_output(str(out)), fresh(inp, tmp_path, bert_model_dir))
+
+
+def test_a_refresh_whose_rows_are_all_carried_writes_the_file_a_full_run_writes(tmp_path, bert_model_dir, corpus):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    export(inp, corpus, files=3, seed=1)
+    run_job(config(inp, out, bert_model_dir, chunk_rows=8))
+    export(inp, corpus, files=3, seed=2)  # every row moved: each unit is all carried
+    v2 = run_job(config(inp, out, bert_model_dir, chunk_rows=8))
+    full = tmp_path / "full"
+    v_full = run_job(config(inp, full, bert_model_dir, chunk_rows=8))
+    for got, want in zip(v2["shards"], v_full["shards"], strict=True):
+        assert [len(g) for g in row_groups(out / got["files"][0]["path"])] == [8] * 5  # input order, chunk by chunk
+        assert row_groups(out / got["files"][0]["path"]) == row_groups(full / want["files"][0]["path"])
+
+
+def test_kept_columns_stay_with_their_rows_when_carried_and_new_rows_are_separated(tmp_path, bert_model_dir, corpus):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+
+    def write(rows: dict[int, str], seed: int) -> None:
+        ids = list(rows)
+        random.Random(seed).shuffle(ids)
+        for f in range(2):
+            part = ids[f::2]
+            table = {"id": part, "text": [rows[i] for i in part], "label": [f"label-{i}" for i in part]}
+            pq.write_table(pa.table(table), inp / f"part-{f}.parquet")
+
+    write(corpus, seed=1)
+    run_job(config(inp, out, bert_model_dir, chunk_rows=8, keep_columns=["label"]))
+    day2 = {i: (t + " und noch ein Satz" if i % 5 == 0 else t) for i, t in corpus.items()}
+    write(day2, seed=2)
+    v2 = run_job(config(inp, out, bert_model_dir, chunk_rows=8, keep_columns=["label"]))
+    assert reuse_of(v2)["rows_embedded"] == 24
+    for shard in v2["shards"]:
+        table = pq.read_table(out / shard["files"][0]["path"])
+        assert table.column("label").to_pylist() == [f"label-{i}" for i in table.column("id").to_pylist()]
+        assert len(row_groups(out / shard["files"][0]["path"])) > 1
+    assert verify(out) == []
+    assert_same_vectors(read_output(str(out)), fresh(inp, tmp_path, bert_model_dir, keep_columns=["label"]))

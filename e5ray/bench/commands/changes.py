@@ -29,6 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shards", type=int, default=defaults.shards)
     parser.add_argument("--edit", type=float, default=defaults.edit, help="share of texts edited on day 2")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="incremental/full export pairs")
+    parser.add_argument("--words", type=int, default=None, help="texts of this many random words (cheap 1M rows)")
     parser.add_argument("--workdir", default=None, help="keeps the model between runs (default: a temp dir)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     parser.add_argument("--verbose", action="store_true")
@@ -46,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         edit=args.edit,
         seed=args.seed,
         workdir=args.workdir,
+        repeats=args.repeats,
+        words=args.words,
     )
     result = run_changes_benchmark(cfg)
     print(format_changes_report(result))

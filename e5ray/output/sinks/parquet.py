@@ -3,7 +3,9 @@
 One file per shard, columns `id` (the input's type kept) and `embedding`
 (`fixed_size_list<float32>[dim]`, not Ray's tensor extension type, so any Parquet
 reader understands it). ids are zstd-compressed; embeddings are stored uncompressed,
-since float noise does not compress and the codec would only cost CPU.
+since float noise does not compress and the codec would only cost CPU. Each `write` is one
+row group (chunks are far below Arrow's default maximum): `e5ray.worker.row_kinds` relies
+on it to keep a refresh's carried and new rows in row groups of their own.
 """
 
 from __future__ import annotations
