@@ -10,7 +10,7 @@ version stays; the next run, store thawed, commits every id exactly once.
 
 Short timeouts keep it lean (1 s connect, 2 s read, 2 attempts: one call's bound 7 s).
 `test_with_default_timeouts_a_store_frozen_mid_run_ends_the_run_within_180_s` runs the
-defaults (one call's bound 123 s) once.
+defaults (one call's bound 123 s) once, in a process of its own that runs beside the other cases.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from e5ray.cli.app import main as cli_main
 from e5ray.store.timeouts import StoragePolicy
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 BUCKET = "freeze"
 FAST = StoragePolicy(connect_timeout=1.0, read_timeout=2.0, attempts=2)
 SHARDS_V1, SHARDS_V2, ROWS = 2, 5, 12
@@ -242,18 +245,102 @@ def test_a_store_frozen_mid_units_ends_a_ray_run_within_twice_one_calls_bound(
     assert "embedding s3://" in line and elapsed <= 2 * bound, (elapsed, line)
 
 
+# The defaults case waits ~2 minutes on timeouts with nothing to compute, so it runs in a process
+# of its own, started with this module's first test, beside the other cases (which take as long):
+# the suite pays its wait once, not on top of them. The child freezes its own store as the matrix
+# does (`e5ray.job.embed._record`: mid-units) and prints the exit code and seconds since the freeze.
+DEFAULTS_CHILD = """
+import json, os, signal, sys, time
+import e5ray.job.embed as embed
+from e5ray.cli.app import main
+
+pid, v1_argv, argv = int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+assert main(v1_argv) == 0
+open(sys.argv[4], "w").write("v1 done")  # the parent writes the whole corpus now
+while open(sys.argv[4]).read() != "corpus written":
+    time.sleep(0.05)
+record, at = embed._record, []
+
+def freezing(*args, **kwargs):
+    if not at:
+        os.kill(pid, signal.SIGSTOP)
+        at.append(time.monotonic())
+    return record(*args, **kwargs)
+
+embed._record = freezing
+code = main(argv)
+os.kill(pid, signal.SIGCONT)
+print(json.dumps({"code": code, "elapsed": time.monotonic() - at[0] if at else None}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def defaults_case(
+    tmp_path_factory: pytest.TempPathFactory, bert_model_dir: Path
+) -> Iterator[tuple[SeaweedS3, str, subprocess.Popen[str], set[int]]]:
+    """The defaults case's own store and child process, running while the module's other tests do."""
+    folder = tmp_path_factory.mktemp("seaweedfs-defaults")
+    with freezable_server(folder, BUCKET) as server:
+        base = f"{BUCKET}/defaults-mid-units"
+        write_corpus(server, base, SHARDS_V1)
+        argv = embed_argv(base, str(bert_model_dir), "local", None)
+        handshake = folder / "handshake"
+        handshake.write_text("")
+        env = {**os.environ, **server.env(), "AWS_EC2_METADATA_DISABLED": "true", "PYTHONPATH": str(REPO)}
+        env |= {"AWS_SHARED_CREDENTIALS_FILE": str(folder / "none"), "AWS_CONFIG_FILE": str(folder / "none")}
+        env |= {"E5RAY_CACHE": str(folder / "model-cache")}
+        env.pop("AWS_PROFILE", None)
+        assert server.proc is not None
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                DEFAULTS_CHILD,
+                str(server.proc.pid),
+                json.dumps(argv),
+                json.dumps(argv),
+                str(handshake),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while handshake.read_text() != "v1 done":
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()[1][-3000:]
+            time.sleep(0.05)
+        everything = write_corpus(server, base, SHARDS_V2)
+        handshake.write_text("corpus written")
+        try:
+            yield server, base, child, everything
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+
+
 @pytest.mark.timeout(400)
 def test_with_default_timeouts_a_store_frozen_mid_run_ends_the_run_within_180_s(
-    server: SeaweedS3, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bert_model_dir: Path
+    defaults_case: tuple[SeaweedS3, str, subprocess.Popen[str], set[int]], bert_model_dir: Path
 ) -> None:
-    elapsed, line = frozen_run(
-        server,
-        env,
-        capsys,
-        f"{BUCKET}/defaults-mid-units",
-        "e5ray.job.embed._record",  # mid-units, as in the matrix
-        model=str(bert_model_dir),
-        policy=None,
-    )
-    print(f"defaults, mid-units: exit 5 {elapsed:.1f} s after the freeze: {line}")
-    assert elapsed <= 180, (elapsed, line)
+    server, base, child, everything = defaults_case
+    out, err = child.communicate(timeout=360)
+    result = json.loads(out.strip().splitlines()[-1])
+    lines = [line for line in err.splitlines() if line.startswith("e5ray: error:")]
+    print(f"defaults, mid-units: exit {result['code']} {result['elapsed']:.1f} s after the freeze: {lines}")
+    assert result["code"] == 5 and len(lines) == 1, (result, err[-3000:])
+    assert server.endpoint_url in lines[0] and "embedding s3://" in lines[0], lines
+    assert result["elapsed"] <= 180, result
+    assert manifest_version(server, base) == 1  # the previous version is intact
+    # the next run resumes to every id once (short timeouts: the store answers again)
+    env = {**server.env(), "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        assert cli_main(embed_argv(base, str(bert_model_dir), "local", FAST)) == 0
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert set(read_output(f"s3://{base}/emb", server.filesystem())) == everything
