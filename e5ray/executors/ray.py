@@ -39,7 +39,6 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -55,7 +54,14 @@ from e5ray.executors.capacity import read_declared_cluster
 from e5ray.executors.pool import PoolShape, group_tasks, pool_shape
 from e5ray.executors.ray_exit import abandon
 from e5ray.executors.ray_start import _local_ray, auth_setting, ensure_ray
-from e5ray.executors.watchdog import ClusterWatch, Watchdog, can_host, lost_timeout_s, no_node_timeout_s
+from e5ray.executors.watchdog import (
+    ClusterWatch,
+    Watchdog,
+    call_within,
+    can_host,
+    lost_timeout_s,
+    no_node_timeout_s,
+)
 from e5ray.output.manifest import ShardEntry
 from e5ray.worker.task import ShardTask
 from e5ray.worker.worker import EmbeddingWorker, ShardResult, WorkerSpec, result_from_dict
@@ -217,22 +223,13 @@ def _alive_nodes() -> list[dict[str, Any]]:
     """`ray.nodes()` that are alive, asked in a daemon thread: a GCS that does not answer within
     $E5RAY_RAY_LOST_TIMEOUT ends the run (a frozen one would block the call for good)."""
     timeout = lost_timeout_s()
-    answer: list[Any] = []
-
-    def ask() -> None:
-        try:
-            answer.append(ray.nodes())
-        except Exception as exc:  # raised in the caller's thread below, as Ray said it
-            answer.append(exc)
-
-    asking = threading.Thread(target=ask, name="e5ray-ray-nodes", daemon=True)
-    asking.start()
-    asking.join(timeout or None)
-    if not answer:
+    done, answer = call_within(ray.nodes, timeout, "e5ray-ray-nodes")
+    if not done:
         _lost(_address(), f"its head (GCS) did not answer a call for {timeout:g} s")
-    if isinstance(answer[0], Exception):
-        raise answer[0]
-    return [n for n in answer[0] if n.get("Alive")]
+    if isinstance(answer, Exception):
+        raise answer
+    assert answer is not None
+    return [n for n in answer if n.get("Alive")]
 
 
 def _watch(shape: PoolShape) -> Watchdog | None:

@@ -24,10 +24,8 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
-import time
 
 import ray
 
@@ -36,7 +34,7 @@ from e5ray.errors import UsageError
 from e5ray.executors.base import at_command_end
 from e5ray.executors.ray_auth import auth_setting, settle_auth_mode
 from e5ray.executors.ray_exit import abandon, end_local_ray
-from e5ray.executors.watchdog import lost_timeout_s
+from e5ray.executors.watchdog import call_within, lost_timeout_s
 
 RAY_JOIN_TIMEOUT_S = 60.0  # joining a cluster: how long before giving up with one line ($E5RAY_RAY_CONNECT_TIMEOUT)
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -62,14 +60,11 @@ def _reachable(host: str, port: int, timeout: float) -> bool:
 def _give_up(address: str, timeout: float) -> None:
     # ray.init retries inside native code and cannot be interrupted; a run that cannot
     # join must not hang, so it ends here with the one line a user needs.
-    print(
+    abandon(
         f"e5ray: error: no answer from the Ray cluster at {address} (RAY_ADDRESS) within {timeout:.0f} s "
         f"({auth_setting()}); check the address and the token, or unset RAY_ADDRESS to run on a local Ray",
-        file=sys.stderr,
-        flush=True,
+        2,
     )
-    time.sleep(0.5)  # let a stderr filter forward the line before the process goes
-    os._exit(2)
 
 
 def join_cluster(address: str, timeout: float | None = None) -> None:
@@ -112,10 +107,8 @@ def leave_cluster(exit_code: int) -> None:
     if not _joined or not ray.is_initialized():
         return
     timeout = lost_timeout_s()
-    leaving = threading.Thread(target=ray.shutdown, name="e5ray-ray-leave", daemon=True)
-    leaving.start()
-    leaving.join(timeout or None)
-    if leaving.is_alive():
+    left, _ = call_within(ray.shutdown, timeout, "e5ray-ray-leave")
+    if not left:
         abandon(
             f"e5ray: warning: the Ray cluster at {_joined[-1]} (RAY_ADDRESS) did not answer the disconnect "
             f"within {timeout:g} s; left without it (the run's result above stands)",

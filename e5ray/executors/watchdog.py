@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from e5ray.errors import ConfigError
 
@@ -47,6 +47,7 @@ NO_NODE_TIMEOUT_S = 300.0  # (b): time for an autoscaler the driver cannot see t
 PROBE_PERIOD_S = 3.0  # Ray's health_check_period_ms
 ENV = "E5RAY_RAY_LOST_TIMEOUT"
 ENV_NO_NODE = "E5RAY_RAY_NO_NODE_TIMEOUT"
+T = TypeVar("T")
 
 
 def _seconds(name: str, default: float, environ: dict[str, str] | None, off: str) -> float:
@@ -70,6 +71,24 @@ def lost_timeout_s(environ: dict[str, str] | None = None) -> float:
 def no_node_timeout_s(environ: dict[str, str] | None = None) -> float:
     """$E5RAY_RAY_NO_NODE_TIMEOUT in seconds (default NO_NODE_TIMEOUT_S): (b)'s bound; 0 turns (b) off."""
     return _seconds(ENV_NO_NODE, NO_NODE_TIMEOUT_S, environ, "never end a run for want of a node")
+
+
+def call_within(fn: Callable[[], T], timeout_s: float, name: str) -> tuple[bool, T | Exception | None]:
+    """`fn()` in a daemon thread, waited on for `timeout_s` (0: for good): (True, its result or the
+    exception it raised) when it returned in time, else (False, None), the thread left behind (a
+    Ray call to a frozen GCS never returns, and cannot be interrupted)."""
+    answer: list[T | Exception] = []
+
+    def run() -> None:
+        try:
+            answer.append(fn())
+        except Exception as exc:  # handed to the caller, as fn raised it
+            answer.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_s or None)
+    return (True, answer[0]) if answer else (False, None)
 
 
 def can_host(nodes: list[dict[str, Any]], num_cpus: float, num_gpus: float) -> bool:

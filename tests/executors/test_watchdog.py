@@ -13,6 +13,7 @@ from e5ray.executors.watchdog import (
     NO_NODE_TIMEOUT_S,
     ClusterWatch,
     Watchdog,
+    call_within,
     can_host,
     lost_timeout_s,
     no_node_timeout_s,
@@ -169,3 +170,12 @@ def test_the_bound_comes_from_the_environment_and_a_bad_value_is_named():
     for bad in ("soon", "-1", "nan", "inf"):
         with pytest.raises(ConfigError, match=f"E5RAY_RAY_LOST_TIMEOUT must be .* got '{bad}'"):
             lost_timeout_s({"E5RAY_RAY_LOST_TIMEOUT": bad})
+
+
+def test_call_within_returns_the_answer_or_the_error_and_gives_up_on_a_call_that_blocks():
+    assert call_within(lambda: 42, 1.0, "t") == (True, 42)
+    done, error = call_within(lambda: 1 / 0, 1.0, "t")
+    assert done and isinstance(error, ZeroDivisionError)
+    started = time.monotonic()
+    assert call_within(lambda: threading.Event().wait(), 0.2, "t") == (False, None)
+    assert time.monotonic() - started < 2
